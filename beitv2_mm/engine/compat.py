@@ -1,0 +1,157 @@
+"""Fixes for the pinned OpenMMLab stack, in one visible place.
+
+Every fix here is applied once, when :mod:`beitv2_mm` is imported (configs reach it through
+``custom_imports``). Each one names the breakage, the upstream code it touches and how it is
+fixed, and has a test in ``tests/engine/test_compat.py`` that fails without it.
+
+1. ``torch.load`` defaults to ``weights_only=True`` since torch 2.6. mmengine 0.10.7 cannot
+   resume from its own checkpoints (they hold ``HistoryBuffer`` objects, numpy scalars and
+   the config), nor load the official BEiT releases (they hold an ``argparse.Namespace``).
+   Fix: mmengine's checkpoint module gets a ``torch`` whose ``load`` defaults to
+   ``weights_only=False``, the behaviour mmengine was written for. Only files the user names
+   in a config or on the command line go through it. The rest of torch is untouched.
+2. SciPy 1.14 removed ``scipy.interpolate.interp2d``. mmpretrain
+   (``resize_relative_position_bias_table``) and mmseg (``BEiT._geometric_sequence_interpolation``)
+   call it to resize relative position bias tables (14x14 at 224 px -> 32x32 at 512 px), so
+   fine-tuning at another resolution crashes. Fix: :class:`GridCubicInterp2d`, a drop-in for
+   the one call pattern both use (cubic, rectilinear grid, called on a grid), built on
+   ``RectBivariateSpline`` with zero smoothing: the same interpolating bicubic spline FITPACK
+   computed for ``interp2d`` on grid data.
+3. ``torch.cuda.amp.autocast`` is deprecated in torch 2.4+ and warns on every call in
+   mmpretrain's VQKD/BEiT code paths; silenced here (the replacement behaves the same).
+R. (reliability) mmengine writes checkpoints and the ``last_checkpoint`` pointer in place and
+   deletes old checkpoints before writing the new one, so a kill during a save leaves a truncated
+   or missing latest checkpoint; and ``--resume`` forgets RNG states, restarts a half-done epoch
+   from its first batch and lets validation shift the training RNG. Fix: atomic writes (temp file
+   + fsync + ``os.replace``), RNG states of every rank saved in each checkpoint, stock loops that
+   resume exactly. Code and tests: :mod:`beitv2_mm.engine.checkpoint`,
+   :mod:`beitv2_mm.engine.resume`, ``tests/engine/test_atomic_checkpoint.py``,
+   ``tests/engine/test_resume.py``.
+"""
+from __future__ import annotations
+
+import types
+import warnings
+
+import numpy as np
+
+_APPLIED: dict[str, bool] = {}
+
+
+# --------------------------------------------------------------------------- 1. torch.load
+def trusted_torch_load(*args, **kwargs):
+    """``torch.load`` with the pre-2.6 default ``weights_only=False``.
+
+    Used for checkpoints the user chose (resume files, pretrain checkpoints, official
+    releases), which hold pickled Python objects besides tensors.
+    """
+    import torch
+
+    kwargs.setdefault('weights_only', False)
+    return torch.load(*args, **kwargs)
+
+
+class _TorchWithTrustedLoad(types.ModuleType):
+    """A stand-in for the ``torch`` module inside one upstream module: only ``load`` differs."""
+
+    def __init__(self):
+        import torch
+
+        super().__init__('torch')
+        self._torch = torch
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)
+
+    @staticmethod
+    def load(*args, **kwargs):
+        return trusted_torch_load(*args, **kwargs)
+
+
+def _fix_mmengine_torch_load() -> None:
+    import mmengine.runner.checkpoint as ckpt_module
+
+    if not isinstance(ckpt_module.torch, _TorchWithTrustedLoad):
+        ckpt_module.torch = _TorchWithTrustedLoad()
+
+
+# --------------------------------------------------------------------------- 2. interp2d
+class GridCubicInterp2d:
+    """Drop-in for ``scipy.interpolate.interp2d(x, y, z, kind='cubic')`` on grid data.
+
+    ``interp2d`` takes ``z`` of shape ``(len(y), len(x))`` and, called as ``f(xn, yn)``,
+    returns shape ``(len(yn), len(xn))``. It fitted an interpolating (s=0) bicubic spline with
+    FITPACK's ``regrid``; ``RectBivariateSpline`` fits the same spline, with rows first.
+
+    Args:
+        x (sequence): Strictly increasing column coordinates.
+        y (sequence): Strictly increasing row coordinates.
+        z (array): Values, shape ``(len(y), len(x))``.
+        kind (str): Only ``'cubic'`` (what mmpretrain and mmseg use) and ``'linear'``.
+    """
+
+    _DEGREE = {'linear': 1, 'cubic': 3}
+
+    def __init__(self, x, y, z, kind: str = 'linear', **kwargs):
+        from scipy.interpolate import RectBivariateSpline
+
+        if kind not in self._DEGREE:
+            raise NotImplementedError(
+                f'beitv2_mm.engine.compat.GridCubicInterp2d supports kind in '
+                f'{sorted(self._DEGREE)}, got {kind!r}')
+        x, y, z = np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
+        if z.shape != (y.size, x.size):
+            raise ValueError(f'z must have shape (len(y), len(x)) = {(y.size, x.size)}, '
+                             f'got {z.shape}')
+        k = self._DEGREE[kind]
+        self._spline = RectBivariateSpline(y, x, z, kx=k, ky=k, s=0)
+
+    def __call__(self, xn, yn):
+        xn = np.atleast_1d(np.asarray(xn, float))
+        yn = np.atleast_1d(np.asarray(yn, float))
+        return self._spline(np.sort(yn), np.sort(xn), grid=True)
+
+
+def _fix_scipy_interp2d() -> None:
+    import scipy.interpolate as interpolate
+
+    try:  # SciPy < 1.14 still has a working interp2d: leave it alone.
+        interpolate.interp2d([0, 1, 2, 3], [0, 1, 2, 3], np.zeros((4, 4)), kind='cubic')
+        return
+    except (NotImplementedError, AttributeError, TypeError):
+        pass
+    interpolate.interp2d = GridCubicInterp2d
+
+
+# --------------------------------------------------------------------------- 3. warnings
+def _quiet_autocast_deprecation() -> None:
+    warnings.filterwarnings(
+        'ignore', message=r'.*torch\.cuda\.amp\.autocast.*is deprecated', category=FutureWarning)
+
+
+# --------------------------------------------------------------------------- R. reliability
+# (owned by engineer "reliability": the code lives in engine/checkpoint.py and engine/resume.py)
+def _fix_reliable_checkpoints_and_resume() -> None:
+    """Atomic checkpoint writes + exact resume (RNG states, mid-epoch position)."""
+    from .checkpoint import install_atomic_checkpointing
+    from .resume import install_exact_resume
+
+    install_atomic_checkpointing()
+    install_exact_resume()
+
+
+FIXES = {
+    'mmengine_torch_load_weights_only': _fix_mmengine_torch_load,
+    'scipy_interp2d_removed': _fix_scipy_interp2d,
+    'autocast_deprecation_warning': _quiet_autocast_deprecation,
+    'reliable_checkpoints_and_resume': _fix_reliable_checkpoints_and_resume,
+}
+
+
+def apply_all() -> dict[str, bool]:
+    """Apply every fix once; returns which are active."""
+    for name, fix in FIXES.items():
+        if not _APPLIED.get(name):
+            fix()
+            _APPLIED[name] = True
+    return dict(_APPLIED)

@@ -1,0 +1,31 @@
+"""Shared fixtures: the repository root, a tiny synthetic data set built once per session."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+# Tests run on CPU with few threads: keep BLAS from oversubscribing the 2 CI cores.
+os.environ.setdefault('OMP_NUM_THREADS', '2')
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope='session')
+def tiny_data(tmp_path_factory) -> dict:
+    """The ``tiny`` synthetic set (64 px, 40 train / 20 val scenes), built once per session.
+
+    Returns:
+        dict: ``dict(imagenet=Path, ade20k=Path, coco=Path)`` from
+        :func:`beitv2_mm.datasets.synthetic.make_synthetic_dataset`; ``ade20k`` is the
+        ``ADEChallengeData2016`` folder (use it as ``data_root``).
+    """
+    from beitv2_mm.datasets.synthetic import make_synthetic_dataset
+    return make_synthetic_dataset(tmp_path_factory.mktemp('synthetic'), size='tiny', seed=0)

@@ -1,0 +1,151 @@
+"""Each stack fix in beitv2_mm.engine.compat, tested against the upstream code path it repairs."""
+import numpy as np
+import pytest
+import torch
+
+import beitv2_mm  # noqa: F401  (applies the fixes)
+from beitv2_mm.engine import compat
+
+
+def test_all_fixes_applied():
+    assert all(compat.apply_all().values())
+    assert set(compat.apply_all()) == set(compat.FIXES)
+
+
+# ----------------------------------------------------------------- torch.load weights_only
+def _mmengine_style_checkpoint(path):
+    """What mmengine's Runner.save_checkpoint writes: tensors plus pickled Python objects."""
+    from mmengine.logging import HistoryBuffer, MessageHub
+
+    hub = MessageHub.get_instance('compat-test')
+    hub.update_scalar('train/loss', 1.5)
+    torch.save({'meta': {'epoch': 1, 'iter': 3, 'seed': np.int64(7)},
+                'state_dict': {'w': torch.ones(2)},
+                'message_hub': hub.state_dict()}, path)
+    assert isinstance(hub.state_dict()['log_scalars']['train/loss'], HistoryBuffer)
+
+
+def test_plain_torch_load_rejects_mmengine_checkpoints(tmp_path):
+    """The breakage itself: torch >= 2.6 refuses mmengine's resume checkpoints."""
+    path = tmp_path / 'iter_3.pth'
+    _mmengine_style_checkpoint(path)
+    with pytest.raises(Exception, match='[Ww]eights only load failed|weights_only'):
+        torch.load(path)
+
+
+def test_mmengine_resume_checkpoint_loads(tmp_path):
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    path = tmp_path / 'iter_3.pth'
+    _mmengine_style_checkpoint(path)
+    ckpt = _load_checkpoint(str(path), map_location='cpu')
+    assert ckpt['meta']['iter'] == 3
+    assert ckpt['message_hub']['log_scalars']['train/loss'].current() == 1.5
+
+
+def test_only_mmengine_checkpoint_module_is_touched():
+    import mmengine.runner.checkpoint as ckpt_module
+
+    assert isinstance(ckpt_module.torch, compat._TorchWithTrustedLoad)
+    assert ckpt_module.torch.nn is torch.nn
+    assert torch.load is not compat.trusted_torch_load
+
+
+def test_runner_resume_round_trip(tmp_path):
+    """A real mmengine Runner writes a checkpoint and a second Runner resumes from it."""
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+
+    class Tiny(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 1)
+
+        def forward(self, x, mode='loss'):
+            x = torch.stack(x) if isinstance(x, list) else x
+            return {'loss': self.lin(x).pow(2).mean()}
+
+    def runner(resume):
+        return Runner(
+            model=Tiny(), work_dir=str(tmp_path),
+            train_dataloader=dict(dataset=[torch.randn(2) for _ in range(8)],
+                                  sampler=dict(type='DefaultSampler', shuffle=False),
+                                  collate_fn=dict(type='default_collate'), batch_size=2),
+            optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+            train_cfg=dict(by_epoch=False, max_iters=4 if resume else 2),
+            default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
+                               logger=dict(type='LoggerHook', interval=1)),
+            resume=resume, experiment_name=f'resume-{resume}')
+
+    runner(False).train()
+    resumed = runner(True)
+    resumed.train()
+    assert resumed.iter == 4
+
+
+# ----------------------------------------------------------------- interp2d removed
+def test_interp2d_is_replaced_when_scipy_removed_it():
+    import scipy
+    from scipy import interpolate
+
+    major, minor = (int(v) for v in scipy.__version__.split('.')[:2])
+    if (major, minor) >= (1, 14):
+        assert interpolate.interp2d is compat.GridCubicInterp2d
+
+
+def test_grid_cubic_interp_reproduces_cubic_polynomials():
+    """An interpolating bicubic spline is exact on cubic polynomials, at and between knots."""
+    x = np.array([-7.5, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 7.5])
+    y = x.copy()
+    poly = lambda xx, yy: 0.3 * xx**3 - yy**2 * xx + 2 * yy - 1.0  # noqa: E731
+    z = poly(x[None, :], y[:, None])  # (len(y), len(x)) as interp2d takes it
+    f = compat.GridCubicInterp2d(x, y, z, kind='cubic')
+    xn = np.linspace(-7.5, 7.5, 13)
+    yn = np.linspace(-7.0, 7.0, 5)
+    out = f(xn, yn)
+    assert out.shape == (yn.size, xn.size)
+    np.testing.assert_allclose(out, poly(xn[None, :], yn[:, None]), atol=1e-8)
+
+
+def test_grid_cubic_interp_rejects_unknown_kind():
+    with pytest.raises(NotImplementedError, match='quintic'):
+        compat.GridCubicInterp2d([0, 1, 2, 3], [0, 1, 2, 3], np.zeros((4, 4)), kind='quintic')
+
+
+def test_mmpretrain_rel_pos_bias_resize_224_to_512():
+    from mmpretrain.models.utils.embed import resize_relative_position_bias_table
+
+    heads, src, dst = 3, 2 * 14 - 1, 2 * 32 - 1
+    table = torch.randn(src * src, heads)
+    out = resize_relative_position_bias_table(src, dst, table, heads)
+    assert out.shape == (dst * dst, heads)
+    assert torch.isfinite(out).all()
+    # the centre (zero offset) is a knot: its value is kept exactly
+    centre_src = table.view(src, src, heads)[src // 2, src // 2]
+    centre_dst = out.view(dst, dst, heads)[dst // 2, dst // 2]
+    torch.testing.assert_close(centre_dst, centre_src, atol=1e-5, rtol=1e-5)
+
+
+def test_mmpretrain_beitvit_loads_224_checkpoint_at_512():
+    """The full mmpretrain path: a BEiTViT at 32x32 patches loads a 14x14 checkpoint."""
+    from mmpretrain.models import BEiTViT
+
+    arch = dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64)
+    small = BEiTViT(arch=arch, img_size=224, patch_size=16, use_rel_pos_bias=True,
+                    use_shared_rel_pos_bias=False, use_abs_pos_emb=False)
+    big = BEiTViT(arch=arch, img_size=512, patch_size=16, use_rel_pos_bias=True,
+                  use_shared_rel_pos_bias=False, use_abs_pos_emb=False)
+    big.load_state_dict(small.state_dict(), strict=False)
+    table = big.layers[0].attn.relative_position_bias_table
+    assert table.shape[0] == (2 * 32 - 1) ** 2 + 3
+
+
+def test_mmseg_beit_geometric_interpolation_224_to_512():
+    pytest.importorskip('mmcv._ext', reason='mmseg needs mmcv built with ops')
+    from mmseg.models.backbones.beit import BEiT
+
+    heads, src, dst = 2, 2 * 14 - 1, 2 * 32 - 1
+    table = torch.randn(src * src, heads)
+    out = BEiT._geometric_sequence_interpolation(None, src, dst, table, heads)
+    assert out.shape == (dst * dst, heads)
+    assert torch.isfinite(out).all()

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Create .venv/ at the repository root and install the pinned OpenMMLab stack into it.
+#
+# Idempotent: when the stamp in .venv/ matches setup.cfg and this script, and the stack
+# imports, it returns in seconds. Why each pin exists: ../shared/DESIGN.md, "Facts about
+# the stack", and beitv2_mm/engine/compat.py.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+PY="$VENV/bin/python"
+STAMP="$VENV/.beitv2_mm-bootstrap"
+
+# The matching torch / torchvision pair (PyPI builds: they run on CPU-only machines too).
+# Not 2.14: its headers need C++20 and mmcv 2.1.0's setup.py compiles with -std=c++17.
+TORCH_PIN="torch==2.13.0"
+TORCHVISION_PIN="torchvision==0.28.0"
+MMCV_PIN="mmcv==2.1.0"
+
+log() { printf '[bootstrap %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+want_stamp() {
+  cat "$ROOT/setup.cfg" "$ROOT/tools/bootstrap.sh" | sha256sum | cut -d' ' -f1
+}
+
+stack_imports() {
+  "$PY" - <<'PY' >/dev/null 2>&1
+import torch, torchvision, mmcv, mmcv.ops, mmengine, mmpretrain, mmseg, mmdet, timm, open_clip
+import mmseg.models, mmdet.models  # need mmcv._ext
+assert '+cpu' not in torch.__version__
+PY
+}
+
+if [[ -x "$PY" && -f "$STAMP" && "$(cat "$STAMP")" == "$(want_stamp)" ]] && stack_imports; then
+  log ".venv is up to date ($("$PY" -c 'import torch, mmcv; print("torch", torch.__version__, "mmcv", mmcv.__version__)'))"
+  exit 0
+fi
+
+if [[ ! -x "$PY" ]]; then
+  log "creating $VENV with $PYTHON ($("$PYTHON" --version))"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$PY" -m pip --disable-pip-version-check)
+
+# setuptools < 82 keeps pkg_resources, which mmcv's setup.py (build time) and mmengine's
+# `mmseg::` configs (run time) import; torch 2.14 asks for >= 77.0.3. One pin serves all.
+SETUPTOOLS_PIN="setuptools>=77.0.3,<82"
+log "step 1/5: pip, $SETUPTOOLS_PIN, wheel"
+"${PIP[@]}" install -q --upgrade "pip<27" "$SETUPTOOLS_PIN" wheel ninja
+
+log "step 2/5: $TORCH_PIN + $TORCHVISION_PIN (a matching pair; several GB on a fresh machine)"
+# A CPU-only torch offered by a machine's pip configuration (find-links: '2.13.0+cpu' sorts
+# above '2.13.0') breaks PyPI's torchvision ('operator torchvision::nms does not exist'), so
+# this pair is installed from the package index alone, ignoring pip config and find-links.
+if ! "$PY" -c "import torch, torchvision; assert torch.__version__ == '${TORCH_PIN#torch==}'" 2>/dev/null; then
+  env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
+    "${PIP[@]}" install -q "$TORCH_PIN" "$TORCHVISION_PIN" "$SETUPTOOLS_PIN"
+fi
+"$PY" -c "import torch, torchvision; print('  torch', torch.__version__, 'torchvision', torchvision.__version__)"
+
+log "step 3/5: build dependencies of mmcv (mmengine, numpy, opencv)"
+"${PIP[@]}" install -q "$SETUPTOOLS_PIN" "mmengine==0.10.7" "numpy>=1.26,<2" "opencv-python-headless<4.12" \
+  "opencv-python<4.12" packaging addict pyyaml yapf
+
+if "$PY" -c "import mmcv, mmcv.ops; from mmcv import _ext; assert mmcv.__version__ == '2.1.0'" 2>/dev/null; then
+  log "step 4/5: $MMCV_PIN with compiled ops already installed"
+else
+  CUDA_OPS=0
+  if command -v nvcc >/dev/null && "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    CUDA_OPS=1
+  fi
+  log "step 4/5: building $MMCV_PIN from source with $([[ $CUDA_OPS == 1 ]] && echo CUDA+CPU || echo CPU) ops."
+  log "         This takes about 17 minutes on 2 cores the first time (pip caches the wheel"
+  log "         afterwards). A line is printed every minute while it compiles."
+  start=$(date +%s)
+  ( while sleep 60; do log "  ... still compiling mmcv ($(( ($(date +%s) - start) / 60 )) min)"; done ) &
+  heartbeat=$!
+  trap 'kill $heartbeat 2>/dev/null || true' EXIT
+  MMCV_WITH_OPS=1 FORCE_CUDA=$CUDA_OPS MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+    "${PIP[@]}" install -q --no-build-isolation "$MMCV_PIN"
+  kill $heartbeat 2>/dev/null || true
+  log "  mmcv installed in $(( ($(date +%s) - start) / 60 )) min"
+fi
+
+log "step 5/5: mmpretrain, mmsegmentation, mmdet, timm, open_clip and this package (editable)"
+"${PIP[@]}" install -q --no-build-isolation -e "$ROOT[test]" "$SETUPTOOLS_PIN"
+
+if ! stack_imports; then
+  log "ERROR: the stack does not import after installation; run this to see why:"
+  log "  $PY -c 'import mmseg.models, mmdet.models, mmpretrain, open_clip'"
+  exit 1
+fi
+want_stamp > "$STAMP"
+log "done: $("$PY" -c 'import torch, mmcv, mmpretrain, mmseg, mmdet; print("torch", torch.__version__, "| mmcv", mmcv.__version__, "| mmpretrain", mmpretrain.__version__, "| mmseg", mmseg.__version__, "| mmdet", mmdet.__version__)')"

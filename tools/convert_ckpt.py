@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Convert released checkpoints into this project's / mmpretrain's layout.
+
+    python tools/convert_ckpt.py --list
+    python tools/convert_ckpt.py FORMAT SRC.pth DST.pth
+
+Prints how many keys were renamed and every key that was dropped or not understood, so
+nothing is lost silently. The output is written atomically as ``{'state_dict': ...,
+'meta': {'converted_from': FORMAT, 'source': SRC}}``.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import beitv2_mm  # noqa: E402,F401  (applies compat fixes)
+from beitv2_mm.convert import CONVERTERS, convert  # noqa: E402
+from beitv2_mm.engine.compat import trusted_torch_load  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('format', nargs='?', help='source layout; see --list')
+    parser.add_argument('src', nargs='?', help='checkpoint to convert')
+    parser.add_argument('dst', nargs='?', help='where to write the converted checkpoint')
+    parser.add_argument('--list', action='store_true', help='list the known source layouts')
+    args = parser.parse_args(argv)
+
+    if args.list or not args.format:
+        for name, (_, description) in sorted(CONVERTERS.items()):
+            print(f'{name:32s} {description}')
+        return 0
+    if args.format not in CONVERTERS:
+        parser.error(f'unknown format {args.format!r}; run with --list to see the known ones')
+    if not args.src or not args.dst:
+        parser.error('SRC and DST are required')
+    if not os.path.isfile(args.src):
+        parser.error(f'checkpoint not found: {args.src}')
+
+    state_dict, report = convert(args.format, trusted_torch_load(args.src, map_location='cpu'))
+    dst = Path(args.dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + '.tmp')
+    torch.save({'state_dict': state_dict,
+                'meta': {'converted_from': args.format, 'source': str(args.src)}}, tmp)
+    os.replace(tmp, dst)
+    print(report.format())
+    print(f'wrote {len(state_dict)} tensors to {dst}')
+    return 1 if report.unmatched else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
