@@ -24,16 +24,32 @@ want_stamp() {
   cat "$ROOT/setup.cfg" "$ROOT/tools/bootstrap.sh" | sha256sum | cut -d' ' -f1
 }
 
+# Full check after an install: the whole stack imports (mmseg/mmdet models need mmcv._ext).
 stack_imports() {
   "$PY" - <<'PY' >/dev/null 2>&1
 import torch, torchvision, mmcv, mmcv.ops, mmengine, mmpretrain, mmseg, mmdet, timm, open_clip
-import mmseg.models, mmdet.models  # need mmcv._ext
+import mmseg.models, mmdet.models
 assert '+cpu' not in torch.__version__
 PY
 }
 
-if [[ -x "$PY" && -f "$STAMP" && "$(cat "$STAMP")" == "$(want_stamp)" ]] && stack_imports; then
-  log ".venv is up to date ($("$PY" -c 'import torch, mmcv; print("torch", torch.__version__, "mmcv", mmcv.__version__)'))"
+# Quick check for the up-to-date path (seconds): pinned versions present, compiled ops load.
+stack_present() {
+  "$PY" - <<PY >/dev/null 2>&1
+from importlib.metadata import version
+pins = {'torch': '${TORCH_PIN#torch==}', 'torchvision': '${TORCHVISION_PIN#torchvision==}',
+        'mmcv': '2.1.0', 'mmengine': '0.10.7', 'mmpretrain': '1.2.0',
+        'mmsegmentation': '1.2.2', 'mmdet': '3.3.0'}
+for name, want in pins.items():
+    assert version(name) == want, (name, version(name), want)
+version('open_clip_torch'); version('timm'); version('beitv2_mm')
+import importlib.util
+assert importlib.util.find_spec('mmcv._ext') is not None
+PY
+}
+
+if [[ -x "$PY" && -f "$STAMP" && "$(cat "$STAMP")" == "$(want_stamp)" ]] && stack_present; then
+  log ".venv is up to date ($("$PY" -c 'from importlib.metadata import version as v; print("torch", v("torch"), "| mmcv", v("mmcv"))'))"
   exit 0
 fi
 

@@ -68,3 +68,7 @@ def convert(name: str, checkpoint) -> Tuple[Dict[str, torch.Tensor], ConversionR
     if name not in CONVERTERS:
         raise KeyError(f'unknown source format {name!r}; known: {sorted(CONVERTERS)}')
     return CONVERTERS[name][0](extract_state_dict(checkpoint))
+
+
+from . import vqkd  # noqa: E402,F401  (vqkd_official, vqkd_mmpretrain)
+from . import beit  # noqa: E402,F401  (beit-official, beit-timm)

@@ -62,13 +62,12 @@ def test_runner_resume_round_trip(tmp_path):
             self.lin = torch.nn.Linear(2, 1)
 
         def forward(self, x, mode='loss'):
-            x = torch.stack(x) if isinstance(x, list) else x
             return {'loss': self.lin(x).pow(2).mean()}
 
     def runner(resume):
         return Runner(
             model=Tiny(), work_dir=str(tmp_path),
-            train_dataloader=dict(dataset=[torch.randn(2) for _ in range(8)],
+            train_dataloader=dict(dataset=[dict(x=torch.randn(2)) for _ in range(8)],
                                   sampler=dict(type='DefaultSampler', shuffle=False),
                                   collate_fn=dict(type='default_collate'), batch_size=2),
             optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),

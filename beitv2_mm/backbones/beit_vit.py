@@ -1,0 +1,180 @@
+"""BEiT ViTs whose attention runs through ``F.scaled_dot_product_attention``.
+
+mmpretrain's :class:`BEiTAttention` materialises the full ``(B, heads, N, N)`` attention
+matrix (``q @ k^T + bias``, softmax, dropout, ``@ v``). The classes here keep every module,
+parameter and buffer of mmpretrain's :class:`BEiTViT` / :class:`BEiTPretrainViT` (so the
+state-dict keys are identical and checkpoints move freely between the two), and only replace
+the attention arithmetic by one call to ``torch.nn.functional.scaled_dot_product_attention``,
+with the relative position bias (shared, per-layer or both) passed as an additive float mask.
+The result equals the explicit computation up to floating point rounding
+(``tests/backbones/test_fast_beit.py`` checks forward and gradients).
+
+``attn_impl='explicit'`` selects mmpretrain's original arithmetic on the same modules, so the
+two paths can be benchmarked against each other on one checkpoint; the stock classes
+(``type='BEiTViT'`` / ``'BEiTPretrainViT'``) also stay usable.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.model.weight_init import trunc_normal_
+from torch import nn
+
+from mmpretrain.models.backbones.beit import BEiTViT
+from mmpretrain.models.selfsup.beit import BEiTPretrainViT
+from mmpretrain.models.utils import BEiTAttention
+from mmpretrain.registry import MODELS
+
+ATTN_IMPLS = ('sdpa', 'explicit')
+
+
+class FastBEiTAttention(BEiTAttention):
+    """:class:`BEiTAttention` with a selectable attention kernel; same parameters and buffers.
+
+    Instances are made by :func:`use_fast_attention`, which re-classes existing
+    ``BEiTAttention`` modules in place (no new parameters, so no key changes).
+
+    Attributes:
+        attn_impl (str): ``'sdpa'`` (fused ``scaled_dot_product_attention``, the relative
+            position bias as additive mask) or ``'explicit'`` (mmpretrain's arithmetic).
+    """
+
+    attn_impl: str = 'sdpa'
+
+    def _layer_rel_pos_bias(self) -> Optional[torch.Tensor]:
+        """This layer's own relative position bias, shape ``(heads, N, N)``, or None."""
+        if self.relative_position_bias_table is None:
+            return None
+        num_tokens = self.window_size[0] * self.window_size[1] + 1
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(num_tokens, num_tokens, -1).permute(2, 0, 1)
+
+    def forward(self, x: torch.Tensor, rel_pos_bias: Optional[torch.Tensor] = None):
+        """Self-attention over ``x`` (B, N, C) with optional shared bias (heads, N, N)."""
+        if self.attn_impl == 'explicit':
+            return super().forward(x, rel_pos_bias=rel_pos_bias)
+        B, N, C = x.shape
+        if self.bias == 'qv_bias':
+            # k has no bias in BEiT: a zero block keeps one fused qkv matmul.
+            qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+            qkv = F.linear(x, self.qkv.weight, qkv_bias)
+        else:
+            qkv = self.qkv(x)
+        q, k, v = qkv.reshape(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+
+        bias = self._layer_rel_pos_bias()
+        if rel_pos_bias is not None:
+            bias = rel_pos_bias if bias is None else bias + rel_pos_bias
+        if bias is not None:
+            # SDPA wants the mask in the query dtype under autocast (bf16/fp16).
+            bias = bias.to(q.dtype)
+            if bias.dim() == 3:
+                bias = bias.unsqueeze(0)
+        dropout_p = self.attn_drop.p if self.training else 0.
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=self.scale)
+        out = out.transpose(1, 2).reshape(B, N, C)
+        return self.proj_drop(self.proj(out))
+
+
+def use_fast_attention(module: nn.Module, attn_impl: str = 'sdpa') -> int:
+    """Switch every ``BEiTAttention`` inside ``module`` to :class:`FastBEiTAttention`.
+
+    The modules keep their parameters and buffers; only the class (hence ``forward``)
+    changes, so state-dict keys are untouched.
+
+    Args:
+        module (nn.Module): Any module holding BEiT attention layers (backbone, neck, ...).
+        attn_impl (str): ``'sdpa'`` or ``'explicit'``.
+
+    Returns:
+        int: Number of attention modules switched.
+    """
+    if attn_impl not in ATTN_IMPLS:
+        raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r} '
+                         '(set it in the backbone/neck config)')
+    count = 0
+    for sub in module.modules():
+        if isinstance(sub, BEiTAttention):
+            if not isinstance(sub, FastBEiTAttention):
+                sub.__class__ = FastBEiTAttention
+            sub.attn_impl = attn_impl
+            count += 1
+    return count
+
+
+def compile_layers(layers: nn.ModuleList, compile_cfg) -> None:
+    """``torch.compile`` each transformer layer in place (keys stay the same).
+
+    Args:
+        layers (nn.ModuleList): The layers to compile.
+        compile_cfg (bool | dict): False/None: nothing; True: default options; a dict:
+            keyword arguments for ``torch.compile`` (e.g. ``dict(mode='max-autotune')``).
+    """
+    if not compile_cfg:
+        return
+    kwargs = compile_cfg if isinstance(compile_cfg, dict) else {}
+    for layer in layers:
+        layer.compile(**kwargs)
+
+
+@MODELS.register_module()
+class FastBEiTViT(BEiTViT):
+    """mmpretrain :class:`BEiTViT` with SDPA attention (fine-tuning / tokenizer encoder).
+
+    Args:
+        attn_impl (str): ``'sdpa'`` (default) or ``'explicit'`` (mmpretrain's arithmetic).
+        compile (bool | dict): ``torch.compile`` each layer (see :func:`compile_layers`).
+        **kwargs: Everything :class:`BEiTViT` takes.
+    """
+
+    def __init__(self, *args, attn_impl: str = 'sdpa', compile=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.attn_impl = attn_impl
+        use_fast_attention(self, attn_impl)
+        compile_layers(self.layers, compile)
+
+
+@MODELS.register_module()
+class FastBEiTPretrainViT(BEiTPretrainViT):
+    """mmpretrain :class:`BEiTPretrainViT` (MIM student) with SDPA attention.
+
+    Same keys as the stock class (``mask_token``, ``rel_pos_bias.*``, ``layers.*``...), so
+    its checkpoints load into ``BEiTPretrainViT``/``BEiTViT`` and vice versa.
+
+    Args:
+        attn_impl (str): ``'sdpa'`` (default) or ``'explicit'`` (mmpretrain's arithmetic).
+        compile (bool | dict): ``torch.compile`` each layer (see :func:`compile_layers`).
+        official_init (bool): Initialise the layers as the official BEiT code (see
+            :meth:`init_weights`). Defaults to True.
+        **kwargs: Everything :class:`BEiTPretrainViT` takes.
+    """
+
+    def __init__(self, *args, attn_impl: str = 'sdpa', compile=False, official_init: bool = True,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.attn_impl = attn_impl
+        self.official_init = official_init
+        use_fast_attention(self, attn_impl)
+        compile_layers(self.layers, compile)
+
+    def init_weights(self) -> None:
+        """mmpretrain's init, then (``official_init``) the official BEiT one for the layers.
+
+        mmpretrain's ``TransformerEncoderLayer.init_weights`` re-draws the FFN Linear layers
+        with Xavier-uniform after the config's TruncNormal; the official code uses
+        trunc-normal(0.02) and zero bias for every Linear, then divides the residual-branch
+        output weights by ``sqrt(2 * layer_id)``.
+        """
+        super().init_weights()
+        if not self.official_init or (isinstance(self.init_cfg, dict)
+                                      and self.init_cfg.get('type') == 'Pretrained'):
+            return
+        for m in self.layers.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        self.rescale_init_weight()

@@ -1,0 +1,25 @@
+"""Synthetic data in the ImageNet / ADE20K / COCO layouts, layout checks and safe loading.
+
+Registered here:
+    mmpretrain: ``CheckedImageNet``, ``CheckedCustomDataset`` (datasets),
+        ``SafeLoadImageFromFile`` (transform), ``SkippedImagesHook`` (hook);
+    mmseg: ``SyntheticADE20KDataset``, ``CheckedADE20KDataset``, and the transform and hook;
+    mmdet: ``CheckedCocoDataset``, and the transform and hook.
+"""
+from .consistency import check_num_classes  # noqa: F401
+from .layout import (AnnotationError, DatasetLayoutError, check_ade20k_layout,  # noqa: F401
+                     check_coco_json, check_coco_layout, check_imagenet_layout, check_seg_labels)
+from .synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SYNTHETIC_WNIDS,  # noqa: F401
+                        make_synthetic_dataset)
+from .transforms import (ImageLoadError, SafeLoadImageFromFile,  # noqa: F401
+                         SkippedImagesHook, skipped_images)
+from . import cls  # noqa: F401,E402
+from . import seg  # noqa: F401,E402
+from . import det  # noqa: F401,E402
+
+__all__ = [
+    'SYNTHETIC_CLASSES', 'SYNTHETIC_PALETTE', 'SYNTHETIC_WNIDS', 'make_synthetic_dataset',
+    'check_imagenet_layout', 'check_ade20k_layout', 'check_coco_layout', 'check_coco_json',
+    'check_seg_labels', 'DatasetLayoutError', 'AnnotationError', 'ImageLoadError',
+    'SafeLoadImageFromFile', 'SkippedImagesHook', 'skipped_images', 'check_num_classes'
+]

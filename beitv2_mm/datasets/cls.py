@@ -1,0 +1,33 @@
+"""mmpretrain datasets that check their ImageNet-style layout before loading.
+
+``CheckedImageNet`` / ``CheckedCustomDataset`` are mmpretrain's ``ImageNet`` / ``CustomDataset``
+plus :func:`~beitv2_mm.datasets.layout.check_imagenet_layout` on the resolved ``data_root``,
+image folder and annotation list, run at the start of ``load_data_list`` (i.e. in ``__init__``
+unless ``lazy_init=True``). A bad ``data_root`` then fails with the missing path and the expected
+layout instead of "Found no images" or a bare assertion. The stock classes remain usable as is.
+"""
+from typing import List
+
+from mmpretrain.datasets import CustomDataset, ImageNet
+from mmpretrain.registry import DATASETS
+
+from .layout import check_imagenet_layout
+
+
+class _ImageNetLayoutCheck:
+    """Mixin: check the layout right before the file list is read."""
+
+    def load_data_list(self) -> List[dict]:
+        check_imagenet_layout(self.data_root, data_prefix=self.data_prefix['img_path'],
+                              ann_file=self.ann_file or None)
+        return super().load_data_list()
+
+
+@DATASETS.register_module()
+class CheckedImageNet(_ImageNetLayoutCheck, ImageNet):
+    """mmpretrain ``ImageNet`` that checks the on-disk layout first (same arguments)."""
+
+
+@DATASETS.register_module()
+class CheckedCustomDataset(_ImageNetLayoutCheck, CustomDataset):
+    """mmpretrain ``CustomDataset`` that checks the on-disk layout first (same arguments)."""

@@ -1,0 +1,411 @@
+"""Pretrain checkpoint -> downstream BEiT ViT: the one checkpoint flow of every downstream config.
+
+Every downstream config (mmpretrain, mmseg, mmdet) names its pretrain checkpoint at
+``model.backbone.init_cfg.checkpoint`` with ``init_cfg=dict(type='BEiTPretrained', checkpoint=PATH)``.
+:class:`BEiTPretrainedInit` is registered in mmengine's root ``WEIGHT_INITIALIZERS``, so all three
+scopes find it. It calls :func:`load_beit_pretrained`, which
+
+1. reads the checkpoint (mmengine checkpoint, ``{'state_dict'|'model'|'module': ...}`` or a bare
+   state dict) and picks the backbone weights: keys under ``backbone.`` of an algorithm
+   (this project's MIM runs, mmpretrain's ``BEiT``/``ImageClassifier``; tokenizer
+   ``target_generator.*``, MIM ``neck.*``/``head.*`` and anything else are dropped and counted),
+   or, with no ``backbone.`` key, the whole dict as backbone keys (the output of
+   ``tools/convert_ckpt.py``);
+2. maps ``BEiTPretrainViT`` to ``BEiTViT``: drops ``mask_token``, copies the shared relative
+   position bias (``rel_pos_bias.relative_position_bias_table``) into every layer when the target
+   has per-layer tables (the official fine-tune code does the same), drops the final norm ``ln1``
+   when the target pools with ``fc_norm`` instead;
+3. resizes relative position bias tables (e.g. 14x14 -> 32x32 windows for ADE20K at 512 px, with
+   mmpretrain's geometric-progression bicubic resize, working through the interp2d fix in
+   :mod:`beitv2_mm.engine.compat`) and absolute position embeddings (bicubic, extra tokens kept);
+4. loads with ``strict=False`` and *reports* every missing and unexpected key in the log (and
+   raises with ``strict=True``); the report is also returned.
+
+Official unilm checkpoints (``blocks.N.*`` keys) are refused with a message naming the converter
+to run first.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+#: Algorithm attribute prefixes that never belong to a downstream backbone (why, per prefix).
+DROPPED_PREFIXES = {
+    'target_generator.': 'tokenizer (MIM target generator)',
+    'tokenizer.': 'tokenizer',
+    'teacher.': 'tokenizer-training teacher',
+    'neck.': 'MIM neck / patch-aggregation head',
+    'head.': 'MIM or classification head',
+    'data_preprocessor.': 'data preprocessor buffers',
+}
+
+#: Temporary prefix for BEiT v2's final norm found at ``neck.norm.*``.
+FINAL_NORM_FROM_NECK = '__neck_norm__.'
+
+#: Backbone keys of BEiTPretrainViT that BEiTViT never has.
+PRETRAIN_ONLY_KEYS = ('mask_token', )
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_beit_pretrained` did.
+
+    Attributes:
+        source_layout: ``'algorithm'`` (``backbone.*`` keys) or ``'backbone'`` (bare keys).
+        loaded: keys loaded into the module.
+        dropped: checkpoint keys left out on purpose, mapped to the reason.
+        missing: module keys the checkpoint did not provide (left at their initial values).
+        unexpected: checkpoint keys the module has no place for (not loaded).
+        resized: keys whose tensors were resized, with ``old -> new`` shapes.
+        notes: free-form remarks (e.g. shared relative position bias expanded).
+    """
+    source_layout: str = ''
+    loaded: List[str] = field(default_factory=list)
+    dropped: Dict[str, str] = field(default_factory=dict)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    resized: Dict[str, str] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        """A multi-line human-readable summary for the log."""
+        lines = [f'layout: {self.source_layout}; loaded {len(self.loaded)} tensors']
+        by_reason: Dict[str, List[str]] = {}
+        for key, reason in self.dropped.items():
+            by_reason.setdefault(reason, []).append(key)
+        for reason, keys in by_reason.items():
+            shown = ', '.join(keys[:6]) + (' ...' if len(keys) > 6 else '')
+            lines.append(f'dropped {len(keys)} key(s) on purpose ({reason}): {shown}')
+        for key, change in self.resized.items():
+            lines.append(f'resized {key}: {change}')
+        lines += [f'note: {n}' for n in self.notes]
+        lines.append(f'missing keys ({len(self.missing)}): {", ".join(self.missing) or "none"}')
+        lines.append(f'unexpected keys ({len(self.unexpected)}): '
+                     f'{", ".join(self.unexpected) or "none"}')
+        return '\n'.join(lines)
+
+
+def _logger():
+    from mmengine.logging import MMLogger
+    return MMLogger.get_current_instance()
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint file (local path or any mmengine-supported URI) on CPU.
+
+    Raises:
+        FileNotFoundError: naming the path and the config key that sets it.
+    """
+    import os
+
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    if '://' not in str(path) and not os.path.isfile(str(path)):
+        raise FileNotFoundError(
+            f'pretrain checkpoint not found: {path!r}. Set it with '
+            f'--cfg-options model.backbone.init_cfg.checkpoint=PATH (or drop init_cfg for a '
+            f'random-init baseline).')
+    return _load_checkpoint(str(path), map_location='cpu')
+
+
+def extract_backbone_state_dict(checkpoint, report: Optional[LoadReport] = None
+                                ) -> Dict[str, torch.Tensor]:
+    """The backbone tensors of a pretrain checkpoint, with the ``backbone.`` prefix removed.
+
+    Args:
+        checkpoint (dict): A loaded checkpoint or state dict.
+        report (LoadReport, optional): Filled with the layout and the dropped keys.
+
+    Returns:
+        dict: backbone key -> tensor.
+    """
+    from beitv2_mm.convert import extract_state_dict
+
+    report = report if report is not None else LoadReport()
+    state_dict = extract_state_dict(checkpoint)
+    if any(k.startswith('module.') for k in state_dict):  # saved from a DDP-wrapped model
+        state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
+                      for k, v in state_dict.items()}
+    if any(k.startswith('backbone.') for k in state_dict):
+        report.source_layout = 'algorithm'
+        backbone = {}
+        for key, value in state_dict.items():
+            if key.startswith('backbone.'):
+                backbone[key[len('backbone.'):]] = value
+                continue
+            if key in ('neck.norm.weight', 'neck.norm.bias'):
+                # BEiT v2's final LayerNorm lives in the patch-aggregation neck (shared by the
+                # [CLS] and patch branches); kept aside for targets with a final norm (probe).
+                backbone[FINAL_NORM_FROM_NECK + key.rsplit('.', 1)[1]] = value
+                continue
+            reason = next((why for prefix, why in DROPPED_PREFIXES.items()
+                           if key.startswith(prefix)), 'not part of the backbone')
+            report.dropped[key] = reason
+        return backbone
+    if any(k.startswith('blocks.') for k in state_dict) or 'encoder.blocks.0.norm1.weight' in state_dict:
+        raise ValueError(
+            'this checkpoint is in the official unilm/timm layout (keys "blocks.N.*"); convert it '
+            'first: python tools/convert_ckpt.py --list, then '
+            'python tools/convert_ckpt.py FORMAT SRC DST, and point '
+            'model.backbone.init_cfg.checkpoint at DST.')
+    report.source_layout = 'backbone'
+    return dict(state_dict)
+
+
+def _num_patches_side(num_tokens: int, num_extra: int, what: str) -> int:
+    side = int(round((num_tokens - num_extra) ** 0.5))
+    if side * side != num_tokens - num_extra:
+        raise ValueError(f'{what}: {num_tokens} tokens minus {num_extra} extra is not a square '
+                         f'grid; only square patch grids can be resized')
+    return side
+
+
+def resize_rel_pos_table(table: torch.Tensor, dst_len: int) -> torch.Tensor:
+    """Resize a BEiT relative position bias table (``(2W-1)^2 + 3`` rows) to ``dst_len`` rows.
+
+    The 3 extra rows (cls->token, token->cls, cls->cls) are kept; the grid part goes through
+    mmpretrain's ``resize_relative_position_bias_table`` (the official geometric-progression
+    bicubic resize).
+    """
+    from mmpretrain.models.utils import resize_relative_position_bias_table
+
+    src_len, num_heads = table.shape
+    src = _num_patches_side(src_len, 3, 'relative_position_bias_table (checkpoint)')
+    dst = _num_patches_side(dst_len, 3, 'relative_position_bias_table (model)')
+    extra = table[-3:]
+    grid = resize_relative_position_bias_table(src, dst, table[:-3].float(), num_heads)
+    return torch.cat([grid.to(table.dtype), extra], dim=0)
+
+
+def adapt_backbone_state_dict(state_dict: Dict[str, torch.Tensor], module: nn.Module,
+                              report: LoadReport) -> Dict[str, torch.Tensor]:
+    """Map BEiTPretrainViT keys onto ``module`` (a BEiTViT-like backbone) and resize tables.
+
+    Args:
+        state_dict (dict): Backbone keys (no ``backbone.`` prefix).
+        module (nn.Module): The backbone to load into.
+        report (LoadReport): Filled with what was dropped, resized and noted.
+
+    Returns:
+        dict: The state dict ready for ``module.load_state_dict``.
+    """
+    from mmpretrain.models.utils import resize_pos_embed
+
+    sd = dict(state_dict)
+    target = module.state_dict()
+
+    for key in PRETRAIN_ONLY_KEYS:
+        if key in sd and key not in target:
+            sd.pop(key)
+            report.dropped[key] = 'MIM mask token (pretraining only)'
+
+    shared_key = 'rel_pos_bias.relative_position_bias_table'
+    per_layer = [k for k in target if k.startswith('layers.')
+                 and k.endswith('attn.relative_position_bias_table')]
+    if shared_key in sd and shared_key not in target:
+        shared = sd.pop(shared_key)
+        sd.pop('rel_pos_bias.relative_position_index', None)
+        if per_layer:
+            for key in per_layer:
+                sd[key] = shared.clone()
+            report.notes.append(f'shared relative position bias copied into {len(per_layer)} '
+                                f'layers')
+        else:
+            report.dropped[shared_key] = 'shared relative position bias: model uses none'
+
+    # BEiT v2 keeps its final norm in the neck (``neck.norm``): it becomes ``ln1`` when the target
+    # applies a final norm (linear probe on [CLS]) and no backbone ``ln1`` was saved.
+    for name in ('weight', 'bias'):
+        value = sd.pop(FINAL_NORM_FROM_NECK + name, None)
+        if value is None:
+            continue
+        if f'ln1.{name}' in target and f'ln1.{name}' not in sd:
+            sd[f'ln1.{name}'] = value
+            if name == 'weight':
+                report.notes.append('final norm ln1 <- neck.norm (BEiT v2 shared final norm)')
+        else:
+            report.dropped[f'neck.norm.{name}'] = 'MIM neck / patch-aggregation head'
+    # The final norm of the pretrain ViT is not used when the model pools patches + fc_norm.
+    for key in ('ln1.weight', 'ln1.bias'):
+        if key in sd and key not in target:
+            sd.pop(key)
+            report.dropped[key] = 'pretrain final norm (model uses mean pooling + fc_norm)'
+
+    for key in list(sd):
+        if key not in target:
+            continue
+        src, dst = sd[key], target[key]
+        if key.endswith('relative_position_index'):
+            if src.shape != dst.shape:  # regenerated by the module for the new window
+                sd.pop(key)
+                report.dropped[key] = 'relative position index of another window size'
+            continue
+        if key.endswith('relative_position_bias_table') and src.shape != dst.shape:
+            if src.shape[1] != dst.shape[1]:
+                raise ValueError(f'{key}: checkpoint has {src.shape[1]} heads, model has '
+                                 f'{dst.shape[1]}; the architectures differ')
+            sd[key] = resize_rel_pos_table(src, dst.shape[0])
+            report.resized[key] = f'{tuple(src.shape)} -> {tuple(sd[key].shape)}'
+        elif key == 'pos_embed' and src.shape != dst.shape:
+            extra = getattr(module, 'num_extra_tokens', 1)
+            if src.shape[1] - extra == dst.shape[1]:  # model without cls token
+                sd[key] = src[:, extra:]
+            else:
+                src_side = _num_patches_side(src.shape[1], extra, 'pos_embed (checkpoint)')
+                dst_side = _num_patches_side(dst.shape[1], extra, 'pos_embed (model)')
+                sd[key] = resize_pos_embed(src, (src_side, src_side), (dst_side, dst_side),
+                                           mode='bicubic', num_extra_tokens=extra)
+            report.resized[key] = f'{tuple(src.shape)} -> {tuple(sd[key].shape)}'
+    return sd
+
+
+def load_beit_pretrained(module: nn.Module, checkpoint, strict: bool = False,
+                         logger=None) -> LoadReport:
+    """Initialise a BEiT ViT backbone from a pretrain checkpoint; see the module docstring.
+
+    Args:
+        module (nn.Module): The backbone (``mmpretrain.BEiTViT`` or a subclass).
+        checkpoint (str | dict): Path/URI of the checkpoint, or an already loaded one.
+        strict (bool): Raise when keys are missing or unexpected (after the intended drops).
+        logger: Where to report; defaults to mmengine's current logger.
+
+    Returns:
+        LoadReport: what was loaded, dropped, resized, missing and unexpected.
+    """
+    logger = logger or _logger()
+    source = checkpoint if isinstance(checkpoint, str) else '<in-memory checkpoint>'
+    if isinstance(checkpoint, str):
+        checkpoint = read_checkpoint(checkpoint)
+    report = LoadReport()
+    sd = extract_backbone_state_dict(checkpoint, report)
+    sd = adapt_backbone_state_dict(sd, module, report)
+
+    target_keys = set(module.state_dict())
+    # Shapes that still differ cannot load: report per key instead of a torch size-mismatch dump.
+    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(module.state_dict()[k].shape)}'
+                  for k, v in sd.items() if k in target_keys
+                  and v.shape != module.state_dict()[k].shape]
+    if mismatched:
+        raise ValueError(f'pretrain checkpoint {source} does not fit the backbone '
+                         f'{type(module).__name__} (architecture differs?):\n  '
+                         + '\n  '.join(mismatched))
+    result = module.load_state_dict(sd, strict=False)
+    # relative_position_index buffers are a pure function of the window size: the model's own
+    # (built for its input size) are the right ones, not a missing weight.
+    computed = [k for k in result.missing_keys if k.endswith('relative_position_index')]
+    if computed:
+        report.notes.append(f'{len(computed)} relative_position_index buffer(s) computed by the '
+                            f'model for its window size')
+    report.missing = sorted(set(result.missing_keys) - set(computed))
+    report.unexpected = sorted(result.unexpected_keys)
+    report.loaded = sorted(k for k in sd if k in target_keys)
+    message = f'BEiTPretrained: {type(module).__name__} <- {source}\n{report.format()}'
+    level = logging.WARNING if (report.missing or report.unexpected) else logging.INFO
+    logger.log(level, message)
+    if strict and (report.missing or report.unexpected):
+        raise RuntimeError(f'strict load of {source} failed:\n{report.format()}')
+    if not report.loaded:
+        raise ValueError(f'no tensor of {source} fits {type(module).__name__}: wrong checkpoint '
+                         f'or wrong layout?\n{report.format()}')
+    return report
+
+
+def _register_initializer():
+    from mmengine.model.weight_init import update_init_info
+    from mmengine.registry import WEIGHT_INITIALIZERS
+
+    class BEiTPretrainedInit:
+        """Weight initializer ``dict(type='BEiTPretrained', checkpoint=PATH, strict=False)``.
+
+        mmengine runs non-``Pretrained`` initializers *before* the children's own
+        ``init_weights`` (which would re-draw the loaded layers), so this initializer first
+        initialises the children itself, then loads; mmengine then skips them. For a backbone
+        with an absolute ``pos_embed`` it also marks ``module.init_cfg['type']`` as
+        ``'Pretrained'`` after loading, because ``BEiTViT.init_weights`` re-draws ``pos_embed``
+        unless its init_cfg says so.
+
+        Args:
+            checkpoint (str): Pretrain checkpoint path; ``None`` or ``''`` keeps random init.
+            strict (bool): Raise on missing/unexpected keys. Defaults to False (reported only).
+        """
+
+        def __init__(self, checkpoint: Optional[str] = None, strict: bool = False, **kwargs):
+            if kwargs:
+                raise TypeError(f'BEiTPretrained got unknown settings {sorted(kwargs)}; '
+                                f'known: checkpoint, strict')
+            self.checkpoint = checkpoint
+            self.strict = strict
+            self.report: Optional[LoadReport] = None
+
+        def __call__(self, module: nn.Module) -> None:
+            if not self.checkpoint:
+                _logger().warning(f'BEiTPretrained: no checkpoint given, {type(module).__name__} '
+                                  f'keeps its random initialisation')
+                return
+            for child in module.children():
+                if hasattr(child, 'init_weights') and not getattr(child, 'is_init', False):
+                    child.init_weights()
+            self.report = load_beit_pretrained(module, self.checkpoint, strict=self.strict)
+            if getattr(module, 'pos_embed', None) is not None and 'pos_embed' in self.report.loaded:
+                module.init_cfg = dict(module.init_cfg, type='Pretrained')
+            if hasattr(module, '_params_init_info'):
+                update_init_info(module, init_info=f'BEiTPretrained: {self.checkpoint}')
+
+    if 'BEiTPretrained' not in WEIGHT_INITIALIZERS.module_dict:
+        WEIGHT_INITIALIZERS.register_module(name='BEiTPretrained', module=BEiTPretrainedInit)
+    return WEIGHT_INITIALIZERS.get('BEiTPretrained')
+
+
+BEiTPretrainedInit = _register_initializer()
+
+
+def read_pretrain_info(path: Optional[str]) -> dict:
+    """Method and provenance of a pretrain checkpoint, for the results file.
+
+    Looks in the checkpoint's ``meta``: ``pretrain_method``/``method`` (written by this
+    project's MIM runs if set), ``converted_from`` (``tools/convert_ckpt.py``), else the
+    algorithm and target generator types in the saved config text.
+
+    Returns:
+        dict: ``{'method': str | None, 'source': str}``.
+    """
+    if not path:
+        return dict(method='random_init', source='no checkpoint')
+    try:
+        ckpt = read_checkpoint(path)
+    except Exception as exc:  # the results file must still be written
+        return dict(method=None, source=f'unreadable: {exc}')
+    meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+    meta = meta if isinstance(meta, dict) else {}
+    for key in ('pretrain_method', 'method'):
+        if meta.get(key):
+            return dict(method=str(meta[key]), source=f'meta.{key}')
+    if meta.get('converted_from'):
+        return dict(method=str(meta['converted_from']), source='meta.converted_from')
+    cfg_text = meta.get('cfg')
+    if isinstance(cfg_text, str):
+        return dict(method=method_from_config_text(cfg_text), source='meta.cfg')
+    return dict(method=None, source='unknown (no meta)')
+
+
+def method_from_config_text(text: str) -> Optional[str]:
+    """Guess the pretrain method from a saved mmengine config text (algorithm + tokenizer)."""
+    import re
+
+    types = re.findall(r"type\s*=\s*['\"]([\w.\-]+)['\"]", text) + \
+        re.findall(r"['\"]type['\"]\s*:\s*['\"]([\w.\-]+)['\"]", text)
+    names = [t.split('.')[-1].lower() for t in types]
+    joined = ' '.join(names)
+    if 'peco' in joined:
+        return 'peco'
+    if 'dalle' in joined or 'dall-e' in joined or 'beitv1' in joined or 'beitv1head' in joined:
+        return 'beitv1'
+    if 'vqkd' in joined or 'beitv2' in joined:
+        return 'beitv2'
+    if 'imageclassifier' in names:
+        return 'supervised'
+    return names[0] if names else None

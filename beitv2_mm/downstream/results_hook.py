@@ -1,0 +1,168 @@
+"""``DownstreamResultsHook``: one machine-readable ``results.json`` per downstream run.
+
+After every validation and test epoch the hook (re)writes ``<work_dir>/results.json``
+atomically (temp file + rename), so the file always holds the latest complete evaluation and
+the leaderboard (``tools/leaderboard.py``) can read it at any moment. Schema::
+
+    {
+      "schema": "beitv2_mm.downstream.results/v1",
+      "task": "finetune" | "linear_probe" | "semantic_segmentation" | "instance_segmentation",
+      "dataset": {"name": str, "data_root": str, "synthetic": bool},
+      "metrics": {"accuracy/top1": float, ...},        # every numeric metric of the evaluator
+      "stage": "val" | "test", "iteration": int, "epoch": int, "final": bool,
+      "config": str,                                   # config file path
+      "pretrain": {"checkpoint": str | null, "method": str | null, "method_source": str},
+      "timestamp": "2026-11-22T23:00:00+00:00"
+    }
+
+``final`` is true once training has reached its last iteration/epoch (or for a test run).
+The pretrain method comes from the hook's ``pretrain_method`` setting when given, else from the
+checkpoint's meta (:func:`beitv2_mm.downstream.checkpoint.read_pretrain_info`); a run without a
+checkpoint is ``random_init``.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from pathlib import Path
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+RESULTS_FILE = 'results.json'
+SCHEMA = 'beitv2_mm.downstream.results/v1'
+TASKS = ('finetune', 'linear_probe', 'semantic_segmentation', 'instance_segmentation')
+
+
+def _cfg_get(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split('.'):
+        if node is None:
+            return None
+        node = node.get(part) if hasattr(node, 'get') else None
+    return node
+
+
+def is_synthetic_root(data_root: Optional[str], classes=None) -> bool:
+    """Whether a data set is this project's synthetic data.
+
+    True when a folder of ``data_root`` is named like ``synthetic`` or when the data set's class
+    names are exactly the synthetic ones (``SYNTHETIC_CLASSES``), wherever it was generated.
+    """
+    from beitv2_mm.datasets.synthetic import SYNTHETIC_CLASSES
+
+    if classes is not None and tuple(classes) == tuple(SYNTHETIC_CLASSES):
+        return True
+    if not data_root:
+        return False
+    return any('synthetic' in part.lower() for part in Path(str(data_root)).parts)
+
+
+def _dataset_classes(runner, stage: str):
+    try:
+        loop = runner.test_loop if stage == 'test' else runner.val_loop
+        return loop.dataloader.dataset.metainfo.get('classes')
+    except Exception:  # a loop without a dataset: fall back to the data root only
+        return None
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write ``payload`` to ``path`` via a temp file + ``os.replace`` (never a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    with open(tmp, 'w') as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@HOOKS.register_module()
+class DownstreamResultsHook(Hook):
+    """Write ``results.json`` after each validation/test epoch; see the module docstring.
+
+    Args:
+        task (str): One of :data:`TASKS`.
+        dataset_name (str): Data set name for the leaderboard (e.g. ``'ImageNet-1K'``).
+        pretrain_method (str, optional): Overrides the method read from the checkpoint.
+        filename (str): File name in the work dir. Defaults to ``results.json``.
+    """
+
+    priority = 'LOW'  # after the evaluator/logger hooks have seen the metrics
+
+    def __init__(self, task: str, dataset_name: str, pretrain_method: Optional[str] = None,
+                 filename: str = RESULTS_FILE) -> None:
+        if task not in TASKS:
+            raise ValueError(f'DownstreamResultsHook: task must be one of {TASKS}, got {task!r}')
+        self.task = task
+        self.dataset_name = dataset_name
+        self.pretrain_method = pretrain_method
+        self.filename = filename
+        self._pretrain_info = None
+
+    def _pretrain(self, runner) -> dict:
+        checkpoint = _cfg_get(runner.cfg, 'model.backbone.init_cfg.checkpoint')
+        if self._pretrain_info is None:
+            from .checkpoint import read_pretrain_info
+            info = read_pretrain_info(checkpoint)
+            if self.pretrain_method:
+                info = dict(method=self.pretrain_method, source='hook setting')
+            self._pretrain_info = info
+        return dict(checkpoint=checkpoint, method=self._pretrain_info['method'],
+                    method_source=self._pretrain_info['source'])
+
+    def _is_final(self, runner, stage: str) -> bool:
+        if stage == 'test':
+            return True
+        loop = getattr(runner, '_train_loop', None)  # not built: a val/test-only run
+        if loop is None or isinstance(loop, dict):
+            return True
+        if hasattr(loop, 'max_iters') and getattr(runner, 'iter', 0) >= loop.max_iters:
+            return True
+        if hasattr(loop, 'max_epochs') and getattr(runner, 'epoch', 0) >= loop.max_epochs:
+            return True
+        return False
+
+    def _write(self, runner, metrics: Optional[dict], stage: str) -> None:
+        if metrics is None:
+            return
+        from mmengine.dist import is_main_process
+        if not is_main_process():
+            return
+        numeric = {}
+        for key, value in metrics.items():
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue  # e.g. per-class tables
+            numeric[key] = value if math.isfinite(value) else None
+        dl_key = 'test_dataloader' if stage == 'test' else 'val_dataloader'
+        data_root = _cfg_get(runner.cfg, f'{dl_key}.dataset.data_root')
+        payload = dict(
+            schema=SCHEMA,
+            task=self.task,
+            dataset=dict(name=self.dataset_name, data_root=data_root,
+                         synthetic=is_synthetic_root(data_root,
+                                                     _dataset_classes(runner, stage))),
+            metrics=numeric,
+            stage=stage,
+            iteration=int(getattr(runner, 'iter', 0)),
+            epoch=int(getattr(runner, 'epoch', 0)),
+            final=self._is_final(runner, stage),
+            config=getattr(runner.cfg, 'filename', None),
+            work_dir=str(runner.work_dir),
+            pretrain=self._pretrain(runner),
+            timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        )
+        path = Path(runner.work_dir) / self.filename
+        write_json_atomic(path, payload)
+        runner.logger.info(f'DownstreamResultsHook: wrote {path}')
+
+    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        self._write(runner, metrics, 'val')
+
+    def after_test_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        self._write(runner, metrics, 'test')

@@ -1,0 +1,1065 @@
+"""Step benchmarks: timing, FLOPs, peak memory and the workloads ``tools/benchmark.py`` runs.
+
+What is measured, for every workload (MIM step, VQ-KD step, tokenizer inference, UperNet
+step, data pipeline):
+
+* **images/s** from the median of ``steps`` timed steps after ``warmup`` untimed ones. On a
+  GPU each step is bracketed by CUDA events and the host synchronises once, after the last
+  step, so the timing itself adds no host-device sync; on a CPU ``time.perf_counter``.
+* **peak memory**: on a GPU ``torch.cuda.max_memory_allocated`` (reset before each step of a
+  variant); on a CPU the process' peak resident set (``VmHWM`` of ``/proc/self/status``,
+  reset through ``/proc/self/clear_refs`` where the kernel allows it). Both include every
+  model that lives in the process (in ``--compare`` runs: both variants' weights).
+* **FLOPs** of one step, counted once outside the timed steps with
+  ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions, attention; forward and
+  backward), hence achieved TFLOP/s and, on a GPU whose peak is known (:data:`PEAK_TFLOPS`),
+  the model FLOPs utilisation (MFU).
+
+Comparisons (``--compare``) run the variants **alternately in one process** (A, B, A, B,
+...): on a shared or thermally throttled machine both see the same load, and the ratio of
+medians is what is reported.
+
+The MIM workload builds the *stock* step from mmpretrain's own BEiT v2 config
+(``mmpretrain::beitv2/beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k.py``: ``BEiT`` with
+``BEiTPretrainViT``, ``BEiTV2Neck``, ``BEiTV2Head`` and the ``VQKD`` target generator, its
+optimizer wrapper) and the *fast* step from this project's classes (``BEiTMIM``,
+``FastBEiTPretrainViT``, ``BEiTV2AggregationNeck``, ``VQKDTokenizer``), with the same
+architecture, batch, resolution and precision. Only the architecture, resolution, precision
+and download-free initialisation are changed in the stock config.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+
+# --------------------------------------------------------------------------- architectures
+#: ViT sizes by name; a dict (or its JSON text) with the same keys is accepted too.
+ARCHS: Dict[str, dict] = {
+    'tiny': dict(embed_dims=192, num_layers=12, num_heads=3, feedforward_channels=768),
+    'small': dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
+    'base': dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
+    'large': dict(embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096),
+}
+ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
+
+
+def resolve_arch(arch: Union[str, dict]) -> dict:
+    """An architecture dict from a name in :data:`ARCHS`, a dict, or a dict's JSON text.
+
+    Args:
+        arch (str | dict): ``'tiny'|'small'|'base'|'large'``, or
+            ``{"embed_dims": 64, "num_layers": 4, "num_heads": 2, "feedforward_channels": 128}``.
+
+    Returns:
+        dict: ``embed_dims``, ``num_layers``, ``num_heads``, ``feedforward_channels``.
+    """
+    if isinstance(arch, str):
+        text = arch.strip()
+        if text.startswith('{'):
+            try:
+                arch = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f'--arch: invalid JSON dict {text!r}: {err}') from err
+        elif text.lower() in ARCHS:
+            return dict(ARCHS[text.lower()])
+        else:
+            raise ValueError(f'--arch: unknown architecture {arch!r}; use one of '
+                             f'{sorted(ARCHS)} or a JSON dict with keys {ARCH_KEYS}')
+    missing = [k for k in ARCH_KEYS if k not in arch]
+    if missing:
+        raise ValueError(f'--arch: the architecture dict lacks {missing} (needs {ARCH_KEYS})')
+    if arch['embed_dims'] % arch['num_heads']:
+        raise ValueError(f'--arch: embed_dims {arch["embed_dims"]} is not divisible by '
+                         f'num_heads {arch["num_heads"]}')
+    return {k: int(arch[k]) for k in ARCH_KEYS}
+
+
+# --------------------------------------------------------------------------- device peaks
+#: Dense peak TFLOP/s by device-name substring (first match wins, so specific names first).
+#: Vendor data sheets, without sparsity. 'tf32' applies to fp32 matmuls when TF32 is allowed.
+PEAK_TFLOPS: List[tuple] = [
+    ('H200', dict(bf16=989.0, fp16=989.0, tf32=494.0, fp32=67.0)),
+    ('H100 PCIe', dict(bf16=756.0, fp16=756.0, tf32=378.0, fp32=51.0)),
+    ('H100 NVL', dict(bf16=835.0, fp16=835.0, tf32=418.0, fp32=60.0)),
+    ('H100', dict(bf16=989.0, fp16=989.0, tf32=494.0, fp32=67.0)),  # SXM (e.g. "80GB HBM3")
+    ('H800', dict(bf16=989.0, fp16=989.0, tf32=494.0, fp32=67.0)),
+    ('GH200', dict(bf16=989.0, fp16=989.0, tf32=494.0, fp32=67.0)),
+    ('B200', dict(bf16=2250.0, fp16=2250.0, tf32=1100.0, fp32=75.0)),
+    ('A100', dict(bf16=312.0, fp16=312.0, tf32=156.0, fp32=19.5)),
+    ('A800', dict(bf16=312.0, fp16=312.0, tf32=156.0, fp32=19.5)),
+    ('L40S', dict(bf16=362.0, fp16=362.0, tf32=183.0, fp32=91.6)),
+    ('L4', dict(bf16=121.0, fp16=121.0, tf32=60.0, fp32=30.3)),
+    ('A10G', dict(bf16=70.0, fp16=70.0, tf32=35.0, fp32=31.2)),
+    ('A10', dict(bf16=125.0, fp16=125.0, tf32=62.5, fp32=31.2)),
+    ('RTX 4090', dict(bf16=165.0, fp16=165.0, tf32=82.6, fp32=82.6)),
+    ('RTX 3090', dict(bf16=71.0, fp16=71.0, tf32=35.6, fp32=35.6)),
+    ('V100', dict(fp16=125.0, fp32=15.7)),
+    ('T4', dict(fp16=65.0, fp32=8.1)),
+]
+
+
+def peak_tflops(device_name: str, precision: str, tf32: bool = False) -> Optional[float]:
+    """The device's dense peak for ``precision`` from :data:`PEAK_TFLOPS`, or None if unknown.
+
+    Args:
+        device_name (str): e.g. ``torch.cuda.get_device_name()``.
+        precision (str): ``'fp32'``, ``'bf16'`` or ``'fp16'``.
+        tf32 (bool): fp32 matmuls run as TF32 (``torch.backends.cuda.matmul.allow_tf32``).
+    """
+    key = 'tf32' if (precision == 'fp32' and tf32) else precision
+    for pattern, peaks in PEAK_TFLOPS:
+        if pattern.lower() in device_name.lower():
+            return peaks.get(key)
+    return None
+
+
+# --------------------------------------------------------------------------- environment
+def cpu_model() -> str:
+    """The CPU model name from ``/proc/cpuinfo`` (falls back to ``platform.processor()``)."""
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def environment(device: torch.device) -> dict:
+    """Machine and software description stored with every result."""
+    versions = {'python': platform.python_version(), 'torch': torch.__version__}
+    for name in ('mmengine', 'mmcv', 'mmpretrain', 'mmseg', 'mmdet', 'timm'):
+        try:
+            module = __import__(name)
+            versions[name] = getattr(module, '__version__', '?')
+        except Exception:  # noqa: BLE001 - absent or broken: just not listed
+            pass
+    env = dict(
+        date_utc=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S'),
+        cpu=cpu_model(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+        omp_num_threads=os.environ.get('OMP_NUM_THREADS'), device=str(device),
+        versions=versions)
+    try:
+        env['load_avg_1m'] = os.getloadavg()[0]
+    except OSError:
+        pass
+    if device.type == 'cuda':
+        env['gpu'] = torch.cuda.get_device_name(device)
+        env['cuda'] = torch.version.cuda
+    return env
+
+
+# --------------------------------------------------------------------------- memory
+class PeakMemory:
+    """Peak memory of a region: ``max_memory_allocated`` on CUDA, peak RSS on a CPU.
+
+    On a CPU the peak resident set size of the whole process is read from ``VmHWM``; writing
+    ``5`` to ``/proc/self/clear_refs`` resets it (Linux >= 4.0). Where that is not allowed,
+    the value is the peak since the process started (``resettable`` is then False).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.resettable = True
+
+    def reset(self) -> None:
+        if self.device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:
+            with open('/proc/self/clear_refs', 'w') as f:
+                f.write('5')
+        except OSError:
+            self.resettable = False
+
+    def read(self) -> Optional[int]:
+        """Peak bytes since the last :meth:`reset` (None if unavailable)."""
+        if self.device.type == 'cuda':
+            return int(torch.cuda.max_memory_allocated(self.device))
+        try:
+            for line in Path('/proc/self/status').read_text().splitlines():
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        try:
+            import resource
+            return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        except Exception:  # noqa: BLE001
+            return None
+
+
+# --------------------------------------------------------------------------- timing
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+class StepTimer:
+    """Times steps without syncing inside them: CUDA events on a GPU, perf_counter on a CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._pending: List[tuple] = []
+        self._seconds: List[float] = []
+
+    @contextlib.contextmanager
+    def step(self):
+        if self.device.type == 'cuda':
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self._pending.append((start, end))
+        else:
+            t0 = time.perf_counter()
+            yield
+            self._seconds.append(time.perf_counter() - t0)
+
+    def seconds(self) -> List[float]:
+        """All step durations in seconds (synchronises once for pending CUDA events)."""
+        if self._pending:
+            synchronize(self.device)
+            self._seconds += [s.elapsed_time(e) / 1e3 for s, e in self._pending]
+            self._pending = []
+        return list(self._seconds)
+
+
+def count_flops(fn: Callable[[], Any]) -> Optional[int]:
+    """FLOPs of one call of ``fn`` (forward + backward if it does both), or None on failure."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+        counter = FlopCounterMode(display=False)
+        with counter:
+            fn()
+        return int(counter.get_total_flops())
+    except Exception as err:  # noqa: BLE001 - an op the counter cannot trace: report, go on
+        print(f'[benchmark] FLOP counting failed ({type(err).__name__}: {err}); '
+              'TFLOP/s and MFU are left out')
+        return None
+
+
+@dataclass
+class Variant:
+    """One thing to time: a step function and how many images one call processes.
+
+    Attributes:
+        name: label in the output (e.g. ``'fast'``, ``'mmpretrain'``).
+        step: runs one full step (no argument); its return value is ignored.
+        images: images per call (the batch size).
+        flops_fn: optional callable counted by :func:`count_flops` instead of ``step``
+            (e.g. one that skips the optimizer, whose FLOPs the counter does not see anyway).
+        info: free-form description stored in the JSON (config, options).
+    """
+    name: str
+    step: Callable[[], Any]
+    images: int
+    flops_fn: Optional[Callable[[], Any]] = None
+    info: dict = field(default_factory=dict)
+
+
+def run_alternating(variants: Sequence[Variant], steps: int, warmup: int,
+                    device: torch.device, count_flops_too: bool = True,
+                    precision: str = 'fp32') -> Dict[str, dict]:
+    """Warm each variant up, then time them alternately, one step each per round.
+
+    Args:
+        variants (Sequence[Variant]): The workloads (one or more).
+        steps (int): Timed steps per variant.
+        warmup (int): Untimed steps per variant first (allocator, autotuning, compile).
+        device (torch.device): Where the steps run.
+        count_flops_too (bool): Count FLOPs of one step per variant.
+        precision (str): For the MFU look-up.
+
+    Returns:
+        dict: per variant name: ``median_s``, ``images_per_s``, ``times_s``, ``peak_mem_bytes``,
+        ``flops_per_step``, ``tflops_per_s``, ``mfu`` (None where not applicable).
+    """
+    if steps < 1:
+        raise ValueError(f'--steps must be >= 1, got {steps}')
+    for variant in variants:
+        for _ in range(warmup):
+            variant.step()
+    synchronize(device)
+    flops = {}
+    for variant in variants:
+        flops[variant.name] = (count_flops(variant.flops_fn or variant.step)
+                               if count_flops_too else None)
+    synchronize(device)
+    timers = {v.name: StepTimer(device) for v in variants}
+    peaks = {v.name: 0 for v in variants}
+    memory = PeakMemory(device)
+    for _ in range(steps):
+        for variant in variants:
+            memory.reset()
+            with timers[variant.name].step():
+                variant.step()
+            peak = memory.read()
+            if peak is not None:
+                peaks[variant.name] = max(peaks[variant.name], peak)
+    synchronize(device)
+    peak_ref = None
+    tf32 = bool(device.type == 'cuda' and torch.backends.cuda.matmul.allow_tf32)
+    if device.type == 'cuda':
+        peak_ref = peak_tflops(torch.cuda.get_device_name(device), precision, tf32)
+    results = {}
+    for variant in variants:
+        times = timers[variant.name].seconds()
+        median = statistics.median(times)
+        n_flops = flops[variant.name]
+        tflops = n_flops / median / 1e12 if n_flops else None
+        results[variant.name] = dict(
+            images_per_s=variant.images / median, median_s=median, times_s=times,
+            min_s=min(times), max_s=max(times), batch=variant.images,
+            peak_mem_bytes=peaks[variant.name] or None,
+            peak_mem_kind=('cuda max_memory_allocated' if device.type == 'cuda' else
+                           'process peak RSS (VmHWM)' + ('' if memory.resettable else
+                                                         ', not resettable: since start')),
+            flops_per_step=n_flops, tflops_per_s=tflops,
+            peak_tflops=peak_ref, mfu=(tflops / peak_ref if tflops and peak_ref else None),
+            info=variant.info)
+    return results
+
+
+# --------------------------------------------------------------------------- precision
+PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def autocast_context(device: torch.device, precision: str):
+    """``torch.autocast`` for bf16/fp16, a null context for fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'--precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
+    if precision == 'fp32':
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
+
+
+def optim_wrapper_cfg(base: dict, precision: str, device: torch.device, fused: bool,
+                      bf16_without_scaler: bool = False) -> dict:
+    """An mmengine optim-wrapper config for ``precision`` on ``device``.
+
+    fp32: ``OptimWrapper``. bf16/fp16 on a GPU: ``AmpOptimWrapper`` with that dtype (what
+    mmpretrain's config uses). On a CPU, mmengine's ``AmpOptimWrapper`` refuses to run, so the
+    caller wraps the step in :func:`autocast_context` and a plain ``OptimWrapper`` is used.
+
+    Args:
+        base (dict): The config's ``optim_wrapper`` (optimizer, clip_grad, paramwise_cfg...).
+        precision (str): fp32 | bf16 | fp16.
+        device (torch.device): Where the model runs.
+        fused (bool): Ask for ``fused=True`` AdamW (one kernel for every parameter).
+        bf16_without_scaler (bool): bf16 on a GPU with a plain ``OptimWrapper`` (the caller
+            autocasts): bf16 has fp32's exponent range, so the loss scaler's unscale and
+            inf checks are pure overhead.
+    """
+    cfg = copy.deepcopy(dict(base))
+    cfg.pop('loss_scale', None)
+    cfg.pop('dtype', None)
+    if precision == 'bf16' and bf16_without_scaler:
+        cfg['type'] = 'OptimWrapper'
+    elif precision != 'fp32' and device.type == 'cuda':
+        cfg['type'] = 'AmpOptimWrapper'
+        cfg['dtype'] = {'bf16': 'bfloat16', 'fp16': 'float16'}[precision]
+        cfg['loss_scale'] = 'dynamic'
+    else:
+        cfg['type'] = 'OptimWrapper'
+    optimizer = dict(cfg['optimizer'])
+    if fused:
+        optimizer['fused'] = True
+        optimizer.pop('foreach', None)
+    cfg['optimizer'] = optimizer
+    return cfg
+
+
+# --------------------------------------------------------------------------- inputs
+def synthetic_images(batch: int, img_size: int, generator: torch.Generator) -> torch.Tensor:
+    """uint8 images (B, 3, H, W), as a dataloader hands them to a data preprocessor."""
+    return torch.randint(0, 256, (batch, 3, img_size, img_size), dtype=torch.uint8,
+                         generator=generator)
+
+
+def random_masks(batch: int, grid: int, num_masked: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Masks (B, grid, grid) with exactly ``num_masked`` True each (the cost is the same as
+    block-wise masks with that count; the block shape does not change the step's work)."""
+    masks = torch.zeros(batch, grid * grid, dtype=torch.bool)
+    for i in range(batch):
+        masks[i, torch.randperm(grid * grid, generator=generator)[:num_masked]] = True
+    return masks.view(batch, grid, grid)
+
+
+def num_masked_patches(grid: int) -> int:
+    """75 of 196 patches at 224 px (the BEiT v2 recipe), the same fraction elsewhere."""
+    return max(1, round(grid * grid * 75 / 196))
+
+
+def mim_batch(batch: int, img_size: int, patch_size: int = 16, seed: int = 0) -> dict:
+    """A MIM batch in the format ``model.train_step`` takes: two uint8 views + masks."""
+    from mmpretrain.structures import DataSample
+
+    if img_size % patch_size:
+        raise ValueError(f'--img-size {img_size} is not a multiple of the patch size '
+                         f'{patch_size}')
+    gen = torch.Generator().manual_seed(seed)
+    grid = img_size // patch_size
+    masks = random_masks(batch, grid, num_masked_patches(grid), gen)
+    samples = []
+    for i in range(batch):
+        sample = DataSample()
+        sample.set_mask(masks[i])
+        samples.append(sample)
+    return dict(inputs=[synthetic_images(batch, img_size, gen),
+                        synthetic_images(batch, img_size, gen)],
+                data_samples=samples)
+
+
+def to_device(data: Any, device: torch.device) -> Any:
+    """Move a batch (nested lists/dicts of tensors and DataSamples) to ``device`` once."""
+    if isinstance(data, torch.Tensor):
+        return data.to(device)
+    if isinstance(data, dict):
+        return {k: to_device(v, device) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(to_device(v, device) for v in data)
+    if hasattr(data, 'to'):
+        return data.to(device)
+    return data
+
+
+def write_json(result: dict, path: Union[str, Path]) -> Path:
+    """Write ``result`` as JSON atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps(result, indent=2, default=str) + '\n')
+    os.replace(tmp, path)
+    return path
+
+
+def format_summary(workload: str, results: Dict[str, dict], baseline: Optional[str] = None) -> str:
+    """Human-readable lines: one per variant, then the speed-up over ``baseline``."""
+    lines = []
+    for name, res in results.items():
+        mem = res.get('peak_mem_bytes')
+        parts = [f'{workload} [{name}]: {res["images_per_s"]:.3f} img/s',
+                 f'median {res["median_s"] * 1e3:.1f} ms/step (batch {res["batch"]}, '
+                 f'{len(res["times_s"])} steps)']
+        if mem:
+            parts.append(f'peak mem {mem / 2**20:.0f} MiB')
+        if res.get('tflops_per_s'):
+            parts.append(f'{res["tflops_per_s"]:.3f} TFLOP/s')
+        if res.get('mfu'):
+            parts.append(f'MFU {100 * res["mfu"]:.1f}%')
+        lines.append(', '.join(parts))
+    if baseline and baseline in results:
+        for name, res in results.items():
+            if name != baseline:
+                ratio = res['images_per_s'] / results[baseline]['images_per_s']
+                lines.append(f'{workload}: {name} / {baseline} = {ratio:.3f}x')
+    return '\n'.join(lines)
+
+
+# =========================================================================== workloads
+STOCK_MIM_CONFIG = 'beitv2/beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k.py'
+PROJECT_MIM_CONFIG = 'configs/beitv2_vitb_mim.py'
+
+
+def stock_config_path(relative: str = STOCK_MIM_CONFIG) -> Path:
+    """A config shipped inside the installed mmpretrain package (``.mim/configs``)."""
+    import mmpretrain
+
+    path = Path(mmpretrain.__file__).parent / '.mim' / 'configs' / relative
+    if not path.is_file():
+        raise FileNotFoundError(f'mmpretrain config {relative} not found at {path}; is '
+                                'mmpretrain 1.2.0 installed with its configs?')
+    return path
+
+
+def _default_scope(scope: str = 'mmpretrain') -> None:
+    from mmengine.registry import init_default_scope
+    init_default_scope(scope)
+
+
+def _build_model(model_cfg: dict, device: torch.device, registry=None) -> torch.nn.Module:
+    if registry is None:
+        from mmpretrain.registry import MODELS as registry
+    model = registry.build(copy.deepcopy(model_cfg))
+    model.init_weights()
+    return model.to(device)
+
+
+def _build_optim_wrapper(model: torch.nn.Module, cfg: dict):
+    from mmengine.optim import build_optim_wrapper
+    return build_optim_wrapper(model, copy.deepcopy(cfg))
+
+
+def _cfg_to_dict(cfg) -> dict:
+    return cfg.to_dict() if hasattr(cfg, 'to_dict') else copy.deepcopy(dict(cfg))
+
+
+def stock_mim_config(arch: dict, tokenizer_arch: dict, img_size: int) -> tuple:
+    """mmpretrain's own BEiT v2 model and optim-wrapper configs at ``arch``/``img_size``.
+
+    Changed from the stock file: the architecture of student, neck, head and tokenizer
+    encoder, the image size, and the tokenizer's ``init_cfg`` (a download) is dropped. The
+    stock ``BEiTV2Neck`` validates ``num_layers`` but reads ``depth`` from a dict arch, so
+    both are given; the early layer is the 4th from last, as ``out_indices=[-4, -1]``.
+
+    Returns:
+        tuple: ``(model_cfg, optim_wrapper_cfg)`` as plain dicts.
+    """
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(stock_config_path()))
+    model = _cfg_to_dict(cfg.model)
+    model.setdefault('data_preprocessor', _cfg_to_dict(cfg.data_preprocessor))
+    depth = arch['num_layers']
+    model['backbone'].update(arch=dict(arch), img_size=img_size)
+    model['neck'].update(backbone_arch=dict(arch, depth=depth), early_layers=depth - 3)
+    model['head']['embed_dims'] = arch['embed_dims']
+    encoder = model['target_generator']['encoder_config']
+    encoder.update(arch=dict(tokenizer_arch), img_size=img_size)
+    model['target_generator']['init_cfg'] = None
+    return model, _cfg_to_dict(cfg.optim_wrapper)
+
+
+def fast_mim_config(arch: dict, tokenizer_arch: dict, img_size: int, attn: str = 'sdpa',
+                    compile_layers: bool = False, config: Optional[str] = None,
+                    num_codes: int = 8192, select_rows: bool = True,
+                    student_attn: Optional[str] = None) -> tuple:
+    """This project's BEiT v2 model and optim-wrapper configs at ``arch``/``img_size``.
+
+    From ``config`` (default: ``configs/beitv2_vitb_mim.py`` when it exists) or, without one,
+    from mmpretrain's stock config with this project's classes swapped in: ``BEiTMIM``
+    (frozen tokenizer under ``inference_mode``, sync-free masked gather),
+    ``FastBEiTPretrainViT`` and ``BEiTV2AggregationNeck`` (SDPA attention), ``VQKDTokenizer``
+    (encoder only: MIM never runs the decoder).
+
+    Args:
+        attn (str): Attention of the tokenizer (and of the student unless ``student_attn``).
+        select_rows (bool): Use :class:`beitv2_mm.engine.fast_mim.SelectiveBEiTMIM` (the
+            two last layers only for the rows the loss reads) instead of ``BEiTMIM``.
+        student_attn (str, optional): Attention of the student and the neck.
+
+    Returns:
+        tuple: ``(model_cfg, optim_wrapper_cfg)`` as plain dicts.
+    """
+    from mmengine.config import Config
+
+    from . import fast_mim  # noqa: F401 - registers SelectiveBEiTMIM
+
+    student_attn = student_attn or attn
+    stock_model, stock_optim = stock_mim_config(arch, tokenizer_arch, img_size)
+    path = config or (PROJECT_MIM_CONFIG if Path(PROJECT_MIM_CONFIG).is_file() else None)
+    if path:
+        cfg = Config.fromfile(path)
+        model = _cfg_to_dict(cfg.model)
+        if 'data_preprocessor' not in model and 'data_preprocessor' in cfg:
+            model['data_preprocessor'] = _cfg_to_dict(cfg.data_preprocessor)
+        optim = _cfg_to_dict(cfg.optim_wrapper)
+    else:
+        model = copy.deepcopy(stock_model)
+        model['type'] = 'BEiTMIM'
+        model['backbone']['type'] = 'FastBEiTPretrainViT'
+        model['neck']['type'] = 'BEiTV2AggregationNeck'
+        model['target_generator'] = dict(type='VQKDTokenizer', decoder=None,
+                                         input_range=(-1, 1), frozen=True, kmeans_init=False)
+        optim = copy.deepcopy(stock_optim)
+    grid = img_size // 16
+    depth = arch['num_layers']
+    if select_rows and model['type'] == 'BEiTMIM':
+        model['type'] = 'SelectiveBEiTMIM'
+    elif not select_rows and model['type'] == 'SelectiveBEiTMIM':
+        model['type'] = 'BEiTMIM'
+    model['num_masked_patches'] = num_masked_patches(grid)
+    model['backbone'].update(arch=dict(arch), img_size=img_size, attn_impl=student_attn,
+                             compile=bool(compile_layers))
+    model['neck'].update(backbone_arch=dict(arch), early_layers=depth - 3,
+                         attn_impl=student_attn)
+    model['head']['embed_dims'] = arch['embed_dims']
+    model['head']['num_embed'] = num_codes
+    tokenizer = model['target_generator']
+    tokenizer.pop('checkpoint', None)
+    tokenizer.update(decoder=None, num_codes=num_codes)
+    encoder = dict(tokenizer.get('encoder') or {})
+    from beitv2_mm.tokenizers.vqkd import vqkd_vit_cfg
+    base_encoder = vqkd_vit_cfg(arch=dict(tokenizer_arch), img_size=img_size)
+    base_encoder.update({k: v for k, v in encoder.items() if k not in ('arch', 'img_size')})
+    base_encoder['type'] = 'FastBEiTViT'
+    base_encoder['attn_impl'] = attn
+    tokenizer['encoder'] = base_encoder
+    return model, optim
+
+
+def stock_vqkd_to_project(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """mmpretrain ``VQKD`` state dict -> this project's ``VQKDTokenizer`` (encoder only).
+
+    Encoder and task layer keys are the same; the codebook moves from
+    ``quantize.embedding.weight`` to ``quantizer.codebook``, the k-means flag from
+    ``quantize.embedding.initted`` to ``quantizer.initted``, the counts from
+    ``quantize.cluster_size`` to ``quantizer.cluster_size``. Other quantizer keys (EMA
+    accumulators) are dropped: inference does not read them.
+    """
+    rename = {'quantize.embedding.weight': 'quantizer.codebook',
+              'quantize.embedding.initted': 'quantizer.initted',
+              'quantize.cluster_size': 'quantizer.cluster_size'}
+    out = {}
+    for key, value in state.items():
+        if key in rename:
+            out[rename[key]] = value
+        elif not key.startswith('quantize.'):
+            out[key] = value
+    return out
+
+
+def copy_stock_weights_into_fast(stock: torch.nn.Module, fast: torch.nn.Module) -> None:
+    """Give the fast MIM model exactly the stock model's weights (student and tokenizer).
+
+    Student, neck and head keys are the same in both; the tokenizer goes through
+    :func:`stock_vqkd_to_project`. Every key of the fast model must be filled (strict), and
+    no stock key may be left unused except the quantizer's EMA accumulators.
+    """
+    state = {}
+    for key, value in stock.state_dict().items():
+        if key.startswith('target_generator.'):
+            continue
+        state[key] = value
+    tokenizer = stock_vqkd_to_project(
+        {k[len('target_generator.'):]: v for k, v in stock.state_dict().items()
+         if k.startswith('target_generator.')})
+    state.update({f'target_generator.{k}': v for k, v in tokenizer.items()})
+    own = fast.state_dict()
+    # the fast tokenizer may hold extra non-persistent/statistics buffers: keep its own
+    for key in own:
+        if key not in state and key.startswith('target_generator.quantizer.'):
+            state[key] = own[key]
+    result = fast.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise KeyError(f'stock -> fast weight copy: missing {result.missing_keys}, '
+                       f'unexpected {result.unexpected_keys}')
+
+
+def mark_stock_codebook_ready(stock: torch.nn.Module) -> None:
+    """Skip mmpretrain's on-the-fly k-means of the codebook (its first training step would
+    overwrite the codebook from the batch, as it does in a real stock MIM run); a codebook
+    still all zeros (k-means pending) gets unit-norm random codes, as a trained one has."""
+    embedding = getattr(getattr(stock.target_generator, 'quantize', None), 'embedding', None)
+    if embedding is not None and hasattr(embedding, 'initted'):
+        with torch.no_grad():
+            if not embedding.initted.bool().all() and not embedding.weight.any():
+                # k-means init leaves zeros until it runs: give unit-norm random codes
+                codes = torch.randn(embedding.weight.shape, generator=torch.Generator()
+                                    .manual_seed(0)).to(embedding.weight.device)
+                embedding.weight.copy_(torch.nn.functional.normalize(codes, dim=-1))
+            embedding.initted.fill_(1.0)
+
+
+@dataclass
+class MIMSetup:
+    """A built MIM model with its optimizer wrapper, batch and step function."""
+    name: str
+    model: torch.nn.Module
+    optim_wrapper: Any
+    data: dict
+    step: Callable[[], Any]
+    forward_backward: Callable[[], Any]
+    model_cfg: dict
+    optim_cfg: dict
+
+
+def make_mim_setup(name: str, model_cfg: dict, optim_cfg: dict, batch: int, img_size: int,
+                   precision: str, device: torch.device, fused: bool, seed: int = 0,
+                   model: Optional[torch.nn.Module] = None, fast: bool = False) -> MIMSetup:
+    """Build ``model_cfg`` and a step = ``model.train_step(batch, optim_wrapper)``.
+
+    ``train_step`` is what mmengine's loop calls: data preprocessor, forward, loss, backward,
+    gradient clipping, optimizer step, zero grad. On a CPU, bf16/fp16 autocast wraps it
+    (mmengine's ``AmpOptimWrapper`` is GPU-only); on a GPU, ``AmpOptimWrapper`` does it,
+    except for the ``fast`` path in bf16 (autocast without a loss scaler).
+    """
+    _default_scope('mmpretrain')
+    torch.manual_seed(seed)
+    if model is None:
+        model = _build_model(model_cfg, device)
+    mark_stock_codebook_ready(model)
+    model.train()
+    optim_cfg = optim_wrapper_cfg(optim_cfg, precision, device, fused,
+                                  bf16_without_scaler=fast)
+    optim_wrapper = _build_optim_wrapper(model, optim_cfg)
+    data = to_device(mim_batch(batch, img_size, seed=seed), device)
+    # autocast here unless mmengine's AmpOptimWrapper does it (GPU, stock / fp16)
+    outer = (contextlib.nullcontext() if optim_cfg['type'] == 'AmpOptimWrapper'
+             else autocast_context(device, precision))
+
+    def step():
+        with outer:
+            return model.train_step(data, optim_wrapper)
+
+    def forward_backward():
+        with outer, optim_wrapper.optim_context(model):
+            processed = model.data_preprocessor(data, True)
+            losses = model._run_forward(processed, mode='loss')
+            loss, _ = model.parse_losses(losses)
+        loss.backward()
+        optim_wrapper.zero_grad()
+
+    return MIMSetup(name, model, optim_wrapper, data, step, forward_backward, model_cfg,
+                    optim_cfg)
+
+
+def mim_loss(model: torch.nn.Module, data: dict) -> torch.Tensor:
+    """The total MIM loss of ``model`` on ``data`` (train mode, no parameter update)."""
+    model.train()
+    processed = model.data_preprocessor(data, True)
+    losses = model._run_forward(processed, mode='loss')
+    loss, _ = model.parse_losses(losses)
+    return loss
+
+
+# --------------------------------------------------------------------------- tokenizer
+def stock_vqkd_config(tokenizer_arch: dict, img_size: int) -> dict:
+    """mmpretrain's ``VQKD`` target generator from its BEiT v2 config (no download)."""
+    model, _ = stock_mim_config(dict(tokenizer_arch), dict(tokenizer_arch), img_size)
+    return model['target_generator']
+
+
+def fast_tokenizer_config(tokenizer_arch: dict, img_size: int, attn: str = 'sdpa',
+                          decoder: Optional[dict] = None, teacher_dim: int = 512,
+                          num_codes: int = 8192, frozen: bool = True) -> dict:
+    """This project's ``VQKDTokenizer`` with a ``FastBEiTViT`` encoder (and decoder)."""
+    from beitv2_mm.tokenizers.vqkd import vqkd_vit_cfg
+
+    encoder = vqkd_vit_cfg(arch=dict(tokenizer_arch), img_size=img_size)
+    encoder.update(type='FastBEiTViT', attn_impl=attn)
+    cfg = dict(type='VQKDTokenizer', encoder=encoder, decoder=None, input_range=(-1, 1),
+               frozen=frozen, kmeans_init=False, num_codes=num_codes, target_dim=teacher_dim)
+    if decoder is not None:
+        cfg['decoder'] = dict(decoder, type='FastBEiTViT', attn_impl=attn)
+    return cfg
+
+
+def tokenizer_inputs(batch: int, img_size: int, device: torch.device, seed: int = 0):
+    """Tokenizer-view images in [-1, 1] (what ``TwoNormDataPreprocessor`` gives)."""
+    gen = torch.Generator().manual_seed(seed)
+    images = synthetic_images(batch, img_size, gen).float() / 127.5 - 1.0
+    return images.to(device)
+
+
+def tokenize_variants(tokenizer_arch: dict, batch: int, img_size: int, device: torch.device,
+                      precision: str, attn: str, compare: Optional[str],
+                      seed: int = 0) -> List[Variant]:
+    """Tokenizer inference: ``get_codebook_indices`` under ``inference_mode``.
+
+    ``compare='mmpretrain'`` adds mmpretrain's ``VQKD`` (eval mode, ``no_grad``, as its
+    ``BEiT`` calls it), holding the same weights; ``compare='explicit'`` adds this project's
+    tokenizer with the explicit attention arithmetic.
+    """
+    _default_scope('mmpretrain')
+    torch.manual_seed(seed)
+    fast = _build_model(fast_tokenizer_config(tokenizer_arch, img_size, attn), device).eval()
+    images = tokenizer_inputs(batch, img_size, device, seed)
+    cast = autocast_context(device, precision)
+    variants = []
+
+    def fast_step():
+        with torch.inference_mode(), cast:
+            return fast.get_codebook_indices(images)
+
+    variants.append(Variant('fast', fast_step, batch, info=dict(attn=attn)))
+    if compare == 'mmpretrain':
+        stock = _build_model(stock_vqkd_config(tokenizer_arch, img_size), device).eval()
+        mark_stock_codebook_ready(_Holder(stock))
+        fast.load_state_dict(_tokenizer_state_from_stock(stock, fast), strict=True)
+
+        def stock_step():
+            with torch.no_grad(), cast:
+                return stock.get_tokens(images)['token']
+
+        variants.append(Variant('mmpretrain', stock_step, batch, info=dict(type='VQKD')))
+    elif compare == 'explicit':
+        explicit_cfg = fast_tokenizer_config(tokenizer_arch, img_size, 'explicit')
+        explicit = _build_model(explicit_cfg, device).eval()
+        explicit.load_state_dict(fast.state_dict())
+
+        def explicit_step():
+            with torch.inference_mode(), cast:
+                return explicit.get_codebook_indices(images)
+
+        variants.append(Variant('explicit', explicit_step, batch, info=dict(attn='explicit')))
+    elif compare:
+        raise ValueError(f'tokenize --compare: use mmpretrain or explicit, got {compare!r}')
+    return variants
+
+
+class _Holder:
+    """Lets :func:`mark_stock_codebook_ready` reach a bare tokenizer."""
+
+    def __init__(self, tokenizer):
+        self.target_generator = tokenizer
+
+
+def _tokenizer_state_from_stock(stock: torch.nn.Module, fast: torch.nn.Module) -> dict:
+    state = stock_vqkd_to_project(stock.state_dict())
+    own = fast.state_dict()
+    for key in own:  # statistics buffers the stock quantizer does not have
+        if key not in state and key.startswith('quantizer.'):
+            state[key] = own[key]
+    return state
+
+
+# --------------------------------------------------------------------------- VQ-KD training
+class RandomTeacher(torch.nn.Module):
+    """A frozen ViT with random weights standing in for CLIP/DINO in the VQ-KD benchmark.
+
+    Same cost as the real teacher of that size (ViT encoder + projection), no weights
+    needed; runs under ``inference_mode`` like the project's teachers.
+    """
+
+    def __init__(self, arch: dict, img_size: int, out_dims: int, attn: str):
+        super().__init__()
+        from mmpretrain.registry import MODELS
+        from beitv2_mm.tokenizers.vqkd import vqkd_vit_cfg
+
+        cfg = vqkd_vit_cfg(arch=dict(arch), img_size=img_size)
+        cfg.update(type='FastBEiTViT', attn_impl=attn, out_type='raw')
+        self.vit = MODELS.build(cfg)
+        self.proj = torch.nn.Linear(arch['embed_dims'], out_dims, bias=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        tokens = self.vit(images)[-1][:, 1:]
+        return self.proj(tokens)
+
+
+def vqkd_step_fn(tokenizer: torch.nn.Module, teacher: torch.nn.Module, optimizer,
+                 images: torch.Tensor, device: torch.device, precision: str):
+    """One VQ-KD step as the official recipe: loss = mean(1 - cos(decoded, teacher)) + commit."""
+    cast = autocast_context(device, precision)
+    scaler = (torch.amp.GradScaler(device.type) if precision == 'fp16' and device.type == 'cuda'
+              else None)
+
+    def forward_backward(update: bool = True):
+        with cast:
+            target = teacher(images).clone()
+            out = tokenizer.reconstruct(images)
+            cos = torch.nn.functional.cosine_similarity(out.features.float(), target.float(),
+                                                        dim=-1)
+            loss = (1.0 - cos).mean() + out.commit_loss
+        if scaler is not None:
+            scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        if update:
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return forward_backward
+
+
+def vqkd_variants(tokenizer_arch: dict, batch: int, img_size: int, device: torch.device,
+                  precision: str, attn: str, compare: Optional[str], fused: bool = True,
+                  teacher_dim: int = 512, seed: int = 0) -> List[Variant]:
+    """VQ-KD training step: teacher forward + tokenizer encode/quantize/decode + backward +
+    AdamW (official hyper-parameters). No stock trainer exists (mmpretrain's ``VQKD`` is
+    inference-only), so ``compare='explicit'`` compares against the explicit attention path
+    with the same weights."""
+    if compare not in (None, 'explicit'):
+        raise ValueError(f'vqkd --compare: only explicit exists (mmpretrain cannot train '
+                         f'VQ-KD), got {compare!r}')
+    _default_scope('mmpretrain')
+    decoder_arch = dict(tokenizer_arch, num_layers=min(3, tokenizer_arch['num_layers']))
+    from beitv2_mm.tokenizers.vqkd import vqkd_vit_cfg
+    grid = img_size // 16
+    decoder = vqkd_vit_cfg(arch=decoder_arch, img_size=grid, patch_size=1)
+    images = tokenizer_inputs(batch, img_size, device, seed)
+    variants = []
+    built = {}
+    for name, impl in [('fast', attn)] + ([('explicit', 'explicit')] if compare else []):
+        torch.manual_seed(seed)
+        cfg = fast_tokenizer_config(tokenizer_arch, img_size, impl, decoder=decoder,
+                                    teacher_dim=teacher_dim, frozen=False)
+        tokenizer = _build_model(cfg, device).train()
+        teacher = RandomTeacher(tokenizer_arch, img_size, teacher_dim, impl).to(device)
+        if built:
+            first_tok, first_teacher = built['fast']
+            tokenizer.load_state_dict(first_tok.state_dict())
+            teacher.load_state_dict(first_teacher.state_dict())
+        built[name] = (tokenizer, teacher)
+        params = [p for p in tokenizer.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=2e-4, betas=(0.9, 0.99), weight_decay=1e-4,
+                                      **({'fused': True} if fused else {}))
+        fb = vqkd_step_fn(tokenizer, teacher, optimizer, images, device, precision)
+        variants.append(Variant(name, fb, batch, flops_fn=lambda fb=fb: fb(update=False),
+                                info=dict(attn=impl, fused_adamw=fused)))
+    return variants
+
+
+# --------------------------------------------------------------------------- UperNet
+def upernet_model_config(arch: dict, img_size: int, backbone_type: str, attn: str,
+                         num_classes: int = 150) -> dict:
+    """mmseg UperNet + FCN auxiliary head on a BEiT ViT (the ADE20K recipe's structure).
+
+    ``backbone_type`` ``'mmpretrain.BEiTViT'`` is the stock backbone, ``'FastBEiTViT'``
+    this project's (SDPA attention). Four features from evenly spaced layers (3/5/7/11 for
+    12 layers), a ViT-to-pyramid neck (x4, x2, x1, x0.5), channels min(768, 4*embed_dims).
+    """
+    depth, dims = arch['num_layers'], arch['embed_dims']
+    out_indices = sorted({max(0, round(depth * f) - 1) for f in (4 / 12, 6 / 12, 8 / 12, 1.0)})
+    while len(out_indices) < 4:
+        out_indices.append(out_indices[-1])
+    backbone = dict(type=backbone_type, arch=dict(arch), img_size=img_size, patch_size=16,
+                    out_indices=out_indices, out_type='featmap', final_norm=False,
+                    use_abs_pos_emb=False, use_rel_pos_bias=True,
+                    use_shared_rel_pos_bias=False, layer_scale_init_value=0.1,
+                    drop_path_rate=0.15)
+    if backbone_type != 'mmpretrain.BEiTViT':
+        backbone['attn_impl'] = attn
+    channels = min(768, 4 * dims)
+    norm = dict(type='SyncBN' if torch.distributed.is_initialized() else 'BN',
+                requires_grad=True)
+    return dict(
+        type='EncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
+                               std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
+                               seg_pad_val=255, size=(img_size, img_size)),
+        backbone=backbone,
+        neck=dict(type='Feature2Pyramid', embed_dim=dims, rescales=[4, 2, 1, 0.5]),
+        decode_head=dict(type='UPerHead', in_channels=[dims] * 4, in_index=[0, 1, 2, 3],
+                         pool_scales=(1, 2, 3, 6), channels=channels, dropout_ratio=0.1,
+                         num_classes=num_classes, norm_cfg=norm, align_corners=False,
+                         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                                          loss_weight=1.0)),
+        auxiliary_head=dict(type='FCNHead', in_channels=dims, in_index=2,
+                            channels=min(256, channels), num_convs=1, concat_input=False,
+                            dropout_ratio=0.1, num_classes=num_classes, norm_cfg=norm,
+                            align_corners=False,
+                            loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                                             loss_weight=0.4)),
+        train_cfg=dict(), test_cfg=dict(mode='whole'))
+
+
+def upernet_batch(batch: int, img_size: int, num_classes: int, seed: int = 0) -> dict:
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    gen = torch.Generator().manual_seed(seed)
+    images = synthetic_images(batch, img_size, gen)
+    samples = []
+    for _ in range(batch):
+        sample = SegDataSample()
+        label = torch.randint(0, num_classes, (1, img_size, img_size), generator=gen)
+        sample.gt_sem_seg = PixelData(data=label)
+        sample.set_metainfo(dict(img_shape=(img_size, img_size),
+                                 ori_shape=(img_size, img_size),
+                                 pad_shape=(img_size, img_size)))
+        samples.append(sample)
+    return dict(inputs=list(images), data_samples=samples)
+
+
+def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device,
+                     precision: str, attn: str, compare: Optional[str], fused: bool = True,
+                     seed: int = 0) -> List[Variant]:
+    """UperNet training step (ADE20K recipe's optimizer: AdamW lr 5e-5 wd 0.05).
+
+    ``compare='mmpretrain'`` (or ``'explicit'``) adds the same model on the stock
+    ``mmpretrain.BEiTViT`` backbone with the same weights and mmengine's default AdamW.
+    """
+    import beitv2_mm  # noqa: F401 - registers FastBEiTViT
+    from mmseg.registry import MODELS as SEG_MODELS
+    from mmengine.registry import init_default_scope
+    if compare not in (None, 'mmpretrain', 'explicit'):
+        raise ValueError(f'upernet --compare: use mmpretrain or explicit, got {compare!r}')
+    init_default_scope('mmseg')
+    num_classes = 150
+    variants = []
+    first = None
+    entries = [('fast', 'mmpretrain.FastBEiTViT', fused)]
+    if compare:
+        entries.append((compare, 'mmpretrain.BEiTViT', False))
+    for name, backbone_type, use_fused in entries:
+        torch.manual_seed(seed)
+        model = _build_model(upernet_model_config(arch, img_size, backbone_type, attn,
+                                                  num_classes), device, SEG_MODELS).train()
+        if first is not None:
+            model.load_state_dict(first.state_dict())
+        first = first or model
+        optim_cfg = optim_wrapper_cfg(
+            dict(optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.05)),
+            precision, device, use_fused, bf16_without_scaler=(name == 'fast'))
+        optim = _build_optim_wrapper(model, optim_cfg)
+        data = to_device(upernet_batch(batch, img_size, num_classes, seed), device)
+        outer = (contextlib.nullcontext() if optim_cfg['type'] == 'AmpOptimWrapper'
+                 else autocast_context(device, precision))
+
+        def step(model=model, optim=optim, data=data, outer=outer):
+            with outer:
+                return model.train_step(data, optim)
+
+        variants.append(Variant(name, step, batch, info=dict(backbone=backbone_type,
+                                                             fused_adamw=use_fused)))
+    init_default_scope('mmpretrain')
+    return variants
+
+
+# --------------------------------------------------------------------------- data pipeline
+def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
+                 data_root: Optional[str], seed: int = 0) -> tuple:
+    """The config's real training dataloader; one 'step' = fetching one batch.
+
+    Returns:
+        tuple: ``(Variant, info)``; the iterator restarts when the dataset is exhausted.
+    """
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    cfg = Config.fromfile(config)
+    if cfg.get('custom_imports'):
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**cfg.custom_imports)
+    from mmengine.registry import init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    loader_cfg = copy.deepcopy(cfg.train_dataloader)
+    if batch:
+        loader_cfg['batch_size'] = batch
+    if num_workers is not None:
+        loader_cfg['num_workers'] = num_workers
+        if num_workers == 0:
+            loader_cfg['persistent_workers'] = False
+    if data_root:
+        loader_cfg['dataset']['data_root'] = data_root
+    loader = Runner.build_dataloader(loader_cfg, seed=seed)
+    state = {'it': iter(loader)}
+
+    def step():
+        try:
+            return next(state['it'])
+        except StopIteration:
+            state['it'] = iter(loader)
+            return next(state['it'])
+
+    info = dict(config=config, batch_size=loader_cfg['batch_size'],
+                num_workers=loader_cfg.get('num_workers', 0),
+                dataset_size=len(loader.dataset))
+    return Variant('dataloader', step, loader_cfg['batch_size'], info=info), info

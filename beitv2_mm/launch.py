@@ -1,0 +1,439 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: config loading, scope dispatch,
+strict ``--cfg-options``, AMP on any device, and distributed start-up that also works on CPU.
+
+The launchers are thin; everything that can go wrong lives here so it can be tested without
+spawning processes.
+
+Design notes (why this is not mmpretrain's ``tools/train.py``):
+
+* **Scope dispatch.** A config names its OpenMMLab package with ``default_scope``
+  (``mmpretrain``, ``mmseg`` or ``mmdet``). :func:`register_scope` imports that package's
+  ``register_all_modules`` so every registry of the scope is filled before the runner is
+  built, whichever package the config belongs to. One launcher runs the whole pipeline.
+* **Strict ``--cfg-options``.** mmengine silently *adds* a key it does not know, so a typo
+  (``model.backbone.drop_path=0.1``) trains the wrong model for days. Here a key must exist;
+  the error names the closest existing keys (difflib). A key prefixed with ``+`` is added
+  on purpose (``+randomness.seed=0``).
+* **AMP on CPU.** mmengine's ``AmpOptimWrapper`` asserts a GPU. On a machine without CUDA,
+  ``--amp`` (or a config that asks for ``AmpOptimWrapper``) uses
+  :class:`CPUAutocastOptimWrapper`: bfloat16 autocast, which is the only dtype CPU autocast
+  supports and needs no loss scaling (bf16 has fp32's exponent range).
+* **Distributed on CPU.** mmengine's ``init_dist`` calls ``torch.cuda.set_device``, which
+  fails without a GPU, and its default DDP wrapper passes ``device_ids=[LOCAL_RANK]``, which
+  DDP rejects for CPU modules. Without CUDA we start the ``gloo`` process group ourselves
+  (mmengine then skips its own start-up) and wrap with ``device_ids=None``. So
+  ``tools/dist_train.sh CONFIG 2`` runs on a laptop.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import os.path as osp
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.optim import OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS
+
+#: ``default_scope`` -> module holding that package's ``register_all_modules``.
+SCOPE_MODULES = {
+    'mmpretrain': 'mmpretrain.utils',
+    'mmseg': 'mmseg.utils',
+    'mmdet': 'mmdet.utils',
+}
+
+LAUNCHERS = ('none', 'pytorch', 'slurm')
+
+#: Prefix that marks a ``--cfg-options`` key the user means to add.
+NEW_KEY_PREFIX = '+'
+
+
+class ConfigKeyError(KeyError):
+    """A ``--cfg-options`` key that the config does not have."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0])
+
+
+# ----------------------------------------------------------------------------- scope
+def register_scope(scope: str | None, config_path: str = '<config>') -> str:
+    """Fill the registries of the package a config runs in.
+
+    Args:
+        scope (str | None): The config's ``default_scope``.
+        config_path (str): Used in the error message.
+
+    Returns:
+        str: The scope.
+
+    Raises:
+        ValueError: When the scope is missing or not one of :data:`SCOPE_MODULES`.
+    """
+    if scope not in SCOPE_MODULES:
+        raise ValueError(
+            f'{config_path}: default_scope = {scope!r} is not supported by this launcher; '
+            f'set default_scope to one of {sorted(SCOPE_MODULES)} in the config.')
+    module = importlib.import_module(SCOPE_MODULES[scope])
+    # init_default_scope=False: the runner sets the scope from the config itself.
+    module.register_all_modules(init_default_scope=False)
+    return scope
+
+
+# ----------------------------------------------------------------------------- cfg-options
+def _plain(cfg: Any) -> Any:
+    """The ConfigDict inside an mmengine ``Config`` (which is not a ``dict`` itself)."""
+    return cfg._cfg_dict if isinstance(cfg, Config) else cfg
+
+
+def flatten_keys(node: Any, prefix: str = '') -> list[str]:
+    """All dotted keys of a config tree, lists indexed by position (``a.b.0.c``)."""
+    node = _plain(node)
+    keys = []
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = ((str(i), v) for i, v in enumerate(node))
+    else:
+        return keys
+    for key, value in items:
+        full = f'{prefix}.{key}' if prefix else str(key)
+        keys.append(full)
+        keys.extend(flatten_keys(value, full))
+    return keys
+
+
+def _has_key(cfg: Any, dotted: str) -> bool:
+    node = _plain(cfg)
+    for part in dotted.split('.'):
+        if isinstance(node, dict):
+            if part not in node:
+                return False
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit():
+            if int(part) >= len(node):
+                return False
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
+def closest_keys(cfg: Any, dotted: str, n: int = 3) -> list[str]:
+    """The existing keys most similar to ``dotted``, best first.
+
+    Keys under the deepest existing parent are tried first (a typo in the last part is
+    the common case), then the whole config.
+    """
+    parts = dotted.split('.')
+    parent, node = [], _plain(cfg)
+    for part in parts[:-1]:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            parent.append(part)
+        else:
+            break
+    prefix = '.'.join(parent)
+    siblings = flatten_keys(node, prefix) if parent else []
+    matches = difflib.get_close_matches(dotted, siblings, n=n, cutoff=0.7)
+    if len(matches) < n:
+        everything = flatten_keys(cfg)
+        for key in difflib.get_close_matches(dotted, everything, n=n, cutoff=0.7):
+            if key not in matches:
+                matches.append(key)
+    return matches[:n]
+
+
+def check_cfg_options(cfg: Config | dict, options: dict | None,
+                      config_path: str = '<config>') -> dict:
+    """Validate ``--cfg-options`` against a config and strip the ``+`` markers.
+
+    Args:
+        cfg (Config | dict): The loaded config.
+        options (dict | None): Parsed ``--cfg-options`` (mmengine ``DictAction``).
+        config_path (str): Used in the error message.
+
+    Returns:
+        dict: Options ready for ``Config.merge_from_dict``.
+
+    Raises:
+        ConfigKeyError: For a key the config does not have and that is not marked new;
+            the message lists the closest existing keys.
+    """
+    checked = {}
+    for key, value in (options or {}).items():
+        if key.startswith(NEW_KEY_PREFIX):
+            checked[key[len(NEW_KEY_PREFIX):]] = value
+            continue
+        if not _has_key(cfg, key):
+            suggestions = closest_keys(cfg, key)
+            hint = (f' Did you mean {" or ".join(repr(s) for s in suggestions)}?'
+                    if suggestions else '')
+            raise ConfigKeyError(
+                f'--cfg-options: {config_path} has no key {key!r}.{hint} '
+                f'To add a new key on purpose, write it as {NEW_KEY_PREFIX}{key}=...')
+        checked[key] = value
+    return checked
+
+
+# ----------------------------------------------------------------------------- AMP
+@OPTIM_WRAPPERS.register_module()
+class CPUAutocastOptimWrapper(OptimWrapper):
+    """``OptimWrapper`` that runs forward passes under CPU bfloat16 autocast.
+
+    mmengine's ``AmpOptimWrapper`` refuses to start without a GPU; CPU autocast only
+    supports bfloat16, which has fp32's exponent range, so no loss scaler is needed and
+    the optimizer state stays fp32.
+
+    Args:
+        dtype (str | torch.dtype): Must be bfloat16 (the only CPU autocast dtype).
+        loss_scale: Accepted and ignored, so an ``AmpOptimWrapper`` config converts as is.
+        **kwargs: Passed to ``OptimWrapper``.
+    """
+
+    def __init__(self, dtype: str | torch.dtype | None = 'bfloat16', loss_scale: Any = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        if dtype not in (None, torch.bfloat16):
+            raise ValueError(
+                f'CPUAutocastOptimWrapper: CPU autocast supports only bfloat16, got {dtype}; '
+                f'set optim_wrapper.dtype="bfloat16" or run without --amp.')
+        self.cast_dtype = torch.bfloat16
+
+    @contextmanager
+    def optim_context(self, model):
+        with super().optim_context(model), torch.autocast('cpu', dtype=self.cast_dtype):
+            yield
+
+
+def configure_amp(cfg: Config, enable: bool, cuda: bool | None = None) -> str:
+    """Set the optimizer wrapper for mixed precision on the device at hand.
+
+    With CUDA, ``--amp`` selects mmengine's ``AmpOptimWrapper`` (dynamic loss scale, fp16
+    unless the config sets ``dtype``). Without CUDA, both ``--amp`` and a config that
+    already asks for ``AmpOptimWrapper`` get :class:`CPUAutocastOptimWrapper` (bf16).
+
+    Args:
+        cfg (Config): Config with an ``optim_wrapper`` (test-only configs have none).
+        enable (bool): ``--amp`` was given.
+        cuda (bool | None): Override CUDA detection (tests).
+
+    Returns:
+        str: The optimizer wrapper type in effect (``''`` without ``optim_wrapper``).
+    """
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    wrapper = cfg.get('optim_wrapper')
+    if wrapper is None:
+        return ''
+    current = wrapper.get('type', 'OptimWrapper')
+    if enable and current not in ('OptimWrapper', 'AmpOptimWrapper', 'CPUAutocastOptimWrapper'):
+        raise ValueError(
+            f'--amp: optim_wrapper.type is {current!r}; --amp can only switch OptimWrapper '
+            f'to AmpOptimWrapper. Set the mixed-precision wrapper in the config instead.')
+    wants_amp = enable or current in ('AmpOptimWrapper', 'CPUAutocastOptimWrapper')
+    if not wants_amp:
+        return current
+    if cuda:
+        wrapper['type'] = 'AmpOptimWrapper'
+        wrapper.setdefault('loss_scale', 'dynamic')
+    else:
+        wrapper['type'] = 'CPUAutocastOptimWrapper'
+        if wrapper.get('dtype') not in (None, 'bfloat16', torch.bfloat16):
+            print(f'[launch] no CUDA: mixed precision falls back from '
+                  f'{wrapper.get("dtype")} to bfloat16 (the only CPU autocast dtype)')
+        wrapper['dtype'] = 'bfloat16'
+    return wrapper['type']
+
+
+# ----------------------------------------------------------------------------- distributed
+def _slurm_env() -> None:
+    """Export the torch.distributed variables from slurm's (as mmengine does)."""
+    os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+    os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+    os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+    os.environ.setdefault('MASTER_PORT', '29500')
+    if 'MASTER_ADDR' not in os.environ:
+        nodes = os.environ['SLURM_NODELIST']
+        os.environ['MASTER_ADDR'] = subprocess.getoutput(
+            f'scontrol show hostname {nodes} | head -n1')
+
+
+def configure_distributed(cfg: Config, launcher: str, cuda: bool | None = None) -> str:
+    """Prepare the config (and, on CPU, the process group) for a launcher.
+
+    Args:
+        cfg (Config): The config; ``launcher`` and ``env_cfg.dist_cfg.backend`` are set.
+        launcher (str): ``none``, ``pytorch`` or ``slurm``.
+        cuda (bool | None): Override CUDA detection (tests).
+
+    Returns:
+        str: The communication backend (``''`` for ``none``).
+    """
+    if launcher not in LAUNCHERS:
+        raise ValueError(f'--launcher must be one of {LAUNCHERS}, got {launcher!r}')
+    cfg.launcher = launcher
+    if launcher == 'none':
+        return ''
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    env_cfg = cfg.setdefault('env_cfg', ConfigDict())
+    dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
+    if cuda:
+        dist_cfg.setdefault('backend', 'nccl')
+        return dist_cfg['backend']
+    # No GPU: gloo, a process group started here, and a DDP wrapper without device ids.
+    dist_cfg['backend'] = 'gloo'
+    wrapper_cfg = cfg.get('model_wrapper_cfg') or ConfigDict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper_cfg['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper_cfg
+    import torch.distributed as torch_dist
+    if not torch_dist.is_initialized():
+        if launcher == 'slurm':
+            _slurm_env()
+        kwargs = {}
+        if dist_cfg.get('timeout') is not None:
+            import datetime
+            kwargs['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
+        torch_dist.init_process_group(backend='gloo', **kwargs)
+    return 'gloo'
+
+
+# ----------------------------------------------------------------------------- config
+def load_config(config: str, cfg_options: dict | None = None) -> Config:
+    """Load a config file and apply validated ``--cfg-options``.
+
+    Args:
+        config (str): Path of the config file.
+        cfg_options (dict | None): Parsed ``--cfg-options``.
+
+    Returns:
+        Config: The merged config.
+    """
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config file not found: {config}')
+    cfg = Config.fromfile(config)
+    options = check_cfg_options(cfg, cfg_options, config)
+    if options:
+        cfg.merge_from_dict(options)
+    return cfg
+
+
+def default_work_dir(config: str) -> str:
+    """``work_dirs/<config name without .py>``, relative to the current directory."""
+    return osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
+
+
+def prepare_train_config(config: str, cfg_options: dict | None = None,
+                         work_dir: str | None = None, resume: str | None = None,
+                         amp: bool = False, launcher: str = 'none',
+                         cuda: bool | None = None) -> Config:
+    """Everything ``tools/train.py`` does before building the runner.
+
+    Args:
+        config (str): Config file.
+        cfg_options (dict | None): ``--cfg-options``.
+        work_dir (str | None): ``--work-dir``; precedence: CLI > config > default.
+        resume (str | None): ``None`` (no resume), ``'auto'`` (latest checkpoint of the
+            work dir) or a checkpoint path.
+        amp (bool): ``--amp``.
+        launcher (str): ``--launcher``.
+        cuda (bool | None): Override CUDA detection (tests).
+
+    Returns:
+        Config: Ready for :func:`build_runner`.
+    """
+    cfg = load_config(config, cfg_options)
+    register_scope(cfg.get('default_scope'), config)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(config)
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise FileNotFoundError(f'--resume: checkpoint not found: {resume}')
+        cfg.resume = True
+        cfg.load_from = resume
+    configure_amp(cfg, amp, cuda=cuda)
+    configure_distributed(cfg, launcher, cuda=cuda)
+    return cfg
+
+
+def prepare_test_config(config: str, checkpoint: str, cfg_options: dict | None = None,
+                        work_dir: str | None = None, amp: bool = False,
+                        launcher: str = 'none', cuda: bool | None = None) -> Config:
+    """Everything ``tools/test.py`` does before building the runner.
+
+    Args:
+        config (str): Config file.
+        checkpoint (str): Checkpoint to evaluate.
+        cfg_options (dict | None): ``--cfg-options``.
+        work_dir (str | None): ``--work-dir``.
+        amp (bool): Run the test loop under autocast (``test_cfg.fp16``).
+        launcher (str): ``--launcher``.
+        cuda (bool | None): Override CUDA detection (tests).
+
+    Returns:
+        Config: Ready for :func:`build_runner`.
+    """
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+    cfg = load_config(config, cfg_options)
+    register_scope(cfg.get('default_scope'), config)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(config)
+    cfg.load_from = checkpoint
+    cfg.resume = False
+    if amp:
+        cfg.setdefault('test_cfg', ConfigDict())
+        cfg.test_cfg['fp16'] = True
+    configure_distributed(cfg, launcher, cuda=cuda)
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """Build the runner the config asks for (``runner_type``) or mmengine's ``Runner``."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def is_main_process() -> bool:
+    """Rank 0, or not distributed."""
+    import torch.distributed as torch_dist
+    return not torch_dist.is_initialized() or torch_dist.get_rank() == 0
+
+
+def repo_root() -> Path:
+    """The repository root (the parent of the ``beitv2_mm`` package)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def format_options(options: dict[str, Any] | Iterable[tuple[str, Any]]) -> list[str]:
+    """``{'a.b': 1}`` -> ``['a.b=1']`` for a ``--cfg-options`` command line.
+
+    Strings are passed as is; lists/tuples are written in the bracket syntax mmengine's
+    ``DictAction`` parses.
+    """
+    items = options.items() if isinstance(options, dict) else options
+    out = []
+    for key, value in items:
+        if isinstance(value, (list, tuple)):
+            inner = ','.join(str(v) for v in value)
+            value = f'[{inner}]' if isinstance(value, list) else f'({inner})'
+        out.append(f'{key}={value}')
+    return out

@@ -1,0 +1,320 @@
+"""Collect downstream results files and the published numbers into leaderboard rows.
+
+Inputs:
+
+* ``results.json`` files written by the downstream runs (one per run, anywhere under the
+  scanned work dirs)::
+
+      {"task": "finetune" | "linear_probe" | "ade20k" | "coco" (aliases accepted),
+       "dataset": {"name": ..., "data_root": ..., "synthetic": bool},
+       "metrics": {"accuracy/top1": 71.2, "mIoU": ..., "coco/bbox_mAP": 0.31, ...},
+       "config": ..., "pretrain_checkpoint": ... | null, "pretrain_method": ... | null,
+       "timestamp": ...}
+
+* optionally ``suite_stage.json`` files that ``tools/run_suite.py`` writes beside a run
+  (in the downstream work dir, or the pretrain run's work dir): they add what a results
+  file does not know (tokenizer, teacher, backbone, pretrain length, display name).
+* ``reported.csv`` (this directory): the published numbers, each row with its source.
+
+Measured results of the same pretrained model (method + checkpoint) on the same kind of
+data (synthetic or real) form one row; reported numbers are separate rows and never merge
+with measured ones. A cell without a number is ``–``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+RESULTS_FILENAME = 'results.json'
+STAGE_FILENAME = 'suite_stage.json'
+REPORTED_FILE = Path(__file__).with_name('reported.csv')
+MISSING = '–'
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """One numeric leaderboard column.
+
+    Args:
+        key (str): Column id (also the CSV header of reported.csv).
+        title (str): Human header.
+        task (str): Canonical task whose results fill it.
+        metric_keys (tuple): Metric names looked up in ``results.json``, first found wins.
+        scale (float): Multiplier to percent (mmdet's COCO AP is a fraction).
+    """
+    key: str
+    title: str
+    task: str
+    metric_keys: tuple
+    scale: float = 1.0
+
+
+METRIC_COLUMNS = (
+    MetricColumn('finetune_top1', 'IN-1K fine-tune top-1', 'finetune',
+                 ('accuracy/top1', 'top1', 'accuracy')),
+    MetricColumn('linear_probe_top1', 'Linear probe top-1', 'linear_probe',
+                 ('accuracy/top1', 'top1', 'accuracy')),
+    MetricColumn('ade20k_miou', 'ADE20K mIoU', 'ade20k', ('mIoU', 'miou')),
+    MetricColumn('coco_ap_box', 'COCO AP box', 'coco', ('coco/bbox_mAP', 'bbox_mAP'), 100.0),
+    MetricColumn('coco_ap_mask', 'COCO AP mask', 'coco', ('coco/segm_mAP', 'segm_mAP'), 100.0),
+)
+
+#: Task titles for charts.
+TASK_TITLES = {
+    'finetune': 'Fine-tune top-1 (%)',
+    'linear_probe': 'Linear probe top-1 (%)',
+    'ade20k': 'Semantic segmentation mIoU (%)',
+    'coco': 'Detection / instance segmentation AP (%)',
+}
+
+#: Display names of the methods this project trains.
+METHOD_NAMES = {
+    'beitv2': 'BEiT v2', 'beit_v2': 'BEiT v2',
+    'beitv1': 'BEiT v1', 'beit_v1': 'BEiT v1', 'beit': 'BEiT v1',
+    'peco': 'PeCo', 'random': 'Random init', 'random_init': 'Random init',
+    'scratch': 'Random init', 'none': 'Random init',
+    'supervised': 'Supervised',
+}
+
+TEXT_COLUMNS = ('method', 'tokenizer', 'teacher', 'backbone', 'pretrain_epochs')
+TRAILING_COLUMNS = ('dataset', 'config', 'source')
+HEADERS = {
+    'kind': 'Kind', 'method': 'Method', 'tokenizer': 'Tokenizer', 'teacher': 'Teacher',
+    'backbone': 'Backbone', 'pretrain_epochs': 'Pretrain epochs', 'dataset': 'Dataset',
+    'config': 'Config', 'source': 'Source',
+    **{c.key: c.title for c in METRIC_COLUMNS},
+}
+ALL_COLUMNS = ('kind',) + TEXT_COLUMNS + tuple(c.key for c in METRIC_COLUMNS) + TRAILING_COLUMNS
+
+
+def canonical_task(task: str) -> str | None:
+    """Map a results file's task name to a leaderboard task (None if unknown)."""
+    name = str(task).lower().replace('-', '_')
+    if 'linear' in name or name in ('lp', 'probe'):
+        return 'linear_probe'
+    if 'fine' in name or name in ('ft', 'classification', 'cls', 'imagenet'):
+        return 'finetune'
+    if 'seg' in name and 'inst' not in name or 'upernet' in name or 'ade' in name:
+        return 'ade20k'
+    if 'det' in name or 'mask_rcnn' in name or 'coco' in name or 'inst' in name:
+        return 'coco'
+    return None
+
+
+@dataclass
+class Result:
+    """One downstream results file, normalised."""
+    path: Path
+    task: str
+    metrics: dict
+    dataset: dict
+    config: str
+    pretrain_checkpoint: str | None
+    pretrain_method: str | None
+    timestamp: str
+    final: bool = True
+    stage: dict = field(default_factory=dict)
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.dataset.get('synthetic', False))
+
+
+@dataclass
+class Row:
+    """One leaderboard row: text cells and numbers (``None`` = missing)."""
+    kind: str  # 'measured' | 'reported'
+    cells: dict
+    values: dict
+    synthetic: bool = False
+    configs: dict = field(default_factory=dict)
+
+    def cell(self, key: str, digits: int = 1) -> str:
+        """Text of a cell; numbers rounded, missing ones as ``–``."""
+        if key in self.values:
+            value = self.values[key]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                return MISSING
+            return f'{value:.{digits}f}'
+        if key == 'kind':
+            return self.kind
+        text = self.cells.get(key)
+        return MISSING if text in (None, '') else str(text)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        warnings.warn(f'leaderboard: skipping unreadable {path}: {err}')
+        return None
+
+
+def _stage_info(result_path: Path, pretrain_checkpoint: str | None) -> dict:
+    """What ``tools/run_suite.py`` recorded about the pretrained model of a result.
+
+    The pretrain run's manifest (beside its checkpoint) says what it ``produces``; the
+    downstream run's own manifest says which ``pretrain`` it started from and wins.
+    """
+    info: dict = {}
+    if pretrain_checkpoint:
+        for parent in list(Path(pretrain_checkpoint).parents)[:3]:
+            candidate = parent / STAGE_FILENAME
+            if candidate.is_file():
+                info.update((_read_json(candidate) or {}).get('produces', {}) or {})
+                break
+    candidate = result_path.parent / STAGE_FILENAME
+    if candidate.is_file():
+        info.update((_read_json(candidate) or {}).get('pretrain', {}) or {})
+    return info
+
+
+def load_result(path: str | Path) -> Result | None:
+    """Read one results file; ``None`` (with a warning) when it is not a usable one."""
+    path = Path(path)
+    data = _read_json(path)
+    if data is None:
+        return None
+    missing = [k for k in ('task', 'metrics') if k not in data]
+    if missing:
+        warnings.warn(f'leaderboard: skipping {path}: missing keys {missing}')
+        return None
+    task = canonical_task(data['task'])
+    if task is None:
+        warnings.warn(f'leaderboard: skipping {path}: unknown task {data["task"]!r}')
+        return None
+    dataset = data.get('dataset') or {}
+    if isinstance(dataset, str):
+        dataset = dict(name=dataset)
+    # Two spellings: flat pretrain_checkpoint / pretrain_method, or a nested ``pretrain``
+    # dict (beitv2_mm.downstream.results_hook, schema beitv2_mm.downstream.results/v1).
+    pretrain = data.get('pretrain') if isinstance(data.get('pretrain'), dict) else {}
+    checkpoint = data.get('pretrain_checkpoint', pretrain.get('checkpoint'))
+    method = data.get('pretrain_method', pretrain.get('method'))
+    return Result(path=path, task=task, metrics=dict(data['metrics']), dataset=dict(dataset),
+                  config=str(data.get('config') or ''), pretrain_checkpoint=checkpoint,
+                  pretrain_method=method, final=bool(data.get('final', True)),
+                  timestamp=str(data.get('timestamp') or ''),
+                  stage=_stage_info(path, checkpoint))
+
+
+def collect_results(roots: Iterable[str | Path], include_partial: bool = False
+                    ) -> list[Result]:
+    """Every usable ``results.json`` under the given directories (or files).
+
+    Args:
+        roots: Directories to scan recursively, or results files.
+        include_partial (bool): Also keep results a run wrote before its last iteration
+            (``"final": false``); by default only finished runs count.
+    """
+    results = []
+    for root in roots:
+        root = Path(root)
+        paths = [root] if root.is_file() else sorted(root.rglob(RESULTS_FILENAME))
+        for path in paths:
+            result = load_result(path)
+            if result is not None and (result.final or include_partial):
+                results.append(result)
+    return results
+
+
+def _metric(result: Result, column: MetricColumn) -> float | None:
+    for key in column.metric_keys:
+        if key in result.metrics and result.metrics[key] is not None:
+            try:
+                return float(result.metrics[key]) * column.scale
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _dataset_label(results: list[Result]) -> str:
+    names = []
+    for r in results:
+        name = str(r.dataset.get('name') or r.task)
+        if name not in names:
+            names.append(name)
+    label = ', '.join(names)
+    if results and all(r.synthetic for r in results):
+        roots = sorted({str(Path(r.dataset['data_root']).parent) for r in results
+                        if r.dataset.get('data_root')})
+        where = f' at {", ".join(roots)}' if roots else ''
+        return f'SYNTHETIC ({label}){where}'
+    return label
+
+
+def measured_rows(results: list[Result]) -> list[Row]:
+    """Group results by pretrained model and data kind; the newest result fills a cell."""
+    groups: dict[tuple, list[Result]] = {}
+    for r in results:
+        method = r.stage.get('method') or r.pretrain_method or 'random'
+        checkpoint = r.stage.get('checkpoint') or r.pretrain_checkpoint or ''
+        groups.setdefault((str(method), str(checkpoint), r.synthetic), []).append(r)
+    rows = []
+    for (method, _, synthetic), group in groups.items():
+        group.sort(key=lambda r: r.timestamp)
+        info = {}
+        for r in group:
+            info.update(r.stage)
+        values, configs = {}, {}
+        for column in METRIC_COLUMNS:
+            for r in group:  # newest last, so it wins
+                if r.task == column.task:
+                    value = _metric(r, column)
+                    if value is not None:
+                        values[column.key] = value
+                        configs[r.task] = r.config
+            values.setdefault(column.key, None)
+        epochs = info.get('epochs')
+        if epochs is None and info.get('iters') is not None:
+            epochs = f'{info["iters"]} iters'
+        cells = dict(
+            method=info.get('name') or METHOD_NAMES.get(method.lower(), method),
+            tokenizer=info.get('tokenizer'), teacher=info.get('teacher'),
+            backbone=info.get('backbone'), pretrain_epochs=epochs,
+            dataset=_dataset_label(group),
+            config=info.get('config') or '; '.join(
+                sorted({Path(c).name for c in configs.values() if c})),
+            source='measured (synthetic data)' if synthetic else 'measured')
+        rows.append(Row('measured', cells, values, synthetic=synthetic, configs=configs))
+    return rows
+
+
+def _number(text: str) -> float | None:
+    text = (text or '').strip()
+    if text in ('', MISSING, '-', 'NA', 'n/a'):
+        return None
+    return float(text)
+
+
+def reported_rows(path: str | Path = REPORTED_FILE) -> list[Row]:
+    """Published numbers from a CSV with the columns of ``reported.csv``."""
+    rows = []
+    with open(path, newline='', encoding='utf-8') as f:
+        for i, record in enumerate(csv.DictReader(f), start=2):
+            if not record.get('source'):
+                raise ValueError(f'{path}:{i}: every reported row needs a source')
+            try:
+                values = {c.key: _number(record.get(c.key, '')) for c in METRIC_COLUMNS}
+            except ValueError as err:
+                raise ValueError(f'{path}:{i}: {err}') from err
+            cells = {k: record.get(k) for k in TEXT_COLUMNS}
+            cells.update(dataset='ImageNet-1K / ADE20K / COCO (published)', config='',
+                         source=record['source'])
+            rows.append(Row('reported', cells, values))
+    return rows
+
+
+def build_rows(roots: Iterable[str | Path], reported: str | Path | None = REPORTED_FILE,
+               include_partial: bool = False) -> list[Row]:
+    """Measured rows (best fine-tune first), then the reported ones."""
+    measured = measured_rows(collect_results(roots, include_partial=include_partial))
+    measured.sort(key=lambda r: [-(r.values.get(c.key) if r.values.get(c.key) is not None
+                                   else -math.inf) for c in METRIC_COLUMNS])
+    return measured + (reported_rows(reported) if reported else [])

@@ -1,0 +1,244 @@
+"""Render leaderboard rows as Markdown, CSV, a self-contained sortable HTML page and PNG charts.
+
+Reported rows are always marked (``reported`` kind, a source) and measured rows always say
+which data they ran on; synthetic rows carry a SYNTHETIC marker in every format, so they
+cannot be mistaken for ImageNet / ADE20K / COCO numbers.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import os
+from pathlib import Path
+
+from .collect import ALL_COLUMNS, HEADERS, METRIC_COLUMNS, MISSING, TASK_TITLES, Row
+
+SYNTHETIC_NOTE = ('Rows marked SYNTHETIC ran on the generated synthetic data set (tiny models, '
+                  'short schedules): they test the pipeline and rank methods on that data only; '
+                  'they are not ImageNet / ADE20K / COCO numbers.')
+REPORTED_NOTE = 'Rows of kind "reported" are published numbers (see Source), not runs of this suite.'
+
+
+def _method_cell(row: Row) -> str:
+    method = row.cell('method')
+    if row.kind == 'reported':
+        return f'{method} (reported)'
+    if row.synthetic:
+        return f'{method} [SYNTHETIC]'
+    return method
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    with open(tmp, 'w', encoding='utf-8', newline='') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def to_markdown(rows: list[Row], title: str = 'Leaderboard') -> str:
+    """A Markdown table, measured rows first, with the notes on synthetic / reported rows."""
+    columns = list(ALL_COLUMNS)
+    lines = [f'# {title}', '', '| ' + ' | '.join(HEADERS[c] for c in columns) + ' |',
+             '|' + '|'.join('---:' if c in {m.key for m in METRIC_COLUMNS} else '---'
+                            for c in columns) + '|']
+    for row in rows:
+        cells = [_method_cell(row) if c == 'method' else row.cell(c) for c in columns]
+        cells = [str(c).replace('|', '\\|') for c in cells]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    lines += ['', f'{MISSING}: no number (not run, or not published).', REPORTED_NOTE]
+    if any(r.synthetic for r in rows):
+        lines.append(SYNTHETIC_NOTE)
+    return '\n'.join(lines) + '\n'
+
+
+def to_csv(rows: list[Row]) -> str:
+    """CSV with one column per field; ``synthetic`` as its own column for filtering."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator='\n')
+    writer.writerow(list(ALL_COLUMNS) + ['synthetic'])
+    for row in rows:
+        writer.writerow([row.cell(c) for c in ALL_COLUMNS] + [str(row.synthetic).lower()])
+    return buffer.getvalue()
+
+
+_HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; }
+th { background: #f0f0f0; cursor: pointer; user-select: none; }
+th[aria-sort=ascending]::after { content: " \\25B2"; }
+th[aria-sort=descending]::after { content: " \\25BC"; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.missing { color: #999; text-align: center; }
+tr.reported { background: #f7f7ff; font-style: italic; }
+tr.synthetic td.dataset { color: #a30; font-weight: bold; }
+.badge { font-size: 11px; padding: 1px 5px; border-radius: 3px; margin-left: 4px; }
+.badge.reported { background: #ddf; color: #225; }
+.badge.synthetic { background: #fdd; color: #a30; }
+"""
+
+# Sorting: numbers numerically, text alphabetically, missing cells always last.
+_HTML_SCRIPT = """
+(function () {
+  var table = document.getElementById('leaderboard');
+  var headers = table.tHead.rows[0].cells;
+  function key(cell) {
+    var v = cell.getAttribute('data-value');
+    if (v === null || v === '') return null;
+    var n = parseFloat(v);
+    return isNaN(n) ? v.toLowerCase() : n;
+  }
+  function sortBy(index) {
+    var th = headers[index];
+    var asc = th.getAttribute('aria-sort') !== 'ascending';
+    for (var i = 0; i < headers.length; i++) headers[i].removeAttribute('aria-sort');
+    th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = key(a.cells[index]), y = key(b.cells[index]);
+      if (x === null && y === null) return 0;
+      if (x === null) return 1;
+      if (y === null) return -1;
+      if (typeof x !== typeof y) { x = String(x); y = String(y); }
+      var c = x < y ? -1 : (x > y ? 1 : 0);
+      return asc ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  }
+  for (var i = 0; i < headers.length; i++) {
+    (function (index) {
+      headers[index].addEventListener('click', function () { sortBy(index); });
+    })(i);
+  }
+  window.sortLeaderboard = sortBy;
+  // "#sort=<column key>" (or "#sort=-<key>" for descending) sorts on load: a shareable view.
+  var match = /sort=(-?)([\w]+)/.exec(window.location.hash || '');
+  if (match) {
+    for (var j = 0; j < headers.length; j++) {
+      if (headers[j].getAttribute('data-key') === match[2]) {
+        sortBy(j);
+        if (match[1] === '-') sortBy(j);
+      }
+    }
+  }
+  table.setAttribute('data-sortable', 'ready');
+})();
+"""
+
+
+def to_html(rows: list[Row], title: str = 'Leaderboard') -> str:
+    """A self-contained HTML page (inline CSS and JS, no external resources)."""
+    esc = html.escape
+    metric_keys = {m.key for m in METRIC_COLUMNS}
+    out = ['<!DOCTYPE html>', '<html lang="en">', '<head>', '<meta charset="utf-8">',
+           f'<title>{esc(title)}</title>', f'<style>{_HTML_STYLE}</style>', '</head>',
+           '<body>', f'<h1>{esc(title)}</h1>',
+           f'<p>{esc(REPORTED_NOTE)} {esc(MISSING)}: no number. Click a header to sort.</p>']
+    if any(r.synthetic for r in rows):
+        out.append(f'<p class="synthetic-note"><strong>{esc(SYNTHETIC_NOTE)}</strong></p>')
+    out += ['<table id="leaderboard">', '<thead>', '<tr>']
+    out += [f'<th scope="col" data-key="{c}">{esc(HEADERS[c])}</th>' for c in ALL_COLUMNS]
+    out += ['</tr>', '</thead>', '<tbody>']
+    for row in rows:
+        classes = [row.kind] + (['synthetic'] if row.synthetic else [])
+        out.append(f'<tr class="{" ".join(classes)}">')
+        for c in ALL_COLUMNS:
+            text = row.cell(c)
+            css = [c]
+            if c in metric_keys:
+                css.append('missing' if text == MISSING else 'num')
+                value = '' if text == MISSING else text
+            else:
+                value = '' if text == MISSING else text
+            inner = esc(text)
+            if c == 'method':
+                if row.kind == 'reported':
+                    inner += ' <span class="badge reported">reported</span>'
+                elif row.synthetic:
+                    inner += ' <span class="badge synthetic">synthetic</span>'
+            out.append(f'<td class="{" ".join(css)}" data-value="{esc(value)}">{inner}</td>')
+        out.append('</tr>')
+    out += ['</tbody>', '</table>', f'<script>{_HTML_SCRIPT}</script>', '</body>', '</html>']
+    return '\n'.join(out) + '\n'
+
+
+def render_charts(rows: list[Row], out_dir: str | Path) -> list[Path]:
+    """One PNG bar chart per task that has a number: measured rows (left, with their data
+    set) and published rows (right), on separate axes so they are not compared as equals.
+
+    Returns:
+        list[Path]: The PNG files written.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for task, title in TASK_TITLES.items():
+        columns = [c for c in METRIC_COLUMNS if c.task == task]
+        panels = []
+        for kind in ('measured', 'reported'):
+            chosen = [r for r in rows if r.kind == kind
+                      and any(r.values.get(c.key) is not None for c in columns)]
+            if chosen:
+                panels.append((kind, chosen))
+        if not panels:
+            continue
+        fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+        for ax, (kind, chosen) in zip(axes[0], panels):
+            width = 0.8 / len(columns)
+            for j, column in enumerate(columns):
+                xs = [i + (j - (len(columns) - 1) / 2) * width for i in range(len(chosen))]
+                ys = [r.values.get(column.key) or 0.0 for r in chosen]
+                bars = ax.bar(xs, ys, width=width, label=column.title,
+                              hatch='//' if kind == 'reported' else None)
+                for bar, r in zip(bars, chosen):
+                    value = r.values.get(column.key)
+                    ax.annotate(MISSING if value is None else f'{value:.1f}',
+                                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                                ha='center', va='bottom', fontsize=8)
+            labels = []
+            for r in chosen:
+                label = r.cell('method')
+                if kind == 'measured' and r.synthetic:
+                    label += '\n[SYNTHETIC]'
+                labels.append(label)
+            ax.set_xticks(range(len(chosen)))
+            ax.set_xticklabels(labels, rotation=30, ha='right', fontsize=8)
+            ax.set_ylabel(title)
+            ax.set_title('measured (this suite)' if kind == 'measured'
+                         else 'reported (published)')
+            if len(columns) > 1:
+                ax.legend(fontsize=8)
+        fig.suptitle(title)
+        fig.tight_layout()
+        path = out_dir / f'leaderboard_{task}.png'
+        tmp = path.with_name(path.stem + '.tmp.png')
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        os.replace(tmp, path)
+        written.append(path)
+    return written
+
+
+def write_all(rows: list[Row], out_dir: str | Path, title: str = 'Leaderboard'
+              ) -> dict[str, list[Path] | Path]:
+    """Write ``leaderboard.md``, ``.csv``, ``.html`` and the PNG charts into ``out_dir``.
+
+    Returns:
+        dict: ``markdown``, ``csv``, ``html`` paths and ``png`` list.
+    """
+    out_dir = Path(out_dir)
+    paths = dict(markdown=out_dir / 'leaderboard.md', csv=out_dir / 'leaderboard.csv',
+                 html=out_dir / 'leaderboard.html')
+    _atomic_write(paths['markdown'], to_markdown(rows, title))
+    _atomic_write(paths['csv'], to_csv(rows))
+    _atomic_write(paths['html'], to_html(rows, title))
+    paths['png'] = render_charts(rows, out_dir)
+    return paths

@@ -1,0 +1,113 @@
+"""Mask R-CNN on a BEiT ViT-B/16 with ViTDet's simple feature pyramid (mmdet), 1024x1024 input.
+
+Backbone: mmpretrain ``BEiTViT`` (per-layer relative position bias, the pretrain's 14x14 window
+resized to 64x64 by the checkpoint flow), drop path 0.1, last-layer feature map (stride 16).
+Deviation from ViTDet: attention is global in every block (BEiT's own detection setup) instead of
+ViTDet's 14x14 windows with 4 global blocks, because mmpretrain's BEiT ViT has no window
+attention; it costs memory at 1024 px (use AMP). Neck: ``SimpleFeaturePyramid`` (strides
+4/8/16/32 + 64 by max pooling, LayerNorm), RPN with 2 convs, Shared4Conv1FC box head and FCN mask
+head with LayerNorm (``LN2d``), as ViTDet. Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``.
+"""
+norm_cfg = dict(type='LN2d', requires_grad=True)
+model = dict(
+    type='MaskRCNN',
+    data_preprocessor=dict(
+        type='DetDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_size_divisor=32,
+        pad_mask=True,
+        batch_augments=[dict(type='BatchFixedSizePad', size=(1024, 1024), pad_mask=True)],
+    ),
+    backbone=dict(
+        type='mmpretrain.BEiTViT',
+        # ViT-B as a dict (not 'base') so that other configs can override single entries.
+        arch=dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
+        img_size=1024,
+        patch_size=16,
+        out_indices=[11],
+        out_type='featmap',
+        final_norm=False,
+        drop_path_rate=0.1,
+        use_abs_pos_emb=False,
+        use_rel_pos_bias=True,
+        use_shared_rel_pos_bias=False,
+        layer_scale_init_value=0.1,
+        init_cfg=dict(type='BEiTPretrained', checkpoint=None),
+    ),
+    neck=dict(
+        type='SimpleFeaturePyramid',
+        backbone_channel=768,
+        in_channels=[192, 384, 768, 768],
+        out_channels=256,
+        num_outs=5,
+        norm_cfg=norm_cfg,
+    ),
+    rpn_head=dict(
+        type='RPNHead',
+        in_channels=256,
+        feat_channels=256,
+        num_convs=2,
+        anchor_generator=dict(type='AnchorGenerator', scales=[8], ratios=[0.5, 1.0, 2.0],
+                              strides=[4, 8, 16, 32, 64]),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0, 0.0, 0.0, 0.0],
+                        target_stds=[1.0, 1.0, 1.0, 1.0]),
+        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
+        loss_bbox=dict(type='L1Loss', loss_weight=1.0),
+    ),
+    roi_head=dict(
+        type='StandardRoIHead',
+        bbox_roi_extractor=dict(
+            type='SingleRoIExtractor',
+            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
+            out_channels=256,
+            featmap_strides=[4, 8, 16, 32]),
+        bbox_head=dict(
+            type='Shared4Conv1FCBBoxHead',
+            in_channels=256,
+            conv_out_channels=256,
+            fc_out_channels=1024,
+            roi_feat_size=7,
+            num_classes=80,
+            norm_cfg=norm_cfg,
+            bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0, 0.0, 0.0, 0.0],
+                            target_stds=[0.1, 0.1, 0.2, 0.2]),
+            reg_class_agnostic=False,
+            loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+            loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
+        mask_roi_extractor=dict(
+            type='SingleRoIExtractor',
+            roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0),
+            out_channels=256,
+            featmap_strides=[4, 8, 16, 32]),
+        mask_head=dict(
+            type='FCNMaskHead',
+            num_convs=4,
+            in_channels=256,
+            conv_out_channels=256,
+            num_classes=80,
+            norm_cfg=norm_cfg,
+            loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0)),
+    ),
+    train_cfg=dict(
+        rpn=dict(
+            assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.7, neg_iou_thr=0.3,
+                          min_pos_iou=0.3, match_low_quality=True, ignore_iof_thr=-1),
+            sampler=dict(type='RandomSampler', num=256, pos_fraction=0.5, neg_pos_ub=-1,
+                         add_gt_as_proposals=False),
+            allowed_border=-1, pos_weight=-1, debug=False),
+        rpn_proposal=dict(nms_pre=2000, max_per_img=1000,
+                          nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0),
+        rcnn=dict(
+            assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.5,
+                          min_pos_iou=0.5, match_low_quality=True, ignore_iof_thr=-1),
+            sampler=dict(type='RandomSampler', num=512, pos_fraction=0.25, neg_pos_ub=-1,
+                         add_gt_as_proposals=True),
+            mask_size=28, pos_weight=-1, debug=False)),
+    test_cfg=dict(
+        rpn=dict(nms_pre=1000, max_per_img=1000, nms=dict(type='nms', iou_threshold=0.7),
+                 min_bbox_size=0),
+        rcnn=dict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5), max_per_img=100,
+                  mask_thr_binary=0.5)),
+)

@@ -1,0 +1,35 @@
+"""mmpretrain ImageClassifier over a BEiT ViT-B/16 for fine-tuning (official BEiT v2 recipe).
+
+Per-layer relative position bias (the pretrain's shared one is copied into every layer by the
+checkpoint flow), no absolute position embedding, layer scale 0.1, mean pooling of the patch
+tokens + LayerNorm (``out_type='avg_featmap'``: ``ln2`` is BEiT's ``fc_norm``), no final norm,
+drop path 0.1, linear head (trunc-normal 0.02 init) with label smoothing 0.1, mixup 0.8 /
+cutmix 1.0. Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``.
+"""
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='BEiTViT',
+        # ViT-B as a dict (not 'base') so that other configs can override single entries.
+        arch=dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
+        img_size=224,
+        patch_size=16,
+        drop_path_rate=0.1,
+        out_type='avg_featmap',
+        final_norm=False,
+        use_abs_pos_emb=False,
+        use_rel_pos_bias=True,
+        use_shared_rel_pos_bias=False,
+        layer_scale_init_value=0.1,
+        init_cfg=dict(type='BEiTPretrained', checkpoint=None),
+    ),
+    neck=None,
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=768,
+        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+        init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.02)],
+    ),
+    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]),
+)

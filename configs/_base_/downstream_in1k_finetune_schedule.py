@@ -1,0 +1,33 @@
+"""Fine-tune schedule (official BEiT v2, ViT-B): AdamW lr 5e-4 at batch 1024, wd 0.05,
+betas (0.9, 0.999), layer decay 0.65 (0.6 for 1600-epoch pretrains), no weight decay on norms,
+biases, q/v biases, cls token, position embeddings and layer-scale gammas; 20 warmup epochs
+(linear) then cosine to 1e-6, 100 epochs in total.
+"""
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05, betas=(0.9, 0.999), eps=1e-8),
+    constructor='BEiTLayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(
+        layer_decay_rate=0.65,
+        custom_keys={
+            '.ln': dict(decay_mult=0.0),
+            '.bias': dict(decay_mult=0.0),
+            'q_bias': dict(decay_mult=0.0),
+            'v_bias': dict(decay_mult=0.0),
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+            '.gamma': dict(decay_mult=0.0),
+            'relative_position_bias_table': dict(decay_mult=0.0),
+        }),
+)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=20,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=20, end=100, eta_min=1e-6,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+# lr 5e-4 is for a total batch of 1024 (8 GPUs x 128); --auto-scale-lr rescales it.
+auto_scale_lr = dict(base_batch_size=1024)

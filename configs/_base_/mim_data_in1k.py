@@ -1,0 +1,37 @@
+# ImageNet-1K data for BEiT v2 MIM (official recipe): two 224 px views of one crop
+# and a block-wise mask of exactly 75 / 196 patches.
+dataset_type = 'ImageNet'
+data_root = 'data/imagenet/'
+# The data preprocessor (student view: ImageNet mean/std; tokenizer view: what the tokenizer
+# expects) lives in the model pieces: the second view's normalisation belongs to the tokenizer.
+
+num_masked_patches = 75
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(
+        type='RandomResizedCropAndInterpolationWithTwoPic',
+        size=224,
+        second_size=224,
+        interpolation='bicubic',
+        second_interpolation='bicubic',
+        scale=(0.2, 1.0)),
+    dict(
+        type='BlockwiseMaskGenerator',
+        input_size=(14, 14),
+        num_masking_patches=num_masked_patches,
+        max_num_patches=None,
+        min_num_patches=16),
+    dict(type='PackInputs'),
+]
+
+# 8 GPUs x 256 = 2048 images per step, as the official recipe
+train_dataloader = dict(
+    batch_size=256,
+    num_workers=10,
+    persistent_workers=True,
+    pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline))

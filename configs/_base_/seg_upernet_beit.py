@@ -1,0 +1,87 @@
+"""UperNet + FCN auxiliary head on a BEiT ViT-B/16 (mmpretrain ``BEiTViT``) for 512x512 ADE20K,
+with the BEiT v2 recipe: AdamW lr 5e-5 wd 0.05, layer decay 0.75, drop path 0.15, 1500 linear
+warmup iterations then poly (power 1) to 0; per-layer relative position bias (the pretrain's
+14x14 window resized to 32x32 by the checkpoint flow); features of layers 3/5/7/11 through
+mmseg's ``Feature2Pyramid`` (deconv x4, deconv x2, identity, maxpool); UperNet channels 768;
+FCN auxiliary head (loss weight 0.4) on the stride-16 level; sliding-window test 512, stride 341.
+Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``.
+"""
+norm_cfg = dict(type='SyncBN', requires_grad=True)
+data_preprocessor = dict(
+    type='SegDataPreProcessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255,
+    size=(512, 512),
+)
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        type='mmpretrain.BEiTViT',
+        # ViT-B as a dict (not 'base') so that other configs can override single entries.
+        arch=dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
+        img_size=512,
+        patch_size=16,
+        out_indices=[3, 5, 7, 11],
+        out_type='featmap',
+        final_norm=False,
+        drop_path_rate=0.15,
+        use_abs_pos_emb=False,
+        use_rel_pos_bias=True,
+        use_shared_rel_pos_bias=False,
+        layer_scale_init_value=0.1,
+        init_cfg=dict(type='BEiTPretrained', checkpoint=None),
+    ),
+    neck=dict(type='Feature2Pyramid', embed_dim=768, rescales=[4, 2, 1, 0.5], norm_cfg=norm_cfg),
+    decode_head=dict(
+        type='UPerHead',
+        in_channels=[768, 768, 768, 768],
+        in_index=[0, 1, 2, 3],
+        pool_scales=(1, 2, 3, 6),
+        channels=768,
+        dropout_ratio=0.1,
+        num_classes=150,
+        norm_cfg=norm_cfg,
+        align_corners=False,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+    ),
+    auxiliary_head=dict(
+        type='FCNHead',
+        in_channels=768,
+        in_index=2,
+        channels=256,
+        num_convs=1,
+        concat_input=False,
+        dropout_ratio=0.1,
+        num_classes=150,
+        norm_cfg=norm_cfg,
+        align_corners=False,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4),
+    ),
+    train_cfg=dict(),
+    test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)),
+)
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.05),
+    constructor='BEiTLayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(
+        layer_decay_rate=0.75,
+        custom_keys={
+            '.ln': dict(decay_mult=0.0),
+            '.bias': dict(decay_mult=0.0),
+            'q_bias': dict(decay_mult=0.0),
+            'v_bias': dict(decay_mult=0.0),
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+            '.gamma': dict(decay_mult=0.0),
+            'relative_position_bias_table': dict(decay_mult=0.0),
+        }),
+)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=160000),
+]

@@ -1,0 +1,20 @@
+# ImageNet-1K data for VQ-KD tokenizer training, official recipe: RandomResizedCrop 224
+# (scale 0.08-1, bicubic) + horizontal flip, no colour jitter; images reach the model as
+# 0..255 RGB (the tokenizer and the teacher normalise themselves). Batch 64 per GPU
+# (x 8 GPUs = 512, the official total).
+data_root = 'data/imagenet'
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0), backend='pillow',
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=10,
+    persistent_workers=True,
+    pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='ImageNet', data_root=data_root, split='train', pipeline=train_pipeline))

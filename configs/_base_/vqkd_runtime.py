@@ -1,0 +1,47 @@
+# VQ-KD schedule and runtime, official recipe: 100 epochs, AdamW (betas 0.9/0.99, wd 1e-4;
+# no decay on biases, norms, cls token, position embeddings), lr 2e-4 for total batch 512,
+# 10 linear warm-up epochs then cosine to 1e-5, mixed precision.
+default_scope = 'mmpretrain'
+custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
+
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
+    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.99), weight_decay=1e-4),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        custom_keys={
+            'q_bias': dict(decay_mult=0.0),
+            'v_bias': dict(decay_mult=0.0),
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+        }))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=10,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=10, end=100,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=100)
+auto_scale_lr = dict(base_batch_size=512)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=100),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+)
+# codebook usage over the last 100 iterations; collapse warning under 10 % after warm-up
+custom_hooks = [dict(type='CodebookUsageHook', interval=100, warn_threshold=0.1,
+                     warmup_iters=1000)]
+env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+               dist_cfg=dict(backend='nccl'))
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
+log_processor = dict(window_size=100)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0, diff_rank_seed=True)

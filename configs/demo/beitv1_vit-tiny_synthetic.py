@@ -1,0 +1,93 @@
+"""Demo: BEiT (v1) MIM of a tiny ViT on the synthetic ImageNet layout (CPU, well under a minute).
+
+Same machinery as ``configs/beitv1_vitb_mim.py`` at toy size: 64 px student view with 8 px
+patches (8x8 grid), a 64 px tokenizer view (the dVAE downsamples 8x: the same 8x8 grid, as
+BEiT v1's 112 px view for 224 px / 16 px patches), 24 of 64 patches masked block-wise, 4-layer
+ViT of width 64, no aggregation head. Tokenizer: a narrow DALL-E-architecture dVAE encoder
+(width 16, one block per group, 512 tokens) with random weights
+(the official dVAE cannot be trained offline); ``model.target_generator.checkpoint`` loads
+weights into it. BEiT v1's idea is pixel-level tokens: the tiny pixel VQ-VAE trained by the
+PeCo machinery with perceptual weight 0 (``configs/demo/pixel_vqvae-tiny_synthetic.py``) is
+the intended offline tokenizer for this demo.
+"""
+default_scope = 'mmpretrain'
+custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
+
+img_size = 64
+patch_size = 8
+grid = img_size // patch_size
+num_masked_patches = 24
+embed_dims = 64
+arch = dict(embed_dims=embed_dims, num_layers=4, num_heads=4, feedforward_channels=128)
+num_tokens = 512
+
+data_preprocessor = dict(
+    type='TwoNormDataPreprocessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    second_mean=[-31.875, -31.875, -31.875],  # DALL-E map_pixels on 0..255 pixels
+    second_std=[318.75, 318.75, 318.75],
+    to_rgb=True)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='RandomResizedCropAndInterpolationWithTwoPic', size=img_size,
+         second_size=img_size, interpolation='bicubic', second_interpolation='lanczos',
+         scale=(0.2, 1.0)),
+    dict(type='BlockwiseMaskGenerator', input_size=grid, num_masking_patches=num_masked_patches,
+         min_num_patches=4),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='ImageNet', data_root='data/synthetic/imagenet', split='train',
+                 pipeline=train_pipeline))
+
+model = dict(
+    type='BEiTMIM',
+    num_masked_patches=num_masked_patches,
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        type='FastBEiTPretrainViT', arch=arch, img_size=img_size, patch_size=patch_size,
+        out_indices=-1, final_norm=True, out_type='raw', use_shared_rel_pos_bias=True,
+        layer_scale_init_value=0.1, attn_impl='sdpa',
+        init_cfg=[
+            dict(type='TruncNormal', std=0.02, layer='Linear'),
+            dict(type='TruncNormal', std=0.02, layer='Conv2d'),
+            dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
+        ]),
+    neck=None,
+    head=dict(type='BEiTV1Head', embed_dims=embed_dims, num_embed=num_tokens,
+              loss=dict(type='CrossEntropyLoss')),
+    target_generator=dict(type='DALLETokenizer', group_count=4, n_hid=16, n_blk_per_group=1,
+                          vocab_size=num_tokens, checkpoint=None))
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.98), weight_decay=0.05),
+    clip_grad=dict(max_norm=3.0),
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
+max_iters = 40
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=5),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=5, end=max_iters),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=10),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+)
+env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+               dist_cfg=dict(backend='gloo'))
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0)

@@ -1,0 +1,80 @@
+"""Demo: fine-tune the tiny MIM ViT on the synthetic ImageNet layout (CPU, well under a minute).
+
+configs/finetune_in1k.py at toy size: the MIM demo's student arch (configs/demo/
+beitv2_vit-tiny_synthetic.py: width 64, 4 layers, 4 heads, FFN 128, 8 px patches, 64 px images),
+10 classes, 40 iterations at batch 32, same augmentation family and layer decay 0.65.
+Pretrain checkpoint at ``model.backbone.init_cfg.checkpoint`` (tools/run_suite.py sets it);
+left at None it is the random-init baseline.
+"""
+_base_ = [
+    '../_base_/downstream_beit_finetune_model.py',
+    '../_base_/downstream_in1k_finetune_data.py',
+    '../_base_/downstream_in1k_finetune_schedule.py',
+    '../_base_/downstream_cls_runtime.py',
+]
+custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
+default_scope = 'mmpretrain'
+
+synthetic_classes = ('disc', 'square', 'triangle', 'star', 'diamond', 'hexagon', 'cross',
+                     'ellipse', 'pentagon', 'bar')
+img_size = 64
+arch = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128)
+max_iters = 40
+
+model = dict(
+    backbone=dict(arch=arch, img_size=img_size, patch_size=8, drop_path_rate=0.1,
+                  init_cfg=dict(type='BEiTPretrained', checkpoint=None)),
+    head=dict(num_classes=10, in_channels=64),
+)
+data_preprocessor = dict(num_classes=10)
+bgr_mean = [103.53, 116.28, 123.675]
+bgr_std = [57.375, 57.12, 58.395]
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.5, 1.0), backend='pillow',
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
+         magnitude_level=9, magnitude_std=0.5,
+         hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
+    dict(type='RandomErasing', erase_prob=0.25, mode='rand', min_area_ratio=0.02,
+         max_area_ratio=1 / 3, fill_color=bgr_mean, fill_std=bgr_std),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=img_size, edge='short', backend='pillow',
+         interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=img_size),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=32, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root='data/synthetic/imagenet', metainfo=dict(classes=synthetic_classes),
+                 pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=64, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root='data/synthetic/imagenet', metainfo=dict(classes=synthetic_classes),
+                 pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_evaluator = val_evaluator
+
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=5),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=5, end=max_iters),
+]
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+auto_scale_lr = dict(base_batch_size=32)
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1),
+)
+log_processor = dict(by_epoch=False)
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+custom_hooks = [dict(type='DownstreamResultsHook', task='finetune',
+                     dataset_name='synthetic-ImageNet')]

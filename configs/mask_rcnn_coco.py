@@ -1,0 +1,48 @@
+"""BEiT v2 ViT-B/16 + Mask R-CNN on COCO, ViTDet recipe (bbox and segm AP via CocoMetric).
+
+LSJ 1024 (scale 0.1-2.0), 100 epochs = 184375 iterations at batch 64 (16 GPUs x 4; set
+--auto-scale-lr for other totals), AdamW lr 1e-4 betas (0.9, 0.999) wd 0.1, layer decay 0.7
+(``BEiTLayerDecayOptimWrapperConstructor`` understands ``backbone.layers.N`` inside the detector),
+no weight decay on norms/biases/position tables, 250 warmup iterations, lr x0.1 at 88.9% and
+96.3% of training, drop path 0.1, AMP, simple feature pyramid with LayerNorm (neck and heads).
+Model details and the one deviation from ViTDet (global attention) in
+configs/_base_/det_mask_rcnn_beit_vitdet.py.
+
+    tools/dist_train.sh configs/mask_rcnn_coco.py 16 \
+        --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/beitv2_vitb_mim/epoch_300.pth
+"""
+_base_ = ['_base_/det_mask_rcnn_beit_vitdet.py', '_base_/det_coco_lsj_1024.py']
+custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
+default_scope = 'mmdet'
+
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
+    constructor='BEiTLayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(
+        layer_decay_rate=0.7,
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        custom_keys={
+            'q_bias': dict(decay_mult=0.0),
+            'v_bias': dict(decay_mult=0.0),
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+            '.gamma': dict(decay_mult=0.0),
+            'relative_position_bias_table': dict(decay_mult=0.0),
+        }),
+)
+max_iters = 184375
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=250),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+         milestones=[163889, 177546], gamma=0.1),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=5000)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+auto_scale_lr = dict(enable=False, base_batch_size=64)
+custom_hooks = [
+    dict(type='CocoMetricFromDatasetHook'),
+    dict(type='DownstreamResultsHook', task='instance_segmentation', dataset_name='COCO'),
+]

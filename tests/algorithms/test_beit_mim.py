@@ -1,0 +1,220 @@
+"""BEiT v1 / v2 MIM (BEiTMIM): frozen tokenizer under a runner, shared head, loss decreases."""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+import beitv2_mm  # noqa: F401
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_V2 = REPO / 'configs/demo/beitv2_vit-tiny_synthetic.py'
+DEMO_V1 = REPO / 'configs/demo/beitv1_vit-tiny_synthetic.py'
+
+
+class LossRecorder(Hook):
+    """Keeps every training loss and checks the tokenizer mode on each step."""
+
+    def __init__(self):
+        self.losses, self.tokenizer_training = [], []
+        self.tokenizer_before = None
+
+    def before_train(self, runner):
+        # after the runner's init_weights / checkpoint loading, before the first step
+        self.tokenizer_before = _tokenizer_snapshot(runner.model)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.losses.append(float(outputs['loss']))
+        model = runner.model
+        self.tokenizer_training.append(model.target_generator.training)
+        assert model.backbone.training
+
+
+def _cfg(path, data_root, work_dir, max_iters, **overrides):
+    cfg = Config.fromfile(str(path))
+    cfg.work_dir = str(work_dir)
+    cfg.train_dataloader.dataset.data_root = str(data_root)
+    cfg.train_cfg.max_iters = max_iters
+    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+                                end=3)]
+    cfg.default_hooks.logger.interval = 1000
+    cfg.default_hooks.checkpoint.interval = max_iters
+    cfg.merge_from_dict(overrides)
+    return cfg
+
+
+def _tokenizer_snapshot(model):
+    gen = model.target_generator
+    return {k: v.detach().clone() for k, v in gen.state_dict(keep_vars=True).items()}
+
+
+MMPRETRAIN_VQKD = dict(
+    type='VQKD',
+    encoder_config=dict(
+        arch=dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128),
+        img_size=64, patch_size=8, out_indices=-1, final_norm=True, out_type='featmap',
+        use_abs_pos_emb=True, use_rel_pos_bias=False, use_shared_rel_pos_bias=False,
+        layer_scale_init_value=0.),
+    num_embed=512, embed_dims=32, quantize_kmeans_init=False)
+
+
+@pytest.mark.parametrize('config,tokenizer,iters', [(DEMO_V2, None, 20),
+                                                    (DEMO_V2, MMPRETRAIN_VQKD, 4),
+                                                    (DEMO_V1, None, 20)],
+                         ids=['beitv2', 'beitv2-mmpretrain-vqkd', 'beitv1'])
+def test_tokenizer_frozen_under_runner_and_loss_decreases(config, tokenizer, iters, tiny_data,
+                                                          tmp_path):
+    cfg = _cfg(config, tiny_data['imagenet'], tmp_path, max_iters=iters,
+               **{'optim_wrapper.optimizer.lr': 2e-3, 'train_dataloader.batch_size': 8})
+    if tokenizer is not None:
+        cfg.model.target_generator = copy.deepcopy(tokenizer)
+    runner = Runner.from_cfg(cfg)
+    model = runner.model
+    assert not any(p.requires_grad for p in model.target_generator.parameters())
+    recorder = LossRecorder()
+    runner.register_hook(recorder, priority='LOWEST')
+    runner.train()
+    before = recorder.tokenizer_before
+    assert before, 'tokenizer has no state'
+
+    # frozen: eval mode on every step although the runner called model.train()
+    assert recorder.tokenizer_training == [False] * iters
+    after = _tokenizer_snapshot(model)
+    assert before.keys() == after.keys()
+    for key in before:
+        assert torch.equal(before[key], after[key]), f'tokenizer {key} changed during MIM'
+    # ... while the student learned
+    losses = recorder.losses
+    assert len(losses) == iters
+    if iters >= 20:
+        early, late = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+        assert late < early - 0.1, f'MIM loss did not decrease: {early:.3f} -> {late:.3f}'
+
+    # the checkpoint keeps the MIM layout and its backbone loads into the student alone
+    ckpt = torch.load(tmp_path / f'iter_{iters}.pth', map_location='cpu', weights_only=False)
+    keys = ckpt['state_dict'].keys()
+    assert {k.split('.')[0] for k in keys} >= {'backbone', 'head', 'target_generator'}
+    backbone_state = {k[len('backbone.'):]: v for k, v in ckpt['state_dict'].items()
+                      if k.startswith('backbone.')}
+    assert not any('patch_aggregation' in k or 'cls_head' in k for k in backbone_state)
+    student = MODELS.build(copy.deepcopy(cfg.model.backbone))
+    student.load_state_dict(backbone_state, strict=True)
+
+
+def _tiny_v2_model(**model_overrides):
+    cfg = Config.fromfile(str(DEMO_V2))
+    model_cfg = copy.deepcopy(cfg.model)
+    for key, value in model_overrides.items():  # replace (ConfigDict.update would merge)
+        model_cfg[key] = value
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model
+
+
+def _fake_batch(model, batch=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    imgs = [torch.randn(batch, 3, 64, 64, generator=gen), torch.randn(batch, 3, 64, 64,
+                                                                      generator=gen)]
+    from beitv2_mm.algorithms.masking import BlockwiseMaskGenerator
+    mask_gen = BlockwiseMaskGenerator(input_size=8, num_masking_patches=24, min_num_patches=4)
+    samples = [DataSample().set_mask(torch.from_numpy(mask_gen.generate())) for _ in range(batch)]
+    return imgs, samples
+
+
+def test_aggregation_head_shares_the_mim_head():
+    torch.manual_seed(0)
+    model = _tiny_v2_model()
+    num_tokens = model.head.cls_head.out_features
+    vocab_linears = [n for n, m in model.named_modules()
+                     if isinstance(m, torch.nn.Linear) and m.out_features == num_tokens
+                     and not n.startswith('target_generator')]
+    assert vocab_linears == ['head.cls_head'], 'one lm head for both branches'
+    imgs, samples = _fake_batch(model)
+    losses = model.loss(imgs, samples)
+    assert set(losses) == {'loss_mim', 'loss_agg'}
+    # the aggregation loss alone reaches the shared head and the neck
+    model.zero_grad()
+    losses['loss_agg'].backward()
+    assert model.head.cls_head.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.neck.parameters() if p.requires_grad)
+    # the exported backbone has no aggregation or head parameters
+    assert not any('patch_aggregation' in k or 'cls_head' in k
+                   for k in model.backbone.state_dict())
+
+
+def test_sync_free_gather_equals_boolean_indexing():
+    torch.manual_seed(0)
+    model = _tiny_v2_model()
+    bool_model = copy.deepcopy(model)
+    bool_model.num_masked_patches = None
+    imgs, samples = _fake_batch(model)
+    a, b = model.loss(imgs, samples), bool_model.loss(imgs, samples)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_beitv1_tokens_from_dalle_logits_and_no_neck():
+    cfg = Config.fromfile(str(DEMO_V1))
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    assert model.neck is None
+    imgs, samples = _fake_batch(model)
+    ids = model.tokenize(imgs[1])
+    assert ids.shape == (2, 64) and ids.dtype == torch.long and not ids.is_inference()
+    assert set(model.loss(imgs, samples)) == {'loss_mim'}
+
+
+def test_mmpretrain_dalle_logits_are_argmaxed():
+    torch.manual_seed(0)
+    model = _tiny_v2_model(
+        neck=None, backbone=dict(Config.fromfile(str(DEMO_V1)).model.backbone),
+        head=dict(type='BEiTV1Head', embed_dims=64, num_embed=512,
+                  loss=dict(type='CrossEntropyLoss')),
+        target_generator=dict(type='DALL-E', group_count=4, n_hid=8, n_blk_per_group=1,
+                              vocab_size=512))
+    x = torch.randn(2, 3, 64, 64)
+    expected = model.target_generator(x).argmax(1).flatten(1)
+    torch.testing.assert_close(model.tokenize(x), expected)
+
+
+def test_tokenizer_checkpoint_is_loaded_from_prefixed_checkpoints(tmp_path):
+    """mmpretrain's VQKD takes no checkpoint argument: BEiTMIM loads it (VQKDTokenizer and
+    PeCoVQVAE get the key passed on and load it themselves)."""
+    torch.manual_seed(0)
+    source = _tiny_v2_model(target_generator=copy.deepcopy(MMPRETRAIN_VQKD))
+    state = {f'tokenizer.{k}': v for k, v in source.target_generator.state_dict().items()}
+    state['teacher.proj.weight'] = torch.zeros(1)
+    torch.save({'state_dict': state, 'meta': {}}, tmp_path / 'vqkd.pth')
+    torch.manual_seed(1)
+    cfg = Config.fromfile(str(DEMO_V2)).model
+    cfg.target_generator = dict(copy.deepcopy(MMPRETRAIN_VQKD), checkpoint=str(tmp_path / 'vqkd.pth'))
+    model = MODELS.build(cfg)
+    model.init_weights()  # must not re-draw the loaded tokenizer
+    for k, v in source.target_generator.state_dict().items():
+        assert torch.equal(model.target_generator.state_dict()[k], v), k
+
+    cfg.target_generator.checkpoint = str(tmp_path / 'missing.pth')
+    with pytest.raises(FileNotFoundError, match='model.target_generator.checkpoint'):
+        MODELS.build(cfg)
+    torch.save({'state_dict': {'tokenizer.encoder.cls_token': torch.zeros(1, 1, 64)}},
+               tmp_path / 'partial.pth')
+    cfg.target_generator.checkpoint = str(tmp_path / 'partial.pth')
+    with pytest.raises(KeyError, match='lacks'):
+        MODELS.build(cfg)
+
+
+def test_mmpretrain_vqkd_tokens_equal_its_quantizer_without_touching_it():
+    from beitv2_mm.algorithms.beit import vqkd_codebook_indices
+    torch.manual_seed(0)
+    vqkd = MODELS.build(copy.deepcopy(MMPRETRAIN_VQKD)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    before = {k: v.clone() for k, v in vqkd.state_dict().items()}
+    ours = vqkd_codebook_indices(vqkd, x)
+    assert all(torch.equal(before[k], v) for k, v in vqkd.state_dict().items())
+    torch.testing.assert_close(ours, vqkd(x))  # the stock path (which moves cluster_size)
+    assert not torch.equal(before['quantize.cluster_size'], vqkd.state_dict()['quantize.cluster_size'])

@@ -1,0 +1,154 @@
+"""PeCo VQ-VAE training algorithm: loss terms, perceptual term, frozen teacher, pixel mode."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from beitv2_mm.algorithms.peco import (PeCoVQVAETrainer, find_transformer_blocks,
+                                       perceptual_distance)
+from mmpretrain.registry import MODELS
+
+TOKENIZER = dict(type='PeCoVQVAE', patch_size=8, base_channels=8, ch_mult=(1, 2, 2, 2),
+                 num_res_blocks=1, z_channels=16, norm_groups=4, num_embed=64, embed_dims=8,
+                 quantizer=dict(decay=0.9))
+PREPROCESSOR = dict(type='SelfSupDataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3,
+                    to_rgb=True)
+
+
+class TinyViTTeacher(nn.Module):
+    """A small frozen ViT-like stand-in: patch embedding + 4 residual MLP blocks."""
+
+    def __init__(self, dim=16, depth=4):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, dim, 8, stride=8)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU()) for _ in range(depth))
+
+    def forward(self, x):
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        for block in self.blocks:
+            x = x + block(x)
+        return x
+
+
+def build_trainer(perceptual_weight=1.0, layers=(1, 2, 4), teacher=None):
+    torch.manual_seed(0)
+    if perceptual_weight > 0 and teacher is None:
+        teacher = TinyViTTeacher()
+    model = PeCoVQVAETrainer(tokenizer=dict(TOKENIZER), teacher=teacher,
+                             perceptual_weight=perceptual_weight, perceptual_layers=layers,
+                             data_preprocessor=dict(PREPROCESSOR))
+    model.init_weights()
+    return model
+
+
+def synthetic_batch(data_root, n=8):
+    """n synthetic 64 px scenes as a batch in [-1, 1]."""
+    from PIL import Image
+    files = sorted((data_root / 'train').rglob('*.JPEG'))[:n]
+    arrays = [np.asarray(Image.open(f).convert('RGB'), dtype=np.float32) for f in files]
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+    return x / 127.5 - 1.0
+
+
+@pytest.fixture(scope='module')
+def scenes(tmp_path_factory, request):
+    try:
+        data = request.getfixturevalue('tiny_data')
+    except pytest.FixtureLookupError:
+        from beitv2_mm.datasets import make_synthetic_dataset
+        data = make_synthetic_dataset(tmp_path_factory.mktemp('synthetic'), size='tiny')
+    return synthetic_batch(data['imagenet'])
+
+
+def test_perceptual_distance_zero_iff_identical():
+    a = [torch.randn(2, 5, 16), torch.randn(2, 16, 3, 3)]
+    assert float(perceptual_distance(a, a)) == 0.0
+    b = [a[0] * 3.0, a[1] * 0.5]  # channel normalisation removes the scale
+    assert float(perceptual_distance(a, b)) < 1e-10
+    c = [torch.randn(2, 5, 16), torch.randn(2, 16, 3, 3)]
+    assert float(perceptual_distance(a, c)) > 0.1
+
+
+def test_perceptual_term_and_frozen_teacher(scenes):
+    model = build_trainer()
+    teacher = model.teacher
+    x = scenes[:4]
+    assert float(model.perceptual_loss(x, x.clone())) == 0.0
+    assert float(model.perceptual_loss(x, x.flip(-1))) > 0.0
+
+    # teacher: not in the parameters (optimizer), not in the state dict, always in eval
+    own = {id(p) for p in model.parameters()}
+    assert not any(id(p) in own for p in teacher.parameters())
+    assert all(k.startswith('tokenizer.') for k in model.state_dict())
+    model.train()
+    assert not teacher.training
+
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = model.loss(x)
+    assert set(losses) == {'loss_pixel', 'loss_commit', 'loss_perceptual', 'codebook_usage'}
+    assert float(losses['loss_perceptual']) > 0
+    losses['loss_perceptual'].backward()
+    # the perceptual term alone reaches the decoder (through the teacher's activations)
+    grads = [p.grad for p in model.tokenizer.decoder.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+    assert all(p.grad is None for p in teacher.parameters())
+    optim.step()
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_pixel_mode_has_no_teacher_and_config_errors():
+    model = build_trainer(perceptual_weight=0.0)
+    assert model.teacher is None
+    losses = model.loss(torch.rand(2, 3, 64, 64) * 2 - 1)
+    assert 'loss_perceptual' not in losses and 'loss_pixel' in losses
+    with pytest.raises(ValueError, match='needs a teacher'):
+        PeCoVQVAETrainer(tokenizer=dict(TOKENIZER), perceptual_weight=1.0)
+    with pytest.raises(ValueError, match='remove model.teacher'):
+        PeCoVQVAETrainer(tokenizer=dict(TOKENIZER), teacher=TinyViTTeacher(),
+                         perceptual_weight=0.0)
+    with pytest.raises(ValueError, match='perceptual_layers'):
+        build_trainer(layers=(3, 6, 9, 12))  # the tiny teacher has 4 blocks
+    with pytest.raises(ValueError, match="'mse' or 'l1'"):
+        PeCoVQVAETrainer(tokenizer=dict(TOKENIZER), perceptual_weight=0.0, pixel_loss='l2')
+
+
+def test_find_transformer_blocks():
+    teacher = TinyViTTeacher(depth=3)
+    assert find_transformer_blocks(teacher) is teacher.blocks
+    assert find_transformer_blocks(teacher, 'blocks') is teacher.blocks
+    with pytest.raises(AttributeError, match='model.teacher_blocks'):
+        find_transformer_blocks(teacher, 'model.blocks')
+
+
+@pytest.mark.parametrize('perceptual_weight', [0.0, 1.0])
+def test_reconstruction_loss_decreases(scenes, perceptual_weight):
+    model = build_trainer(perceptual_weight=perceptual_weight)
+    model.train()
+    optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    x = torch.nn.functional.avg_pool2d(scenes, 2)  # 32 px (4 x 4 codes) keeps the test fast
+    history = []
+    for _ in range(25):
+        losses = model.loss(x)
+        total = sum(v for k, v in losses.items() if k.startswith('loss'))
+        optim.zero_grad()
+        total.backward()
+        optim.step()
+        history.append(float(losses['loss_pixel']))
+    assert np.mean(history[-5:]) < 0.7 * np.mean(history[:3]), history
+
+
+def test_registered_and_built_from_config():
+    model = MODELS.build(dict(type='PeCoVQVAETrainer', tokenizer=dict(TOKENIZER),
+                              perceptual_weight=0.0, data_preprocessor=dict(PREPROCESSOR)))
+    assert isinstance(model, PeCoVQVAETrainer)
+    # what default_collate gives: stacked uint8 images
+    batch = dict(inputs=torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8),
+                 data_samples=[None, None])
+    data = model.data_preprocessor(batch, training=True)
+    assert float(data['inputs'].min()) >= -1.0 and float(data['inputs'].max()) <= 1.0
+    losses = model(data['inputs'], data['data_samples'], mode='loss')
+    assert losses['loss_pixel'] > 0
+    assert model(data['inputs'], mode='tensor').shape == (2, 8, 8)

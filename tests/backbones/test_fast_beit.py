@@ -1,0 +1,144 @@
+"""SDPA attention path of the BEiT ViTs equals mmpretrain's explicit attention."""
+import copy
+
+import pytest
+import torch
+
+import beitv2_mm  # noqa: F401  (registers the modules)
+from beitv2_mm.backbones.beit_vit import (FastBEiTAttention, FastBEiTPretrainViT, FastBEiTViT,
+                                         use_fast_attention)
+from mmpretrain.models.backbones import BEiTViT
+from mmpretrain.models.selfsup.beit import BEiTPretrainViT
+from mmpretrain.registry import MODELS
+
+ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
+
+
+def _randomise(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial values everywhere (relative position tables start at zero)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.2 + (1.0 if 'ln' in name and
+                                                                   name.endswith('weight')
+                                                                   else 0.0))
+
+
+def _forward_and_grads(model, x, mask=None):
+    x = x.clone().requires_grad_(True)
+    outs = model(x, mask) if mask is not None or isinstance(model, BEiTPretrainViT) else model(x)
+    loss = sum((o.float() * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return [o.detach() for o in outs], grads, x.grad
+
+
+def _assert_paths_agree(fast, mask=None, atol=1e-5):
+    explicit = copy.deepcopy(fast)
+    assert use_fast_attention(explicit, 'explicit') == ARCH['num_layers']
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    out_s, grads_s, xg_s = _forward_and_grads(fast, x, mask)
+    out_e, grads_e, xg_e = _forward_and_grads(explicit, x, mask)
+    for a, b in zip(out_s, out_e):
+        torch.testing.assert_close(a, b, atol=atol, rtol=1e-4)
+    assert grads_s.keys() == grads_e.keys() and len(grads_s) > 10
+    for name in grads_s:
+        torch.testing.assert_close(grads_s[name], grads_e[name], atol=atol, rtol=1e-3,
+                                   msg=lambda m: f'{name}: {m}')
+    torch.testing.assert_close(xg_s, xg_e, atol=atol, rtol=1e-3)
+
+
+def _mask(batch=2, grid=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, grid, grid, generator=gen) < 0.4
+
+
+@pytest.mark.parametrize('with_mask', [False, True])
+def test_shared_rel_pos_bias_sdpa_equals_explicit(with_mask):
+    model = FastBEiTPretrainViT(arch=ARCH, img_size=32, patch_size=8, out_indices=[0, 1],
+                                use_shared_rel_pos_bias=True, final_norm=True)
+    _randomise(model)
+    assert isinstance(model.layers[0].attn, FastBEiTAttention)
+    _assert_paths_agree(model, _mask() if with_mask else None)
+
+
+def test_per_layer_rel_pos_bias_sdpa_equals_explicit():
+    model = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, out_indices=[0, 1],
+                        use_rel_pos_bias=True, out_type='raw')
+    _randomise(model)
+    _assert_paths_agree(model)
+
+
+def test_per_layer_plus_shared_bias_in_one_attention():
+    attn = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, use_rel_pos_bias=True).layers[0].attn
+    _randomise(attn)
+    explicit = copy.deepcopy(attn)
+    use_fast_attention(explicit, 'explicit')
+    x = torch.randn(3, 17, 32)
+    shared = torch.randn(4, 17, 17)
+    torch.testing.assert_close(attn(x, rel_pos_bias=shared), explicit(x, rel_pos_bias=shared),
+                               atol=1e-5, rtol=1e-4)
+    # without any bias, and with a qkv bias instead of q/v bias
+    plain = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, use_rel_pos_bias=False,
+                        bias=True).layers[0].attn
+    _randomise(plain)
+    plain_explicit = copy.deepcopy(plain)
+    use_fast_attention(plain_explicit, 'explicit')
+    torch.testing.assert_close(plain(x), plain_explicit(x), atol=1e-5, rtol=1e-4)
+
+
+def test_same_keys_and_outputs_as_stock_mmpretrain_classes():
+    fast = MODELS.build(dict(type='FastBEiTPretrainViT', arch=ARCH, img_size=32, patch_size=8,
+                             use_shared_rel_pos_bias=True, out_indices=[0, 1]))
+    stock = BEiTPretrainViT(arch=ARCH, img_size=32, patch_size=8, use_shared_rel_pos_bias=True,
+                            out_indices=[0, 1])
+    _randomise(fast)
+    stock.load_state_dict(fast.state_dict(), strict=True)
+    x, mask = torch.randn(2, 3, 32, 32), _mask()
+    for a, b in zip(fast(x, mask), stock(x, mask)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+    fast_ft = MODELS.build(dict(type='FastBEiTViT', arch=ARCH, img_size=32, patch_size=8,
+                                use_rel_pos_bias=True, out_type='avg_featmap'))
+    stock_ft = BEiTViT(arch=ARCH, img_size=32, patch_size=8, use_rel_pos_bias=True,
+                       out_type='avg_featmap')
+    _randomise(fast_ft, seed=3)
+    stock_ft.load_state_dict(fast_ft.state_dict(), strict=True)
+    torch.testing.assert_close(fast_ft(x)[0], stock_ft(x)[0], atol=1e-5, rtol=1e-4)
+
+
+def test_bad_attn_impl_is_rejected():
+    with pytest.raises(ValueError, match='attn_impl'):
+        FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, attn_impl='flash')
+
+
+def test_bf16_autocast_runs_close_to_fp32():
+    model = FastBEiTPretrainViT(arch=ARCH, img_size=32, patch_size=8, out_indices=[1],
+                                use_shared_rel_pos_bias=True)
+    _randomise(model)
+    x, mask = torch.randn(2, 3, 32, 32), _mask()
+    ref = model(x, mask)[0]
+    dtypes = []
+    model.layers[0].attn.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = model(x, mask)[0]
+    assert dtypes == [torch.bfloat16]  # attention ran in bf16 (the mask cast to match)
+    assert (out.float() - ref).abs().mean() < 0.05 * ref.abs().mean()
+
+
+def test_official_init_rescales_residual_branches():
+    model = FastBEiTPretrainViT(arch=dict(ARCH, num_layers=4), img_size=32, patch_size=8,
+                                init_cfg=[dict(type='TruncNormal', std=0.02, layer='Linear')])
+    model.init_weights()
+    # FFN weights: trunc-normal(0.02) (not Xavier), output layers divided by sqrt(2 * layer_id)
+    fc1_std = torch.stack([layer.ffn.layers[0][0].weight.std() for layer in model.layers])
+    fc2_std = torch.stack([layer.ffn.layers[1].weight.std() for layer in model.layers])
+    torch.testing.assert_close(fc1_std, torch.full((4, ), 0.02), atol=3e-3, rtol=0)
+    expected = 0.02 / torch.sqrt(2.0 * torch.arange(1, 5))
+    torch.testing.assert_close(fc2_std, expected, atol=2e-3, rtol=0)
+
+
+def test_compile_option_keeps_state_dict_keys():
+    plain = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8)
+    compiled = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, compile=True)
+    assert list(plain.state_dict()) == list(compiled.state_dict())

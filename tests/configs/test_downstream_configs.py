@@ -1,0 +1,168 @@
+"""Every downstream config builds; the ViT-B ones run one training step (CPU, tiny batch).
+
+UperNet (512 px) and Mask R-CNN (1024 px) are stepped at a reduced resolution (128 / 256 px,
+set through the same keys a user would override) because full resolution is too slow on CPU;
+AMP optim wrappers are swapped for the plain one on CPU.
+"""
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+CONFIGS = {
+    'configs/finetune_in1k.py': ('mmpretrain', 'finetune'),
+    'configs/finetune_in1k_1600e.py': ('mmpretrain', 'finetune'),
+    'configs/finetune_in1k_vitl.py': ('mmpretrain', 'finetune'),
+    'configs/linear_probe_in1k.py': ('mmpretrain', 'linear_probe'),
+    'configs/upernet_ade20k.py': ('mmseg', 'semantic_segmentation'),
+    'configs/upernet_ade20k_vitl.py': ('mmseg', 'semantic_segmentation'),
+    'configs/mask_rcnn_coco.py': ('mmdet', 'instance_segmentation'),
+    'configs/mask_rcnn_coco_1x.py': ('mmdet', 'instance_segmentation'),
+    'configs/demo/finetune_vit-tiny_synthetic.py': ('mmpretrain', 'finetune'),
+    'configs/demo/linear_probe_vit-tiny_synthetic.py': ('mmpretrain', 'linear_probe'),
+    'configs/demo/upernet_vit-tiny_synthetic.py': ('mmseg', 'semantic_segmentation'),
+    'configs/demo/mask_rcnn_vit-tiny_synthetic.py': ('mmdet', 'instance_segmentation'),
+}
+
+
+def _load(rel):
+    import beitv2_mm  # noqa: F401
+    from mmengine.config import Config
+    return Config.fromfile(str(REPO_ROOT / rel))
+
+
+def _registry(scope):
+    from mmengine.registry import init_default_scope
+    init_default_scope(scope)
+    if scope == 'mmpretrain':
+        from mmpretrain.registry import MODELS
+    elif scope == 'mmseg':
+        from mmseg.registry import MODELS
+    else:
+        from mmdet.registry import MODELS
+    return MODELS
+
+
+@pytest.mark.parametrize('rel', list(CONFIGS))
+def test_config_builds(rel):
+    scope, task = CONFIGS[rel]
+    cfg = _load(rel)
+    assert cfg.default_scope == scope
+    assert cfg.custom_imports == dict(imports=['beitv2_mm'], allow_failed_imports=False)
+    # the stage hand-off keys exist
+    assert cfg.model.backbone.init_cfg.type == 'BEiTPretrained'
+    assert 'checkpoint' in cfg.model.backbone.init_cfg
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert 'data_root' in cfg[key].dataset
+    hooks = [h for h in cfg.custom_hooks if h.type == 'DownstreamResultsHook']
+    assert len(hooks) == 1 and hooks[0].task == task
+    if 'vitl' in rel:  # 300M parameters: check the structure on the meta device only
+        with torch.device('meta'):
+            model = _registry(scope).build(cfg.model)
+        assert model.backbone.num_layers == 24 and model.backbone.embed_dims == 1024
+    else:
+        model = _registry(scope).build(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_recipe_numbers():
+    ft = _load('configs/finetune_in1k.py')
+    assert ft.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.65
+    assert ft.optim_wrapper.optimizer.lr == 5e-4 and ft.train_cfg.max_epochs == 100
+    assert ft.model.backbone.drop_path_rate == 0.1
+    assert _load('configs/finetune_in1k_1600e.py').optim_wrapper.paramwise_cfg.layer_decay_rate \
+        == 0.6
+    seg = _load('configs/upernet_ade20k.py')
+    assert seg.model.backbone.out_indices == [3, 5, 7, 11]
+    assert seg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.75
+    assert seg.optim_wrapper.optimizer.lr == 5e-5 and seg.train_cfg.max_iters == 160000
+    assert seg.model.test_cfg == dict(mode='slide', crop_size=(512, 512), stride=(341, 341))
+    seg_l = _load('configs/upernet_ade20k_vitl.py')
+    assert seg_l.model.backbone.out_indices == [7, 11, 15, 23]
+    assert seg_l.optim_wrapper.optimizer.lr == 4e-5
+    assert seg_l.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.9
+    assert seg_l.model.backbone.drop_path_rate == 0.2
+    det = _load('configs/mask_rcnn_coco.py')
+    assert det.optim_wrapper.type == 'AmpOptimWrapper'
+    assert det.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.7
+    assert det.optim_wrapper.optimizer.weight_decay == 0.1
+
+
+def test_demo_classes_match_synthetic_data():
+    from beitv2_mm.datasets.synthetic import SYNTHETIC_CLASSES
+    for rel in ('configs/demo/finetune_vit-tiny_synthetic.py',
+                'configs/demo/linear_probe_vit-tiny_synthetic.py',
+                'configs/demo/mask_rcnn_vit-tiny_synthetic.py'):
+        assert tuple(_load(rel).synthetic_classes) == SYNTHETIC_CLASSES
+
+
+def _one_step(cfg, data_root):
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.runner import Runner
+    model_cfg = dict(cfg.model)
+    if cfg.get('data_preprocessor') is not None:  # what Runner does with a top-level one
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = _registry(cfg.default_scope).build(model_cfg)
+    model.init_weights()
+    model.train()
+    optim_cfg = dict(cfg.optim_wrapper)
+    optim_cfg['type'] = 'OptimWrapper'  # AMP needs a GPU
+    wrapper = build_optim_wrapper(model, optim_cfg)
+    dl_cfg = dict(cfg.train_dataloader)
+    dl_cfg.update(batch_size=2, num_workers=0, persistent_workers=False)
+    dl_cfg['dataset'] = dict(dl_cfg['dataset'], data_root=str(data_root))
+    dl_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    loader = Runner.build_dataloader(dl_cfg)
+    losses = model.train_step(next(iter(loader)), wrapper)
+    total = sum(v for k, v in losses.items() if 'loss' in k)
+    assert math.isfinite(float(total))
+
+
+@pytest.mark.slow
+def test_vitb_finetune_one_step(tiny_data):
+    _one_step(_load('configs/finetune_in1k.py'), tiny_data['imagenet'])
+
+
+@pytest.mark.slow
+def test_vitb_linear_probe_one_step(tiny_data):
+    _one_step(_load('configs/linear_probe_in1k.py'), tiny_data['imagenet'])
+
+
+@pytest.mark.slow
+def test_vitb_upernet_one_step_reduced_resolution(tiny_data):
+    cfg = _load('configs/upernet_ade20k.py')
+    size = 128
+    cfg.merge_from_dict({
+        'model.backbone.img_size': size,
+        'model.data_preprocessor.size': (size, size),
+        'model.test_cfg.crop_size': (size, size),
+        'model.decode_head.norm_cfg': dict(type='BN', requires_grad=True),
+        'model.auxiliary_head.norm_cfg': dict(type='BN', requires_grad=True),
+        'model.neck.norm_cfg': dict(type='BN', requires_grad=True),
+    })
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    pipeline[2]['scale'] = (4 * size, size)
+    pipeline[3]['crop_size'] = (size, size)
+    _one_step(cfg, tiny_data['ade20k'])
+
+
+@pytest.mark.slow
+def test_vitb_mask_rcnn_one_step_reduced_resolution(tiny_data):
+    from beitv2_mm.datasets.synthetic import SYNTHETIC_CLASSES
+    cfg = _load('configs/mask_rcnn_coco.py')
+    size = 256
+    cfg.merge_from_dict({
+        'model.backbone.img_size': size,
+        'model.data_preprocessor.batch_augments': [
+            dict(type='BatchFixedSizePad', size=(size, size), pad_mask=True)],
+        'train_dataloader.dataset.metainfo': dict(classes=SYNTHETIC_CLASSES),
+        'train_dataloader.dataset.filter_cfg.min_size': 8,
+    })
+    for t in cfg.train_dataloader.dataset.pipeline:
+        if t['type'] in ('RandomResize', 'RandomCrop', 'Pad'):
+            t['scale' if t['type'] == 'RandomResize' else
+              'crop_size' if t['type'] == 'RandomCrop' else 'size'] = (size, size)
+    _one_step(cfg, tiny_data['coco'])

@@ -1,0 +1,106 @@
+"""The MIM configs build; the ViT-B ones run one training step with random tokenizer weights."""
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+
+import beitv2_mm  # noqa: F401
+from mmpretrain.registry import MODELS, TRANSFORMS
+from mmpretrain.structures import DataSample
+
+REPO = Path(__file__).resolve().parents[2]
+VITB = ['configs/beitv2_vitb_mim.py', 'configs/beitv2_vitb_mim_1600e.py',
+        'configs/beitv1_vitb_mim.py']
+VITL = ['configs/beitv2_vitl_mim.py']
+DEMOS = ['configs/demo/beitv2_vit-tiny_synthetic.py', 'configs/demo/beitv1_vit-tiny_synthetic.py']
+
+
+def _load(rel):
+    cfg = Config.fromfile(str(REPO / rel))
+    assert cfg.custom_imports == dict(imports=['beitv2_mm'], allow_failed_imports=False)
+    assert cfg.default_scope == 'mmpretrain'
+    cfg.model.target_generator.checkpoint = None  # random tokenizer weights
+    cfg.model.target_generator.pop('weights', None)
+    return cfg
+
+
+@pytest.mark.parametrize('rel', VITB + VITL + DEMOS)
+def test_config_is_consistent(rel):
+    cfg = _load(rel)
+    # hand-off keys the suite overrides
+    assert 'data_root' in cfg.train_dataloader.dataset
+    assert 'checkpoint' in cfg.model.target_generator
+    mask_cfg = [t for t in cfg.train_dataloader.dataset.pipeline
+                if t['type'] == 'BlockwiseMaskGenerator'][0]
+    assert cfg.model.num_masked_patches == mask_cfg['num_masking_patches']
+    mask = TRANSFORMS.build(mask_cfg).generate()
+    assert mask.sum() == cfg.model.num_masked_patches
+    if cfg.model.neck is not None:  # BEiT v2: aggregation at the backbone's early output
+        arch = cfg.model.backbone.arch
+        depth = {'base': 12, 'large': 24}[arch] if isinstance(arch, str) else arch['num_layers']
+        assert depth + cfg.model.backbone.out_indices[0] == cfg.model.neck.early_layers - 1
+
+
+def test_official_recipe_values():
+    v2 = _load('configs/beitv2_vitb_mim.py')
+    opt = v2.optim_wrapper
+    assert opt.type == 'AmpOptimWrapper' and opt.clip_grad.max_norm == 3.0
+    assert opt.optimizer.lr == 1.5e-3 and opt.optimizer.betas == (0.9, 0.98)
+    assert opt.optimizer.weight_decay == 0.05 and v2.auto_scale_lr.base_batch_size == 2048
+    assert v2.train_cfg.max_epochs == 300 and v2.param_scheduler[1].eta_min == 1e-5
+    assert v2.model.backbone.layer_scale_init_value == 0.1
+    assert v2.model.backbone.drop_path_rate == 0 and v2.model.neck.early_layers == 9
+    long = _load('configs/beitv2_vitb_mim_1600e.py')
+    assert long.optim_wrapper.optimizer.betas == (0.9, 0.999)
+    assert long.model.backbone.drop_path_rate == 0.1 and long.train_cfg.max_epochs == 1600
+    large = _load('configs/beitv2_vitl_mim.py')
+    assert large.model.neck.early_layers == 21
+    assert large.model.backbone.layer_scale_init_value == 1e-5
+    v1 = _load('configs/beitv1_vitb_mim.py')
+    assert v1.model.neck is None and v1.model.target_generator.type == 'DALLETokenizer'
+    crop = [t for t in v1.train_dataloader.dataset.pipeline
+            if t['type'] == 'RandomResizedCropAndInterpolationWithTwoPic'][0]
+    assert crop['second_size'] == 112
+
+
+def _one_step(cfg, img_size, tok_size, batch=1):
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    optim = build_optim_wrapper(model, dict(type='OptimWrapper',
+                                            optimizer=dict(type='AdamW', lr=1e-4)))
+    mask_cfg = [t for t in cfg.train_dataloader.dataset.pipeline
+                if t['type'] == 'BlockwiseMaskGenerator'][0]
+    gen = TRANSFORMS.build(mask_cfg)
+    data = dict(
+        inputs=[torch.randint(0, 256, (batch, 3, img_size, img_size), dtype=torch.uint8),
+                torch.randint(0, 256, (batch, 3, tok_size, tok_size), dtype=torch.uint8)],
+        data_samples=[DataSample().set_mask(torch.from_numpy(gen.generate()))
+                      for _ in range(batch)])
+    log = model.train_step(data, optim)
+    assert torch.isfinite(log['loss'])
+    return log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('rel,tok_size', [('configs/beitv2_vitb_mim.py', 224),
+                                          ('configs/beitv1_vitb_mim.py', 112)])
+def test_vitb_config_runs_one_step(rel, tok_size):
+    cfg = _load(rel)
+    cfg.model.backbone.drop_path_rate = 0.
+    log = _one_step(cfg, 224, tok_size)
+    assert ('loss_agg' in log) == (cfg.model.neck is not None)
+
+
+@pytest.mark.slow
+def test_vitl_config_builds():
+    cfg = _load('configs/beitv2_vitl_mim.py')
+    model = MODELS.build(cfg.model)
+    assert len(model.backbone.layers) == 24 and model.neck.early_layers == 21
+    assert model.head.cls_head.in_features == 1024
+
+
+@pytest.mark.parametrize('rel', DEMOS)
+def test_demo_config_runs_one_step(rel):
+    _one_step(_load(rel), 64, 64, batch=2)

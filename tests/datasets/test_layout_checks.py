@@ -1,0 +1,214 @@
+"""Bad input: wrong layouts, broken annotations and unreadable images fail naming the culprit."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from beitv2_mm.datasets.layout import (AnnotationError, DatasetLayoutError, check_ade20k_layout,
+                                       check_coco_json, check_coco_layout, check_imagenet_layout,
+                                       check_seg_labels)
+
+
+@pytest.fixture
+def data_copy(tiny_data, tmp_path):
+    """A private, writable copy of the tiny set (tests here break files on purpose)."""
+    out = {}
+    for key, src in tiny_data.items():
+        # ade20k: keep the real nesting <copy>/ade20k/ADEChallengeData2016
+        dst = tmp_path / key / src.name if key == 'ade20k' else tmp_path / key
+        shutil.copytree(src, dst)
+        out[key] = dst
+    return out
+
+
+def test_good_layouts_pass(tiny_data):
+    check_imagenet_layout(tiny_data['imagenet'])
+    check_imagenet_layout(tiny_data['imagenet'], data_prefix='train', ann_file='meta/train.txt')
+    check_ade20k_layout(tiny_data['ade20k'])
+    check_coco_layout(tiny_data['coco'])
+
+
+def test_missing_root_named(tmp_path):
+    missing = tmp_path / 'nope'
+    for check in (check_imagenet_layout, check_ade20k_layout, check_coco_layout):
+        with pytest.raises(DatasetLayoutError, match=str(missing)):
+            check(missing)
+    with pytest.raises(DatasetLayoutError, match='data_root` is empty'):
+        check_coco_layout('')
+
+
+def test_imagenet_missing_split_and_bad_list(data_copy):
+    root = data_copy['imagenet']
+    shutil.rmtree(root / 'val')
+    with pytest.raises(DatasetLayoutError, match=f'missing folder {root / "val"}') as e:
+        check_imagenet_layout(root)
+    assert 'expected ImageNet layout' in str(e.value)
+    (root / 'meta' / 'train.txt').write_text('')
+    with pytest.raises(AnnotationError, match=str(root / 'meta' / 'train.txt')):
+        check_imagenet_layout(root, data_prefix='train', ann_file='meta/train.txt')
+    (root / 'meta' / 'train.txt').write_text('n90000000/missing.JPEG 0\n')
+    with pytest.raises(DatasetLayoutError, match='missing.JPEG'):
+        check_imagenet_layout(root, data_prefix='train', ann_file='meta/train.txt')
+
+
+def test_ade20k_without_annotations_named(data_copy):
+    root = data_copy['ade20k']
+    shutil.rmtree(root / 'annotations')
+    with pytest.raises(DatasetLayoutError,
+                       match=f'missing folder {root / "annotations" / "training"}') as e:
+        check_ade20k_layout(root)
+    assert 'annotations/training/*.png' in str(e.value)  # what the layout should be
+
+
+def test_ade20k_parent_folder_hint(tiny_data):
+    parent = tiny_data['ade20k'].parent
+    with pytest.raises(DatasetLayoutError,
+                       match=f'set `data_root` to {tiny_data["ade20k"]}'):
+        check_ade20k_layout(parent)
+
+
+def test_ade20k_image_without_label_map_named(data_copy):
+    root = data_copy['ade20k']
+    victim = sorted((root / 'annotations' / 'validation').glob('*.png'))[3]
+    victim.unlink()
+    with pytest.raises(DatasetLayoutError, match=str(victim)):
+        check_ade20k_layout(root)
+
+
+def test_coco_missing_empty_and_malformed_json_named(data_copy):
+    root = data_copy['coco']
+    ann = root / 'annotations' / 'instances_val2017.json'
+    ann.write_text('')
+    with pytest.raises(AnnotationError, match=f'{ann} is empty'):
+        check_coco_layout(root)
+    ann.write_text('{"images": [')
+    with pytest.raises(AnnotationError, match=f'{ann} is not valid json'):
+        check_coco_json(ann)
+    ann.write_text(json.dumps(dict(images=[], annotations=[], categories=[])))
+    with pytest.raises(AnnotationError, match=f"{ann} has an empty 'images' list"):
+        check_coco_json(ann)
+    ann.write_text(json.dumps(dict(images=[dict(id=1)], categories=[dict(id=1)])))
+    with pytest.raises(AnnotationError, match=f"{ann} has no 'annotations' list"):
+        check_coco_json(ann)
+    ann.unlink()
+    with pytest.raises(DatasetLayoutError, match=f'missing annotation file {ann}'):
+        check_coco_layout(root)
+    shutil.rmtree(root / 'train2017')
+    with pytest.raises(DatasetLayoutError, match=str(root / 'train2017')):
+        check_coco_layout(root, ann_files=['annotations/instances_train2017.json'],
+                          img_dirs=['train2017'])
+
+
+def test_seg_labels_out_of_range_named(data_copy):
+    ann_dir = data_copy['ade20k'] / 'annotations' / 'training'
+    files = sorted(ann_dir.glob('*.png'))
+    check_seg_labels(files, num_classes=10)  # the generated labels are in range
+    label = np.asarray(Image.open(files[2])).copy()
+    label[0, :3] = [11, 40, 255]  # 11 and 40 bad; 255 = ignore is allowed
+    Image.fromarray(label).save(files[2])
+    with pytest.raises(AnnotationError, match=r'in .*' + files[2].name + r': values \[11, 40\]'):
+        check_seg_labels(files, num_classes=10)
+    # Without reduce_zero_label, K=10 allows 0..9 only: the value 10 is bad too.
+    with pytest.raises(AnnotationError, match='allowed 0..9'):
+        check_seg_labels(files, num_classes=10, reduce_zero_label=False)
+
+
+def test_datasets_fail_early_with_the_layout_message(data_copy, tmp_path):
+    from mmdet.registry import DATASETS as DET_DATASETS
+    from mmpretrain.registry import DATASETS as CLS_DATASETS
+    from mmseg.registry import DATASETS as SEG_DATASETS
+
+    missing = tmp_path / 'missing_root'
+    with pytest.raises(DatasetLayoutError, match=str(missing)):
+        CLS_DATASETS.build(dict(type='CheckedImageNet', data_root=str(missing), split='train'))
+
+    ade = data_copy['ade20k']
+    shutil.rmtree(ade / 'annotations' / 'validation')
+    with pytest.raises(DatasetLayoutError, match=str(ade / 'annotations' / 'validation')):
+        SEG_DATASETS.build(dict(
+            type='SyntheticADE20KDataset', data_root=str(ade),
+            data_prefix=dict(img_path='images/validation',
+                             seg_map_path='annotations/validation')))
+    # The parent of ADEChallengeData2016 is accepted as data_root.
+    ds = SEG_DATASETS.build(dict(
+        type='SyntheticADE20KDataset', data_root=str(ade.parent),
+        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training')))
+    assert len(ds) == 40
+
+    ann = data_copy['coco'] / 'annotations' / 'instances_val2017.json'
+    ann.write_text('not json')
+    with pytest.raises(AnnotationError, match=str(ann)):
+        DET_DATASETS.build(dict(
+            type='CheckedCocoDataset', data_root=str(data_copy['coco']),
+            ann_file='annotations/instances_val2017.json', data_prefix=dict(img='val2017/')))
+
+
+def test_seg_dataset_label_check_flag(data_copy):
+    from mmseg.registry import DATASETS
+    ade = data_copy['ade20k']
+    cfg = dict(type='SyntheticADE20KDataset', data_root=str(ade), check_labels=True,
+               data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'))
+    assert len(DATASETS.build(cfg)) == 40
+    victim = sorted((ade / 'annotations' / 'training').glob('*.png'))[7]
+    label = np.asarray(Image.open(victim)).copy()
+    label[5, 5] = 42
+    Image.fromarray(label).save(victim)
+    with pytest.raises(AnnotationError, match=victim.name + r': values \[42\]'):
+        DATASETS.build(cfg)
+    assert len(DATASETS.build({**cfg, 'check_labels': False})) == 40  # off by default: no read
+
+
+def _corrupt_one_image(root: Path) -> Path:
+    victim = sorted((root / 'train').glob('*/*.JPEG'))[0]
+    victim.write_bytes(b'\xff\xd8 this is not a jpeg')
+    return victim
+
+
+def test_corrupt_image_raise_names_path(data_copy):
+    from mmpretrain.registry import DATASETS
+
+    from beitv2_mm.datasets.transforms import ImageLoadError
+    victim = _corrupt_one_image(data_copy['imagenet'])
+    ds = DATASETS.build(dict(
+        type='CheckedImageNet', data_root=str(data_copy['imagenet']), split='train',
+        pipeline=[dict(type='SafeLoadImageFromFile', on_error='raise'), dict(type='PackInputs')]))
+    index = [ds.get_data_info(i)['img_path'] for i in range(len(ds))].index(str(victim))
+    with pytest.raises(ImageLoadError, match=str(victim)) as e:
+        ds[index]
+    assert "on_error='skip'" in str(e.value)  # says how to skip instead
+    with pytest.raises(ValueError, match="on_error='ignore'"):
+        DATASETS.build(dict(type='CheckedImageNet', data_root=str(data_copy['imagenet']),
+                            split='train', pipeline=[dict(type='SafeLoadImageFromFile',
+                                                          on_error='ignore')]))[0]
+
+
+def test_corrupt_image_skip_counts_and_reports(data_copy):
+    from mmengine.logging import MessageHub
+    from mmpretrain.registry import DATASETS
+
+    from beitv2_mm.datasets.transforms import (SkippedImagesHook, reset_skipped_images,
+                                               skipped_images)
+    reset_skipped_images()
+    victim = _corrupt_one_image(data_copy['imagenet'])
+    ds = DATASETS.build(dict(
+        type='CheckedImageNet', data_root=str(data_copy['imagenet']), split='train',
+        pipeline=[dict(type='SafeLoadImageFromFile', on_error='skip'), dict(type='PackInputs')]))
+    index = [ds.get_data_info(i)['img_path'] for i in range(len(ds))].index(str(victim))
+    item = ds[index]  # mmengine refetches another index when the pipeline returns None
+    assert tuple(item['inputs'].shape) == (3, 64, 64)
+    assert item['data_samples'].img_path != str(victim)
+    assert skipped_images() == [str(victim)]
+
+    class _Runner:  # the hook only needs a logger and a message hub
+        logger = type('L', (), {'warning': lambda self, m: logs.append(m),
+                                'info': lambda self, m: logs.append(m)})()
+        message_hub = MessageHub.get_instance('test_skipped_images')
+    logs = []
+    SkippedImagesHook().after_run(_Runner)
+    assert '1 unreadable image reads were skipped' in logs[0] and str(victim) in logs[0]
+    assert _Runner.message_hub.get_info('data/skipped_images') == 1
+    reset_skipped_images()
+    assert skipped_images() == []

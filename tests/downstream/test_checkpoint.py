@@ -1,0 +1,196 @@
+"""The checkpoint flow: this project's, mmpretrain's and converted official layouts -> BEiTViT."""
+import logging
+
+import pytest
+import torch
+
+from beitv2_mm.downstream.checkpoint import (FINAL_NORM_FROM_NECK, extract_backbone_state_dict,
+                                             load_beit_pretrained, method_from_config_text,
+                                             read_pretrain_info)
+
+from downstream_helpers import TINY_ARCH
+
+
+def build_vit(**kwargs):
+    from mmpretrain.registry import MODELS
+    cfg = dict(type='BEiTViT', arch=TINY_ARCH, img_size=64, patch_size=8, out_type='avg_featmap',
+               use_rel_pos_bias=True, use_shared_rel_pos_bias=False, layer_scale_init_value=0.1)
+    cfg.update(kwargs)
+    torch.manual_seed(123)
+    return MODELS.build(cfg)
+
+
+def test_mim_layout_maps_pretrain_vit_to_beitvit(tiny_mim_checkpoint):
+    path, sd = tiny_mim_checkpoint
+    vit = build_vit()
+    report = load_beit_pretrained(vit, path)
+    shared = sd['backbone.rel_pos_bias.relative_position_bias_table']
+    for i in range(4):
+        assert torch.equal(vit.layers[i].attn.relative_position_bias_table, shared)
+        assert torch.equal(vit.layers[i].attn.qkv.weight, sd[f'backbone.layers.{i}.attn.qkv.weight'])
+        assert torch.equal(vit.layers[i].gamma_1, sd[f'backbone.layers.{i}.gamma_1'])
+    assert torch.equal(vit.patch_embed.projection.weight,
+                       sd['backbone.patch_embed.projection.weight'])
+    assert torch.equal(vit.cls_token, sd['backbone.cls_token'])
+    # tokenizer, MIM neck/head and mask token are dropped on purpose and reported
+    assert any(k.startswith('target_generator.') for k in report.dropped)
+    assert any(k.startswith('neck.') for k in report.dropped)
+    assert any(k.startswith('head.') for k in report.dropped)
+    assert 'mask_token' in report.dropped
+    # fc_norm (ln2) is new for fine-tuning: the only missing keys
+    assert report.missing == ['ln2.bias', 'ln2.weight']
+    assert report.unexpected == []
+    assert report.source_layout == 'algorithm'
+
+
+def test_classifier_checkpoint_layout(tmp_path):
+    """mmpretrain ImageClassifier checkpoint (per-layer tables already, ``head.fc``)."""
+    from mmpretrain.registry import MODELS
+    torch.manual_seed(1)
+    clf = MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='BEiTViT', arch=TINY_ARCH, img_size=64, patch_size=8),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=64)))
+    path = tmp_path / 'clf.pth'
+    torch.save({'state_dict': clf.state_dict(), 'meta': {}}, path)
+    vit = build_vit()
+    report = load_beit_pretrained(vit, str(path))
+    assert report.missing == [] and report.unexpected == []
+    assert 'head.fc.weight' in report.dropped
+    for (k, v), (k2, v2) in zip(clf.backbone.state_dict().items(), vit.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+
+
+def test_converted_official_layout_bare_backbone_keys(tiny_mim_checkpoint, tmp_path):
+    """tools/convert_ckpt.py writes {'state_dict': backbone keys, 'meta': {converted_from}}."""
+    _, sd = tiny_mim_checkpoint
+    bare = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
+    path = tmp_path / 'converted.pth'
+    torch.save({'state_dict': bare, 'meta': {'converted_from': 'beitv2_official',
+                                             'source': 'x.pth'}}, path)
+    vit = build_vit()
+    report = load_beit_pretrained(vit, str(path))
+    assert report.source_layout == 'backbone'
+    assert report.unexpected == []
+    assert torch.equal(vit.layers[2].attn.relative_position_bias_table,
+                       sd['backbone.rel_pos_bias.relative_position_bias_table'])
+    assert read_pretrain_info(str(path))['method'] == 'beitv2_official'
+
+
+def test_unconverted_official_layout_is_refused(tmp_path):
+    path = tmp_path / 'official.pth'
+    torch.save({'model': {'blocks.0.attn.qkv.weight': torch.zeros(3, 3),
+                          'cls_token': torch.zeros(1, 1, 3)}}, path)
+    with pytest.raises(ValueError, match='convert_ckpt.py'):
+        load_beit_pretrained(build_vit(), str(path))
+
+
+def test_missing_file_names_the_config_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match='model.backbone.init_cfg.checkpoint'):
+        load_beit_pretrained(build_vit(), str(tmp_path / 'nope.pth'))
+
+
+def test_unexpected_and_missing_keys_are_reported(tiny_mim_checkpoint, caplog):
+    _, sd = tiny_mim_checkpoint
+    sd = dict(sd)
+    sd['backbone.some_adapter.weight'] = torch.ones(2)
+    sd.pop('backbone.layers.3.ffn.layers.1.weight')
+    logger = logging.getLogger('beitv2_mm.test_checkpoint_report')
+    with caplog.at_level(logging.WARNING):
+        report = load_beit_pretrained(build_vit(), {'state_dict': sd}, logger=logger)
+    assert report.unexpected == ['some_adapter.weight']
+    assert 'layers.3.ffn.layers.1.weight' in report.missing
+    assert 'some_adapter.weight' in caplog.text and 'layers.3.ffn.layers.1.weight' in caplog.text
+    with pytest.raises(RuntimeError, match='strict'):
+        load_beit_pretrained(build_vit(), {'state_dict': sd}, strict=True, logger=logger)
+
+
+def test_architecture_mismatch_is_named(tiny_mim_checkpoint):
+    _, sd = tiny_mim_checkpoint
+    wide = build_vit(arch=dict(embed_dims=32, num_layers=4, num_heads=4, feedforward_channels=64))
+    with pytest.raises(ValueError, match='does not fit'):
+        load_beit_pretrained(wide, {'state_dict': sd})
+
+
+def test_relative_position_tables_are_resized(tiny_mim_checkpoint):
+    """8x8 pretrain window -> 16x16 (128 px), the 14 -> 32 step of ADE20K in small."""
+    _, sd = tiny_mim_checkpoint
+    vit = build_vit(img_size=128, out_type='featmap')
+    report = load_beit_pretrained(vit, {'state_dict': sd})
+    table = vit.layers[0].attn.relative_position_bias_table
+    assert table.shape == ((2 * 16 - 1) ** 2 + 3, 4)
+    assert 'layers.0.attn.relative_position_bias_table' in report.resized
+    shared = sd['backbone.rel_pos_bias.relative_position_bias_table']
+    assert torch.equal(table[-3:], shared[-3:])  # cls rows kept
+    # the centre (relative offset 0) of the interpolated grid keeps its value
+    src_c = (2 * 8 - 1) // 2 * (2 * 8 - 1) + (2 * 8 - 1) // 2
+    dst_c = (2 * 16 - 1) // 2 * (2 * 16 - 1) + (2 * 16 - 1) // 2
+    assert torch.allclose(table[dst_c], shared[src_c], atol=1e-4)
+    out = vit(torch.randn(1, 3, 128, 128))[0]
+    assert out.shape == (1, 64, 16, 16)
+
+
+def test_abs_pos_embed_is_resized_and_survives_init_weights(tmp_path):
+    from mmpretrain.registry import MODELS
+    torch.manual_seed(3)
+    src = MODELS.build(dict(type='BEiTViT', arch=TINY_ARCH, img_size=64, patch_size=8,
+                            use_abs_pos_emb=True, use_rel_pos_bias=False))
+    with torch.no_grad():
+        src.pos_embed.normal_()
+    path = tmp_path / 'abs.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in src.state_dict().items()}}, path)
+    dst = build_vit(img_size=96, use_abs_pos_emb=True, use_rel_pos_bias=False,
+                    init_cfg=dict(type='BEiTPretrained', checkpoint=str(path)))
+    dst.init_weights()
+    assert dst.pos_embed.shape == (1, 1 + 12 * 12, 64)
+    assert torch.equal(dst.pos_embed[:, 0], src.pos_embed[:, 0])
+    assert torch.equal(dst.layers[1].attn.qkv.weight, src.layers[1].attn.qkv.weight)
+
+
+def test_init_cfg_inside_classifier_is_not_overwritten_by_children(tiny_mim_checkpoint):
+    """mmengine runs children's init_weights after non-Pretrained initializers: make sure the
+    loaded weights (incl. FFN linears that BEiT layers re-draw) are what stays."""
+    from mmpretrain.registry import MODELS
+    path, sd = tiny_mim_checkpoint
+    clf = MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='BEiTViT', arch=TINY_ARCH, img_size=64, patch_size=8,
+                      init_cfg=dict(type='BEiTPretrained', checkpoint=path)),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=64)))
+    clf.init_weights()
+    for i in range(4):
+        assert torch.equal(clf.backbone.layers[i].ffn.layers[0][0].weight,
+                           sd[f'backbone.layers.{i}.ffn.layers.0.0.weight'])
+        assert torch.equal(clf.backbone.layers[i].attn.relative_position_bias_table,
+                           sd['backbone.rel_pos_bias.relative_position_bias_table'])
+
+
+def test_no_checkpoint_keeps_random_init():
+    vit = build_vit(init_cfg=dict(type='BEiTPretrained', checkpoint=None))
+    vit.init_weights()  # warns, does not fail
+
+
+def test_extract_strips_ddp_prefix_and_method_inference(tiny_mim_checkpoint):
+    path, sd = tiny_mim_checkpoint
+    ddp = {f'module.{k}': v for k, v in sd.items()}
+    assert set(extract_backbone_state_dict({'state_dict': ddp})) == \
+        {k[len('backbone.'):] for k in sd if k.startswith('backbone.')} | \
+        {FINAL_NORM_FROM_NECK + 'weight', FINAL_NORM_FROM_NECK + 'bias'}
+    assert read_pretrain_info(path)['method'] == 'beitv2'
+    assert read_pretrain_info(None)['method'] == 'random_init'
+    assert method_from_config_text("model=dict(type='BEiT', target_generator="
+                                   "dict(type='DALL-E'))") == 'beitv1'
+    assert method_from_config_text("model=dict(type='ImageClassifier')") == 'supervised'
+
+
+def test_beitv2_final_norm_from_neck_feeds_the_probe(tiny_mim_checkpoint):
+    """BEiT v2 keeps its final LayerNorm at neck.norm; the [CLS] probe (final_norm=True) uses it."""
+    from mmpretrain.registry import MODELS
+    _, sd = tiny_mim_checkpoint
+    probe = MODELS.build(dict(type='FrozenBEiTViT', arch=TINY_ARCH, img_size=64, patch_size=8,
+                              final_norm=True))
+    report = load_beit_pretrained(probe, {'state_dict': sd})
+    assert torch.equal(probe.ln1.weight, sd['neck.norm.weight'])
+    assert torch.equal(probe.ln1.bias, sd['neck.norm.bias'])
+    assert report.missing == [] and report.unexpected == []
+    assert any('neck.norm' in n for n in report.notes)

@@ -1,0 +1,66 @@
+"""Each demo config trains a few iterations from a tiny pretrain checkpoint, evaluates, and writes
+results.json with the task's metric keys."""
+import json
+
+import pytest
+import torch
+
+from downstream_helpers import load_config, set_data_roots
+
+CASES = {
+    'finetune': ('configs/demo/finetune_vit-tiny_synthetic.py', 'imagenet', ['accuracy/top1']),
+    'linear_probe': ('configs/demo/linear_probe_vit-tiny_synthetic.py', 'imagenet',
+                     ['accuracy/top1']),
+    'semantic_segmentation': ('configs/demo/upernet_vit-tiny_synthetic.py', 'ade20k', ['mIoU']),
+    'instance_segmentation': ('configs/demo/mask_rcnn_vit-tiny_synthetic.py', 'coco',
+                              ['coco/bbox_mAP', 'coco/segm_mAP']),
+}
+
+
+def run_demo(config, data_root, work_dir, checkpoint, iters=3):
+    from mmengine.runner import Runner
+    cfg = load_config(config)
+    set_data_roots(cfg, data_root)
+    cfg.model.backbone.init_cfg.checkpoint = checkpoint
+    cfg.train_cfg.max_iters = iters
+    cfg.train_cfg.val_interval = iters
+    cfg.default_hooks.checkpoint.interval = iters
+    cfg.default_hooks.logger.interval = 1
+    cfg.train_dataloader.batch_size = 4
+    for sched in cfg.param_scheduler:  # keep schedulers inside the shortened run
+        sched['end'] = min(sched.get('end', iters), iters)
+        sched['begin'] = min(sched.get('begin', 0), iters - 1)
+        if 'milestones' in sched:
+            sched['milestones'] = [iters - 1]
+    if cfg.default_scope == 'mmdet':
+        cfg.model.test_cfg.rcnn.score_thr = 0.0  # an untrained head must still emit boxes
+    cfg.work_dir = str(work_dir)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task', list(CASES))
+def test_demo_trains_from_pretrain_and_writes_results(task, tiny_data, tiny_mim_checkpoint,
+                                                      tmp_path):
+    config, data_key, metric_keys = CASES[task]
+    ckpt_path, sd = tiny_mim_checkpoint
+    runner = run_demo(config, tiny_data[data_key], tmp_path, ckpt_path)
+    results = json.loads((tmp_path / 'results.json').read_text())
+    assert results['task'] == task
+    for key in metric_keys:
+        assert key in results['metrics'], (key, results['metrics'])
+        assert isinstance(results['metrics'][key], float)
+    assert results['final'] is True
+    assert results['dataset']['synthetic'] is True
+    assert results['dataset']['data_root'] == str(tiny_data[data_key])
+    assert results['pretrain'] == dict(checkpoint=ckpt_path, method='beitv2',
+                                       method_source='meta.cfg')
+    assert results['config'].endswith(config.split('/')[-1])
+    # the backbone really started from the checkpoint: the patch embedding moved only a little
+    # (fine-tune) or not at all (probe) from the pretrained weights, nowhere near a fresh init
+    pe = runner.model.backbone.patch_embed.projection.weight.detach()
+    start = sd['backbone.patch_embed.projection.weight']
+    assert (pe - start).abs().max() < 0.05
+    assert not (tmp_path / '.results.json.tmp').exists()

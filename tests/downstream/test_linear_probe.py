@@ -1,0 +1,70 @@
+"""Linear probe: the backbone stays frozen, in eval mode, bitwise unchanged by training."""
+import torch
+
+from downstream_helpers import TINY_ARCH
+
+
+def _frozen(**kwargs):
+    from mmpretrain.registry import MODELS
+    torch.manual_seed(0)
+    cfg = dict(type='FrozenBEiTViT', arch=TINY_ARCH, img_size=64, patch_size=8, final_norm=True,
+               drop_path_rate=0.1, drop_rate=0.1)
+    cfg.update(kwargs)
+    return MODELS.build(cfg)
+
+
+def test_frozen_backbone_stays_in_eval_and_has_no_grad():
+    vit = _frozen()
+    vit.train()
+    assert not vit.training and not any(m.training for m in vit.modules())
+    assert not any(p.requires_grad for p in vit.parameters())
+    x = torch.randn(2, 3, 64, 64)
+    a, b = vit(x)[0], vit(x)[0]
+    assert torch.equal(a, b)  # dropout / drop path inactive
+    assert a.shape == (2, 64) and not a.requires_grad
+
+
+def test_feature_options():
+    from mmpretrain.registry import MODELS
+    x = torch.randn(2, 3, 64, 64)
+    cls_last = _frozen()
+    ref = MODELS.build(dict(type='BEiTViT', arch=TINY_ARCH, img_size=64, patch_size=8,
+                            final_norm=True, out_type='raw', out_indices=[1, 3]))
+    ref.load_state_dict(cls_last.state_dict())
+    ref.eval()
+    with torch.no_grad():
+        raw1, raw3 = ref(x)
+    assert torch.allclose(cls_last(x)[0], raw3[:, 0])
+    mean_early = _frozen(feature='mean_patch', feature_layer=1)
+    mean_early.load_state_dict(cls_last.state_dict())
+    assert torch.allclose(mean_early(x)[0], raw1[:, 1:].mean(1))
+
+
+def test_probe_training_leaves_backbone_bitwise_unchanged(tiny_data, tiny_mim_checkpoint,
+                                                          tmp_path):
+    from mmengine.runner import Runner
+
+    from downstream_helpers import load_config, set_data_roots
+    path, _ = tiny_mim_checkpoint
+    cfg = load_config('configs/demo/linear_probe_vit-tiny_synthetic.py')
+    set_data_roots(cfg, tiny_data['imagenet'])
+    cfg.model.backbone.init_cfg.checkpoint = path
+    cfg.train_dataloader.batch_size = 8
+    cfg.train_cfg.max_iters = 3
+    cfg.train_cfg.val_interval = 100
+    cfg.param_scheduler = []
+    cfg.work_dir = str(tmp_path)
+    cfg.default_hooks.checkpoint.interval = 100
+    cfg.custom_hooks = []
+    runner = Runner.from_cfg(cfg)
+    model = runner.model
+    model.init_weights()
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head_before = model.head.fc.weight.detach().clone()
+    runner.train()
+    after = model.backbone.state_dict()
+    assert before.keys() == after.keys()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    assert not torch.equal(head_before, model.head.fc.weight)  # the probe did train
+    assert not model.backbone.training

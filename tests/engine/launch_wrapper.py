@@ -1,0 +1,124 @@
+"""Run ``tools/train.py`` with test instrumentation (a test helper, not a launcher).
+
+    python tests/engine/launch_wrapper.py [--delay S] [--record] [--per-sample-seed] \
+        -- CONFIG [tools/train.py arguments]
+
+* ``--delay S``: pause S seconds after every training iteration, so a test can SIGKILL the
+  real launcher at a chosen point of a tiny demo run.
+* ``--record``: every rank appends ``{"iter", "loss"}`` to ``<work_dir>/losses_rank<R>.jsonl``
+  (mmengine logs rank 0's loss only) and, at the end, saves its model buffers to
+  ``<work_dir>/buffers_rank<R>.pth`` (EMA codebooks must be identical on every rank).
+* ``--per-sample-seed``: the augmentation of a sample depends only on its index (python, numpy
+  and torch RNGs re-seeded around each ``dataset[i]``), so a 1-process run and a 2-process run
+  with the same total batch see identical batches; only for world-size agreement tests.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import random
+import runpy
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _install_delay(delay):
+    from mmengine.runner import loops
+
+    for loop in (loops.IterBasedTrainLoop, loops.EpochBasedTrainLoop):
+        original = loop.run_iter
+
+        def run_iter(self, *args, _original=original, **kwargs):
+            _original(self, *args, **kwargs)
+            time.sleep(delay)
+
+        loop.run_iter = run_iter
+
+
+def _install_recorder():
+    import torch
+    from mmengine.dist import get_rank
+    from mmengine.hooks import Hook
+    from mmengine.model import is_model_wrapper
+    from mmengine.runner import Runner
+
+    class RecordHook(Hook):
+        priority = 'LOWEST'
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            loss = float(outputs['loss'].detach())
+            with open(osp.join(runner.work_dir, f'losses_rank{get_rank()}.jsonl'), 'a') as f:
+                f.write(json.dumps(dict(iter=runner.iter + 1, loss=loss)) + '\n')
+
+        def after_train(self, runner):
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            torch.save({k: v.detach().cpu() for k, v in model.named_buffers()},
+                       osp.join(runner.work_dir, f'buffers_rank{get_rank()}.pth'))
+
+    original = Runner.register_hooks
+
+    def register_hooks(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.register_hook(RecordHook())
+
+    Runner.register_hooks = register_hooks
+
+
+def _install_per_sample_seed():
+    import numpy as np
+    import torch
+    from mmengine.runner import Runner
+
+    original = Runner.build_dataloader
+
+    def seeded_getitem(getitem):
+        def __getitem__(self, idx):
+            states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+            random.seed(idx)
+            np.random.seed(idx)
+            torch.manual_seed(idx)
+            try:
+                return getitem(self, idx)
+            finally:
+                random.setstate(states[0])
+                np.random.set_state(states[1])
+                torch.set_rng_state(states[2])
+        return __getitem__
+
+    def build_dataloader(dataloader, *args, **kwargs):
+        built = original(dataloader, *args, **kwargs)
+        dataset_cls = type(built.dataset)
+        if not getattr(dataset_cls, '_per_sample_seeded', False):
+            dataset_cls.__getitem__ = seeded_getitem(dataset_cls.__getitem__)
+            dataset_cls._per_sample_seeded = True
+        return built
+
+    Runner.build_dataloader = staticmethod(build_dataloader)
+
+
+def main():
+    argv = sys.argv[1:]
+    split = argv.index('--')
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--delay', type=float, default=0.0)
+    parser.add_argument('--record', action='store_true')
+    parser.add_argument('--per-sample-seed', action='store_true')
+    args = parser.parse_args(argv[:split])
+    sys.path.insert(0, REPO)
+    import beitv2_mm  # noqa: F401  (its fixes first: the patches below wrap them)
+    if args.delay:
+        _install_delay(args.delay)
+    if args.record:
+        _install_recorder()
+    if args.per_sample_seed:
+        _install_per_sample_seed()
+    train = osp.join(REPO, 'tools', 'train.py')
+    sys.argv = [train] + argv[split + 1:]
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    runpy.run_path(train, run_name='__main__')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,245 @@
+"""Leaderboard: results files -> rows -> Markdown, CSV, HTML, PNG; reported and missing cells."""
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from beitv2_mm.leaderboard import collect, render
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = '/usr/bin/chromium'
+
+
+def _write_result(path: Path, task: str, metrics: dict, method, checkpoint, synthetic=True,
+                  final=True, timestamp='2026-11-22T10:00:00+00:00', dataset='synthetic-ImageNet'):
+    """A results file in the schema of beitv2_mm.downstream.results_hook."""
+    path.mkdir(parents=True, exist_ok=True)
+    data_root = 'data/synthetic/imagenet' if synthetic else '/datasets/imagenet'
+    payload = dict(schema='beitv2_mm.downstream.results/v1', task=task,
+                   dataset=dict(name=dataset, data_root=data_root, synthetic=synthetic),
+                   metrics=metrics, stage='val', final=final,
+                   config=f'configs/demo/{task}_vit-tiny_synthetic.py',
+                   pretrain=dict(checkpoint=checkpoint, method=method, method_source='test'),
+                   timestamp=timestamp)
+    (path / 'results.json').write_text(json.dumps(payload))
+
+
+@pytest.fixture
+def results_root(tmp_path):
+    """BEiT v2: all four tasks (one cell twice, newest wins); random init: linear probe only;
+    a real-ImageNet fine-tune of BEiT v2; a partial (non-final) run; a broken file."""
+    root = tmp_path / 'work'
+    ckpt = str(root / 'mim' / 'beitv2' / 'iter_40.pth')
+    _write_result(root / 'beitv2' / 'lp', 'linear_probe', {'accuracy/top1': 41.25}, 'beitv2', ckpt)
+    _write_result(root / 'beitv2' / 'ft_old', 'finetune', {'accuracy/top1': 10.0}, 'beitv2',
+                  ckpt, timestamp='2026-11-22T09:00:00+00:00')
+    _write_result(root / 'beitv2' / 'ft', 'finetune', {'accuracy/top1': 62.5}, 'beitv2', ckpt)
+    _write_result(root / 'beitv2' / 'seg', 'semantic_segmentation', {'mIoU': 12.34}, 'beitv2',
+                  ckpt, dataset='synthetic-ADE20K')
+    _write_result(root / 'beitv2' / 'det', 'instance_segmentation',
+                  {'coco/bbox_mAP': 0.051, 'coco/segm_mAP': 0.042}, 'beitv2', ckpt,
+                  dataset='synthetic-COCO')
+    _write_result(root / 'random' / 'lp', 'linear_probe', {'accuracy/top1': 20.0},
+                  'random_init', None)
+    _write_result(root / 'random' / 'partial', 'finetune', {'accuracy/top1': 99.0},
+                  'random_init', None, final=False)
+    _write_result(root / 'real' / 'ft', 'finetune', {'accuracy/top1': 80.5}, 'beitv2',
+                  '/ckpts/beitv2_real.pth', synthetic=False, dataset='ImageNet-1K')
+    (root / 'broken').mkdir()
+    (root / 'broken' / 'results.json').write_text('{not json')
+    return root
+
+
+def _rows(root):
+    with pytest.warns(UserWarning, match='unreadable'):
+        return collect.build_rows([root])
+
+
+def test_rows_group_measured_and_keep_reported_separate(results_root):
+    rows = _rows(results_root)
+    measured = [r for r in rows if r.kind == 'measured']
+    reported = [r for r in rows if r.kind == 'reported']
+    assert len(measured) == 3  # beitv2 synthetic, beitv2 real, random init
+    assert len(reported) == len(list(csv.DictReader(open(collect.REPORTED_FILE))))
+    assert rows.index(measured[-1]) < rows.index(reported[0])  # measured first, never mixed
+
+    beitv2 = next(r for r in measured if r.cells['method'] == 'BEiT v2' and r.synthetic)
+    assert beitv2.values['finetune_top1'] == pytest.approx(62.5)  # newest result wins
+    assert beitv2.values['coco_ap_box'] == pytest.approx(5.1)  # mmdet fraction -> percent
+    assert beitv2.cell('ade20k_miou') == '12.3'
+    assert 'SYNTHETIC' in beitv2.cell('dataset')
+
+    real = next(r for r in measured if not r.synthetic)
+    assert 'SYNTHETIC' not in real.cell('dataset') and 'ImageNet-1K' in real.cell('dataset')
+    assert real.cell('linear_probe_top1') == collect.MISSING
+
+    random = next(r for r in measured if r.cells['method'] == 'Random init')
+    assert random.values['finetune_top1'] is None  # the non-final run is left out
+    assert random.cell('finetune_top1') == collect.MISSING
+
+    peco = next(r for r in reported if r.cells['method'] == 'PeCo')
+    assert peco.cell('linear_probe_top1') == collect.MISSING
+    assert peco.cell('source')
+    assert all(r.cells['source'] for r in reported)
+
+
+def test_partial_results_on_request(results_root):
+    with pytest.warns(UserWarning):
+        rows = collect.build_rows([results_root], reported=None, include_partial=True)
+    random = next(r for r in rows if r.cells['method'] == 'Random init')
+    assert random.values['finetune_top1'] == pytest.approx(99.0)
+
+
+def test_task_names_map_to_columns():
+    assert collect.canonical_task('semantic_segmentation') == 'ade20k'
+    assert collect.canonical_task('instance_segmentation') == 'coco'
+    assert collect.canonical_task('linear_probe') == 'linear_probe'
+    assert collect.canonical_task('finetune') == 'finetune'
+    assert collect.canonical_task('mask_rcnn') == 'coco'
+    assert collect.canonical_task('upernet') == 'ade20k'
+    assert collect.canonical_task('pose') is None
+
+
+def test_reported_file_needs_sources(tmp_path):
+    bad = tmp_path / 'reported.csv'
+    header = open(collect.REPORTED_FILE).readline()
+    bad.write_text(header + 'X,VQ-KD,–,ViT-B/16,300,85.0,–,–,–,–,\n')
+    with pytest.raises(ValueError, match='source'):
+        collect.reported_rows(bad)
+
+
+def test_markdown_and_csv(results_root):
+    rows = _rows(results_root)
+    md = render.to_markdown(rows)
+    table = [line for line in md.splitlines() if line.startswith('|')]
+    assert len(table) == 2 + len(rows)
+    assert all(line.count('|') == table[0].count('|') for line in table)
+    assert '(reported)' in md and '[SYNTHETIC]' in md and render.SYNTHETIC_NOTE in md
+    assert 'ADE20K mIoU' in table[0] and 'COCO AP box' in table[0]
+
+    parsed = list(csv.DictReader(io.StringIO(render.to_csv(rows))))
+    assert len(parsed) == len(rows)
+    kinds = [p['kind'] for p in parsed]
+    assert kinds.count('reported') == sum(r.kind == 'reported' for r in rows)
+    syn = [p for p in parsed if p['synthetic'] == 'true']
+    assert syn and all('SYNTHETIC' in p['dataset'] for p in syn)
+    assert all(p['synthetic'] == 'false' for p in parsed if p['kind'] == 'reported')
+    beitv2_1600 = next(p for p in parsed if p['kind'] == 'reported'
+                       and p['method'] == 'BEiT v2')
+    assert beitv2_1600['coco_ap_box'] == collect.MISSING
+
+
+class _TableParser(HTMLParser):
+    """Collects the structure of the page: tags, table cells, external references."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.errors, self.external = [], [], []
+        self.headers, self.rows, self.row_classes = [], [], []
+        self.scripts = 0
+        self._cell = None
+
+    VOID = {'meta', 'br', 'img', 'link', 'input', 'hr'}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ('src', 'href'):
+            if attrs.get(key):
+                self.external.append(attrs[key])
+        if tag == 'script':
+            self.scripts += 1
+        if tag == 'tr' and self.stack and self.stack[-1] == 'tbody':
+            self.rows.append([])
+            self.row_classes.append(attrs.get('class', ''))
+        if tag in ('td', 'th'):
+            self._cell = ''
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f'unbalanced </{tag}> with open {self.stack[-3:]}')
+            return
+        self.stack.pop()
+        if tag == 'th':
+            self.headers.append(self._cell.strip())
+        elif tag == 'td':
+            self.rows[-1].append(self._cell.strip())
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def test_html_is_valid_self_contained_and_sortable(results_root, tmp_path):
+    rows = _rows(results_root)
+    page = render.to_html(rows)
+    assert page.startswith('<!DOCTYPE html>')
+    parser = _TableParser()
+    parser.feed(page)
+    parser.close()
+    assert not parser.errors and not parser.stack
+    assert parser.external == []  # no CDN, no external stylesheet or script
+    assert parser.scripts == 1 and 'sortLeaderboard' in page
+    assert len(parser.headers) == len(collect.ALL_COLUMNS)
+    assert len(parser.rows) == len(rows)
+    assert all(len(r) == len(parser.headers) for r in parser.rows)
+    method_col = parser.headers.index('Method')
+    for cells, classes in zip(parser.rows, parser.row_classes):
+        if 'reported' in classes.split():
+            assert 'reported' in cells[method_col]
+        if 'synthetic' in classes.split():
+            assert 'synthetic' in cells[method_col]
+    assert any(collect.MISSING == c for r in parser.rows for c in r)
+
+
+def test_write_all_and_cli(results_root, tmp_path):
+    out = tmp_path / 'board'
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'leaderboard.py'), str(results_root),
+         '--out', str(out)], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert '| measured | BEiT v2 [SYNTHETIC]' in proc.stdout
+    for name in ('leaderboard.md', 'leaderboard.csv', 'leaderboard.html'):
+        assert (out / name).stat().st_size > 0
+    pngs = sorted(p.name for p in out.glob('*.png'))
+    assert pngs == ['leaderboard_ade20k.png', 'leaderboard_coco.png',
+                    'leaderboard_finetune.png', 'leaderboard_linear_probe.png']
+    import matplotlib.image as mpimg
+    for png in out.glob('*.png'):
+        assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+        image = mpimg.imread(png)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                    reason=f'headless browser check needs chromium at {CHROMIUM} (not installed)')
+def test_html_opens_in_headless_browser(results_root, tmp_path):
+    rows = _rows(results_root)
+    page = tmp_path / 'leaderboard.html'
+    page.write_text(render.to_html(rows))
+    profile = tmp_path / 'profile'
+    proc = subprocess.run(
+        [CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', f'--user-data-dir={profile}',
+         '--dump-dom', f'file://{page}#sort=-finetune_top1'],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    assert 'data-sortable="ready"' in dom  # the inline script ran without error
+    parser = _TableParser()
+    parser.feed(dom)
+    column = parser.headers.index('IN-1K fine-tune top-1')
+    values = [float(r[column].split()[0]) for r in parser.rows if r[column] != collect.MISSING]
+    assert values == sorted(values, reverse=True) and len(values) > 2
+    missing_after = [r[column] for r in parser.rows][len(values):]
+    assert all(v == collect.MISSING for v in missing_after)
+    shutil.rmtree(profile, ignore_errors=True)

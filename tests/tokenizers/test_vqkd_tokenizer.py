@@ -1,0 +1,110 @@
+"""VQKDTokenizer: API shapes, input ranges, frozen mode, checkpoint loading and its errors."""
+import pytest
+import torch
+
+import beitv2_mm  # noqa: F401
+from beitv2_mm.tokenizers import load_tokenizer_checkpoint, tiny_vqkd_tokenizer_cfg
+from mmpretrain.registry import MODELS
+
+
+def build(**kw):
+    torch.manual_seed(0)
+    return MODELS.build(tiny_vqkd_tokenizer_cfg(**kw))
+
+
+def images(b=2, size=32):
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(b, 3, size, size, generator=g) * 255
+
+
+def test_public_api_shapes():
+    tok = build().eval()
+    x = images()
+    codes = tok.encode(x)
+    assert codes.shape == (2, 4, 4) and codes.dtype == torch.long
+    assert codes.min() >= 0 and codes.max() < 64
+    flat = tok.get_codebook_indices(x)
+    assert flat.shape == (2, 16) and torch.equal(flat, codes.flatten(1))
+    assert torch.equal(tok(x), flat)  # mmpretrain VQKD.forward interface
+    out = tok.reconstruct(x)
+    assert out.features.shape == (2, 16, 16)
+    assert out.indices.shape == (2, 4, 4) and out.commit_loss.dim() == 0
+
+
+def test_input_ranges_give_the_same_codes():
+    x255 = images()
+    codes = {}
+    for rng, x in (((0, 255), x255), ((0, 1), x255 / 255), ((-1, 1), x255 / 127.5 - 1)):
+        tok = build(input_range=rng, kmeans_init=False).eval()
+        codes[rng] = tok.encode(x)
+    assert torch.equal(codes[(0, 255)], codes[(0, 1)])
+    assert torch.equal(codes[(0, 255)], codes[(-1, 1)])
+    with pytest.raises(ValueError, match='input_range'):
+        build(input_range=(0, 2))
+
+
+def test_gradients_reach_encoder_through_straight_through():
+    tok = build(kmeans_init=False).train()
+    out = tok.reconstruct(images())
+    (out.features.sum() + out.commit_loss).backward()
+    assert tok.encoder.patch_embed.projection.weight.grad.abs().sum() > 0
+    assert tok.decoder.patch_embed.projection.weight.grad.abs().sum() > 0
+
+
+def test_frozen_tokenizer_stays_in_eval_and_changes_nothing():
+    tok = build(kmeans_init=False, frozen=True)
+    tok.train()
+    assert not tok.training and not tok.quantizer.training
+    assert not any(p.requires_grad for p in tok.parameters())
+    state = {k: v.clone() for k, v in tok.state_dict().items()}
+    tok.encode(images())
+    assert all(torch.equal(v, state[k]) for k, v in tok.state_dict().items())
+
+
+@pytest.mark.parametrize('prefix', ['', 'tokenizer.', 'target_generator.'])
+def test_checkpoint_round_trip_with_prefixes(tmp_path, prefix):
+    src = build(kmeans_init=False).eval()
+    path = tmp_path / 'tok.pth'
+    sd = {prefix + k: v for k, v in src.state_dict().items()}
+    if prefix:  # an mmengine training checkpoint with other modules around
+        sd['teacher.something'] = torch.zeros(1)
+        torch.save(dict(meta=dict(), state_dict=sd), path)
+    else:
+        torch.save(sd, path)
+    torch.manual_seed(123)
+    dst = MODELS.build(tiny_vqkd_tokenizer_cfg(checkpoint=str(path))).eval()
+    assert dst.is_init
+    x = images()
+    assert torch.equal(src.encode(x), dst.encode(x))
+    torch.testing.assert_close(src.reconstruct(x).features, dst.reconstruct(x).features)
+    dst.init_weights()  # the runner calls it: it must not overwrite the loaded weights
+    assert torch.equal(src.encode(x), dst.encode(x))
+
+
+def test_encoder_only_tokenizer_loads_training_checkpoint(tmp_path):
+    src = build(kmeans_init=False).eval()
+    path = tmp_path / 'train.pth'
+    torch.save(dict(state_dict={'tokenizer.' + k: v for k, v in src.state_dict().items()}),
+               path)
+    enc_only = MODELS.build(tiny_vqkd_tokenizer_cfg(decoder_layers=None))
+    report = load_tokenizer_checkpoint(enc_only, str(path))
+    assert report.prefix == 'tokenizer.' and not report.missing
+    assert any(k.startswith('decoder.') for k in report.unexpected)
+    x = images()
+    assert torch.equal(src.encode(x), enc_only.eval().encode(x))
+
+
+def test_checkpoint_errors_name_file_and_keys(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        MODELS.build(tiny_vqkd_tokenizer_cfg(checkpoint=str(tmp_path / 'nope.pth')))
+    src = build(num_codes=32)  # another codebook size
+    path = tmp_path / 'other.pth'
+    sd = src.state_dict()
+    del sd['encode_task_layer.0.bias']
+    torch.save(sd, path)
+    with pytest.raises(RuntimeError) as err:
+        MODELS.build(tiny_vqkd_tokenizer_cfg(checkpoint=str(path)))
+    msg = str(err.value)
+    assert 'other.pth' in msg
+    assert 'shape mismatch for quantizer.codebook: checkpoint (32, 8) vs module (64, 8)' in msg
+    assert 'encode_task_layer.0.bias' in msg

@@ -1,0 +1,182 @@
+"""tools/benchmark.py and beitv2_mm.engine.benchmark on tiny models (no timing assertions)."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY = '{"embed_dims": 32, "num_layers": 4, "num_heads": 2, "feedforward_channels": 64}'
+COMMON = ['--arch', TINY, '--batch', '2', '--img-size', '32', '--steps', '2', '--warmup', '1',
+          '--device', 'cpu']
+
+
+@pytest.fixture(scope='module')
+def bench_tool():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location('benchmark_tool', root / 'tools' / 'benchmark.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def bench():
+    import beitv2_mm  # noqa: F401
+    from beitv2_mm.engine import benchmark
+    return benchmark
+
+
+def _check_result(out: dict, path: Path, names):
+    on_disk = json.loads(path.read_text())
+    assert on_disk['workload'] == out['workload']
+    assert set(on_disk['results']) == set(names)
+    for name in names:
+        res = on_disk['results'][name]
+        assert len(res['times_s']) == 2
+        assert res['images_per_s'] > 0 and math.isfinite(res['images_per_s'])
+        assert res['peak_mem_bytes'] > 0
+    env = on_disk['environment']
+    assert env['versions']['torch'] == torch.__version__ and env['cpu']
+    return on_disk
+
+
+def test_mim_compare_writes_json_and_losses_agree(bench_tool, tmp_path):
+    path = tmp_path / 'mim.json'
+    out = bench_tool.main(['mim', *COMMON, '--compare', 'mmpretrain', '--json', str(path)])
+    data = _check_result(out, path, ['fast', 'mmpretrain'])
+    assert set(data['ratios']) == {'fast/mmpretrain'}
+    assert data['results']['fast']['flops_per_step'] > 0
+    assert data['results']['fast']['info']['model'] == 'SelectiveBEiTMIM'
+    assert data['results']['mmpretrain']['info']['model'] == 'BEiT'
+    losses = data['initial_loss_same_weights']
+    assert losses['fast'] == pytest.approx(losses['mmpretrain'], rel=1e-4)
+
+
+@pytest.mark.parametrize('attn', ['sdpa', 'explicit'])
+def test_fast_and_stock_mim_same_loss_and_grads(bench, attn):
+    """Same weights, same batch: the same loss and the same student gradients."""
+    arch = bench.resolve_arch(TINY)
+    device = torch.device('cpu')
+    stock_cfg, stock_optim = bench.stock_mim_config(arch, arch, 32)
+    fast_cfg, fast_optim = bench.fast_mim_config(arch, arch, 32, attn=attn)
+    stock = bench.make_mim_setup('mmpretrain', stock_cfg, stock_optim, 2, 32, 'fp32', device,
+                                 False, seed=1)
+    fast = bench.make_mim_setup('fast', fast_cfg, fast_optim, 2, 32, 'fp32', device, True,
+                                seed=1)
+    bench.copy_stock_weights_into_fast(stock.model, fast.model)
+    losses = []
+    for setup in (stock, fast):
+        setup.model.zero_grad()
+        loss = bench.mim_loss(setup.model, stock.data)
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
+    for (name, p_stock), p_fast in zip(stock.model.backbone.named_parameters(),
+                                       fast.model.backbone.parameters()):
+        if p_stock.grad is None:
+            continue
+        torch.testing.assert_close(p_fast.grad, p_stock.grad, rtol=1e-4, atol=1e-6, msg=name)
+    # the stock tokenizer trains its codebook under MIM; the fast one must not
+    assert not any(p.requires_grad for p in fast.model.target_generator.parameters())
+
+
+def test_one_training_step_same_loss_after_update(bench):
+    """After one full train_step each (stock AdamW vs fused AdamW) the losses still agree."""
+    arch = bench.resolve_arch(TINY)
+    device = torch.device('cpu')
+    stock = bench.make_mim_setup('mmpretrain', *bench.stock_mim_config(arch, arch, 32), 2, 32,
+                                 'fp32', device, False, seed=2)
+    fast = bench.make_mim_setup('fast', *bench.fast_mim_config(arch, arch, 32), 2, 32, 'fp32',
+                                device, True, seed=2)
+    bench.copy_stock_weights_into_fast(stock.model, fast.model)
+    stock.step()
+    fast.step()
+    with torch.no_grad():
+        after = [bench.mim_loss(s.model, stock.data) for s in (stock, fast)]
+    torch.testing.assert_close(after[1], after[0], rtol=1e-4, atol=1e-4)
+
+
+def test_tokenize_compare_same_tokens(bench, bench_tool, tmp_path):
+    path = tmp_path / 'tok.json'
+    out = bench_tool.main(['tokenize', *COMMON, '--compare', 'mmpretrain', '--json', str(path)])
+    _check_result(out, path, ['fast', 'mmpretrain'])
+    variants = bench.tokenize_variants(bench.resolve_arch(TINY), 3, 32, torch.device('cpu'),
+                                       'fp32', 'sdpa', 'mmpretrain', seed=3)
+    fast_tokens, stock_tokens = (v.step() for v in variants)
+    assert fast_tokens.shape == (3, 4)
+    assert torch.equal(fast_tokens, stock_tokens)
+
+
+def test_vqkd_compare_explicit(bench_tool, tmp_path):
+    path = tmp_path / 'vqkd.json'
+    out = bench_tool.main(['vqkd', *COMMON, '--compare', 'explicit', '--teacher-dim', '16',
+                           '--json', str(path)])
+    data = _check_result(out, path, ['fast', 'explicit'])
+    assert data['results']['explicit']['info']['attn'] == 'explicit'
+
+
+def test_upernet_compare_stock_backbone(bench_tool, tmp_path):
+    path = tmp_path / 'uper.json'
+    out = bench_tool.main(['upernet', *COMMON, '--compare', 'mmpretrain', '--no-flops',
+                           '--json', str(path)])
+    data = _check_result(out, path, ['fast', 'mmpretrain'])
+    assert data['results']['mmpretrain']['info']['backbone'] == 'mmpretrain.BEiTViT'
+
+
+def _write_imagenet_layout(root: Path, per_class: int = 4):
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for cls in ('n0001', 'n0002'):
+        (root / 'train' / cls).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = torch.randint(0, 256, (40, 40, 3), dtype=torch.uint8, generator=gen)
+            Image.fromarray(pixels.numpy()).save(root / 'train' / cls / f'{i}.JPEG')
+
+
+def test_data_pipeline_with_workers(bench_tool, tmp_path):
+    root = tmp_path / 'imagenet'
+    _write_imagenet_layout(root)
+    config = tmp_path / 'data_cfg.py'
+    config.write_text(
+        "custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)\n"
+        "default_scope = 'mmpretrain'\n"
+        "train_dataloader = dict(batch_size=2, num_workers=1, persistent_workers=True,\n"
+        "    sampler=dict(type='DefaultSampler', shuffle=True),\n"
+        "    collate_fn=dict(type='default_collate'),\n"
+        "    dataset=dict(type='CustomDataset', data_root='unset', data_prefix='train',\n"
+        "        pipeline=[dict(type='LoadImageFromFile'),\n"
+        "                  dict(type='RandomResizedCrop', scale=32),\n"
+        "                  dict(type='PackInputs')]))\n")
+    path = tmp_path / 'data.json'
+    out = bench_tool.main(['data', '--config', str(config), '--data-root', str(root),
+                           '--steps', '2', '--warmup', '1', '--device', 'cpu',
+                           '--json', str(path)])
+    data = _check_result(out, path, ['dataloader'])
+    assert data['dataloader']['num_workers'] == 1 and data['dataloader']['dataset_size'] == 8
+
+
+def test_resolve_arch_and_peaks(bench):
+    assert bench.resolve_arch('base')['embed_dims'] == 768
+    with pytest.raises(ValueError, match='unknown architecture'):
+        bench.resolve_arch('huge')
+    with pytest.raises(ValueError, match='lacks'):
+        bench.resolve_arch('{"embed_dims": 32}')
+    assert bench.peak_tflops('NVIDIA H100 80GB HBM3', 'bf16') == 989.0
+    assert bench.peak_tflops('NVIDIA H100 PCIe', 'bf16') == 756.0
+    assert bench.peak_tflops('NVIDIA H100 80GB HBM3', 'fp32', tf32=True) == 494.0
+    assert bench.peak_tflops('Some Unknown GPU', 'bf16') is None
+
+
+def test_step_timer_and_memory_on_cpu(bench):
+    timer = bench.StepTimer(torch.device('cpu'))
+    memory = bench.PeakMemory(torch.device('cpu'))
+    memory.reset()
+    with timer.step():
+        block = torch.ones(2**22)  # 16 MiB
+        block.add_(1)
+    assert len(timer.seconds()) == 1 and timer.seconds()[0] > 0
+    assert memory.read() >= block.numel() * 4

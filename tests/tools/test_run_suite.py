@@ -1,0 +1,178 @@
+"""tools/run_suite.py: the whole chain on the tiny synthetic set (2 iterations per stage),
+killed part-way and resumed without redoing finished stages; plus planning unit tests."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from beitv2_mm.leaderboard import suite
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_plan_wires_the_hand_off_keys(tmp_path):
+    opts = suite.SuiteOptions(work_dir=tmp_path / 'w', data_dir=tmp_path / 'd', schedule=0.5)
+    stages = {s.name: s for s in suite.plan(opts)}
+    order = list(stages)
+    assert order[0] == 'data' and order.index('teacher') < order.index('tokenizer/vqkd')
+    vqkd = stages['tokenizer/vqkd']
+    assert vqkd.dep_options == {suite.TEACHER_CKPT_KEY: 'teacher'}
+    assert vqkd.options['train_dataloader.dataset.data_root'] == str(
+        (tmp_path / 'd' / 'imagenet').resolve())
+    for method, tok in (('beitv2', 'vqkd'), ('beitv1', 'pixel'), ('peco', 'peco')):
+        mim = stages[f'mim/{method}']
+        assert mim.dep_options == {suite.TOKENIZER_CKPT_KEY: f'tokenizer/{tok}'}
+        assert f'tokenizer/{tok}' in mim.deps
+        for task in ('linear_probe', 'finetune', 'upernet', 'mask_rcnn'):
+            down = stages[f'downstream/{method}/{task}']
+            assert down.dep_options == {suite.PRETRAIN_CKPT_KEY: f'mim/{method}'}
+            assert down.needs_results
+    # Baselines: random init has no pretrain checkpoint; supervised = fine-tune from scratch,
+    # whose run is also the random-init fine-tune result (not run twice).
+    assert stages['downstream/random/linear_probe'].options[suite.PRETRAIN_CKPT_KEY] is None
+    assert 'downstream/random/finetune' not in stages
+    assert stages['pretrain/supervised'].options[suite.PRETRAIN_CKPT_KEY] is None
+    assert stages['downstream/supervised/upernet'].dep_options == {
+        suite.PRETRAIN_CKPT_KEY: 'pretrain/supervised'}
+    # Schedule 0.5 halves iterations and the iteration-based LR schedule with them.
+    teacher_cfg = suite.load_config(str(REPO_ROOT / suite.DEMO_TEACHER['config']))
+    old = teacher_cfg.train_cfg.max_iters
+    assert stages['teacher'].options['train_cfg.max_iters'] == round(old * 0.5)
+    ends = [v for k, v in stages['teacher'].options.items() if k.endswith('.end')]
+    assert ends and max(ends) <= round(old * 0.5)
+
+
+def test_plan_rejects_unknown_names(tmp_path):
+    with pytest.raises(ValueError, match='unknown method'):
+        suite.plan(suite.SuiteOptions(work_dir=tmp_path, methods=('mae',)))
+    with pytest.raises(ValueError, match='unknown task'):
+        suite.plan(suite.SuiteOptions(work_dir=tmp_path, tasks=('pose',)))
+
+
+def test_real_data_roots_replace_synthetic_ones(tmp_path):
+    opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('random',),
+                              tasks=('linear_probe', 'upernet'), imagenet_root=str(tmp_path / 'in'),
+                              ade20k_root=str(tmp_path / 'ade'), coco_root=str(tmp_path / 'coco'))
+    stages = {s.name: s for s in suite.plan(opts)}
+    assert 'data' not in stages  # nothing synthetic is needed
+    lp = stages['downstream/random/linear_probe'].options
+    assert lp['val_dataloader.dataset.data_root'] == str((tmp_path / 'in').resolve())
+    seg = stages['downstream/random/upernet'].options
+    assert seg['train_dataloader.dataset.data_root'] == str((tmp_path / 'ade').resolve())
+
+
+def _manifests(work: Path) -> dict:
+    found = {}
+    for path in work.rglob(suite.MANIFEST):
+        data = json.loads(path.read_text())
+        if data.get('status') == 'done':
+            found[data['stage']] = data
+    return found
+
+
+@pytest.mark.slow
+def test_suite_end_to_end_and_resume_after_kill(tmp_path):
+    work, data = tmp_path / 'work', tmp_path / 'data'
+    cmd = [sys.executable, str(REPO_ROOT / 'tools' / 'run_suite.py'), '--work-dir', str(work),
+           '--data-dir', str(data), '--data-size', 'tiny', '--max-iters', '2', '--jobs', '2']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+
+    # 1. Start the suite and kill it (with its running stages) once a tokenizer is done.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            cwd=tmp_path, start_new_session=True, text=True)
+    deadline = time.time() + 150
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if any(name.startswith('tokenizer/') for name in _manifests(work)):
+                break
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the suite's own process group
+        first_output = proc.communicate(timeout=30)[0]
+    finished = _manifests(work)
+    assert 'teacher' in finished, first_output[-3000:]
+    stamps = {name: Path(m['checkpoint']).stat().st_mtime_ns for name, m in finished.items()}
+
+    # 2. The same command resumes: finished stages are skipped, the rest runs to the end.
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert 'already done, skipped' in output
+    for name, stamp in stamps.items():
+        assert Path(finished[name]['checkpoint']).stat().st_mtime_ns == stamp, name
+        assert f'start {name} ' not in output, f'{name} was run again'
+
+    planned = suite.plan(suite.SuiteOptions(work_dir=work, data_dir=data, data_size='tiny',
+                                            max_iters=2))
+    done = _manifests(work)
+    assert {s.name for s in planned if s.kind != 'data'} == set(done)
+    for stage in planned:
+        if stage.needs_results:
+            results = json.loads((stage.work_dir / 'results.json').read_text())
+            assert results['final'] and results['dataset']['synthetic'], stage.name
+
+    board = work / 'leaderboard'
+    for name in ('leaderboard.md', 'leaderboard.csv', 'leaderboard.html'):
+        assert (board / name).is_file()
+    md = (board / 'leaderboard.md').read_text()
+    for method in ('BEiT v2', 'BEiT v1', 'PeCo', 'Random init', 'Supervised'):
+        assert f'| measured | {method}' in md, method
+    assert md.count('[SYNTHETIC]') >= 5 and '| measured | BEiT v2 [SYNTHETIC]' in output
+
+
+FAKE_TRAIN = '''
+import sys, pathlib
+work = pathlib.Path(sys.argv[1])
+if sys.argv[2] == 'fail':
+    sys.exit(3)
+options = dict(a.split('=', 1) for a in sys.argv[3:])
+work.mkdir(parents=True, exist_ok=True)
+(work / 'options.txt').write_text(repr(sorted(options.items())))
+(work / 'iter_1.pth').write_text('ckpt')
+(work / 'last_checkpoint').write_text(str(work / 'iter_1.pth'))
+'''
+
+
+def _fake_stage(tmp_path, name, deps=(), mode='ok', dep_options=None):
+    script = tmp_path / 'fake_train.py'
+    script.write_text(FAKE_TRAIN)
+    work = tmp_path / 'w' / name
+    return suite.Stage(name=name, kind='mim', work_dir=work, deps=list(deps),
+                       dep_options=dep_options or {},
+                       command=[sys.executable, str(script), str(work), mode])
+
+
+def test_run_stages_skips_done_blocks_dependents_of_failures(tmp_path):
+    import io
+    a = _fake_stage(tmp_path, 'a')
+    b = _fake_stage(tmp_path, 'b', deps=['a'], dep_options={'model.ckpt': 'a'})
+    bad = _fake_stage(tmp_path, 'bad', mode='fail')
+    after_bad = _fake_stage(tmp_path, 'after_bad', deps=['bad'])
+    stream = io.StringIO()
+    status = suite.run_stages([a, b, bad, after_bad], jobs=2, stream=stream, heartbeat=0)
+    assert status == {'a': 'done', 'b': 'done', 'bad': 'failed', 'after_bad': 'blocked'}
+    # The dependency's checkpoint was handed over through the hand-off key.
+    assert str(a.work_dir / 'iter_1.pth') in (b.work_dir / 'options.txt').read_text()
+    assert 'FAILED bad (exit 3)' in stream.getvalue()
+    assert '/4] start a' in stream.getvalue() and 'est. left' in stream.getvalue()
+    assert suite.read_manifest(a.work_dir)['status'] == 'done'
+    stamp = (a.work_dir / 'iter_1.pth').stat().st_mtime_ns
+
+    # Second run: done stages are skipped (outputs untouched), the failed one is retried.
+    bad_fixed = _fake_stage(tmp_path, 'bad')
+    stream = io.StringIO()
+    status = suite.run_stages([a, b, bad_fixed, after_bad], jobs=1, stream=stream, heartbeat=0)
+    assert status == {'a': 'skipped', 'b': 'skipped', 'bad': 'done', 'after_bad': 'done'}
+    assert (a.work_dir / 'iter_1.pth').stat().st_mtime_ns == stamp
+    assert 'already done, skipped: a, b' in stream.getvalue()
+
+    # A stage whose output disappeared is not done any more.
+    (a.work_dir / 'iter_1.pth').unlink()
+    assert not suite.stage_done(a)

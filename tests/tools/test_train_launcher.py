@@ -1,0 +1,205 @@
+"""tools/train.py and tools/test.py: argument parsing, scope dispatch, strict --cfg-options,
+resume, AMP on CPU, gloo start-up without CUDA, and a real train -> resume -> test run."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from beitv2_mm import launch
+from launch_tiny_config import write_tiny_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(f'_tool_{name}', REPO_ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _scope_config(tmp_path, scope):
+    path = tmp_path / f'{scope}_cfg.py'
+    path.write_text(
+        f"default_scope = {scope!r}\n"
+        "model = dict(type='X', backbone=dict(depth=2, init_cfg=dict(checkpoint=None)))\n"
+        "optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))\n"
+        "train_dataloader = dict(dataset=dict(data_root='data/x'))\n"
+        "param_scheduler = [dict(type='LinearLR', end=5, by_epoch=False)]\n")
+    return path
+
+
+def test_train_args_parse():
+    train = _load_tool('train')
+    args = train.parse_args(['c.py', '--work-dir', 'w', '--resume', '--amp', '--launcher',
+                             'pytorch', '--cfg-options', 'a.b=1', 'c=[1,2]', 'd=None'])
+    assert args.resume == 'auto' and args.amp and args.launcher == 'pytorch'
+    assert args.cfg_options == {'a.b': 1, 'c': [1, 2], 'd': None}
+    assert train.parse_args(['c.py', '--resume', 'x.pth']).resume == 'x.pth'
+    assert train.parse_args(['c.py']).resume is None
+    with pytest.raises(SystemExit):
+        train.parse_args(['c.py', '--launcher', 'mpi'])
+    test = _load_tool('test')
+    args = test.parse_args(['c.py', 'ck.pth', '--out', 'm.json', '--launcher', 'slurm'])
+    assert args.checkpoint == 'ck.pth' and args.out == 'm.json' and args.launcher == 'slurm'
+
+
+@pytest.mark.parametrize('scope,registry_module,name', [
+    ('mmpretrain', 'mmpretrain.registry', 'ImageClassifier'),
+    ('mmseg', 'mmseg.registry', 'EncoderDecoder'),
+    ('mmdet', 'mmdet.registry', 'MaskRCNN'),
+])
+def test_scope_dispatch(tmp_path, scope, registry_module, name):
+    cfg = launch.prepare_train_config(str(_scope_config(tmp_path, scope)), cuda=False)
+    assert cfg.default_scope == scope
+    registry = importlib.import_module(registry_module).MODELS
+    assert registry.get(name) is not None  # the scope's modules are registered
+    assert cfg.work_dir == os.path.join('work_dirs', f'{scope}_cfg')
+    assert cfg.launcher == 'none'
+
+
+def test_train_cli_reports_a_bad_key_without_a_traceback(tmp_path, capsys):
+    path = str(_scope_config(tmp_path, 'mmpretrain'))
+    with pytest.raises(SystemExit) as exit_info:
+        _load_tool('train').main([path, '--cfg-options', 'model.backbone.dept=3'])
+    message = str(exit_info.value.code)
+    assert message.startswith('tools/train.py: error:')
+    assert "did you mean 'model.backbone.depth'" in message.lower()
+
+
+def test_unknown_scope_names_the_config(tmp_path):
+    path = _scope_config(tmp_path, 'mmocr')
+    with pytest.raises(ValueError, match=r'mmocr_cfg\.py.*default_scope'):
+        launch.prepare_train_config(str(path), cuda=False)
+
+
+def test_cfg_options_are_strict_with_suggestions(tmp_path):
+    path = str(_scope_config(tmp_path, 'mmpretrain'))
+    with pytest.raises(launch.ConfigKeyError) as err:
+        launch.load_config(path, {'model.backbone.dept': 3})
+    message = str(err.value)
+    assert "'model.backbone.dept'" in message and "'model.backbone.depth'" in message
+    assert 'mmpretrain_cfg.py' in message and '+model.backbone.dept' in message
+    with pytest.raises(launch.ConfigKeyError, match="optim_wrapper.optimizer.lr"):
+        launch.load_config(path, {'optim_wraper.optimizer.lr': 3})
+    cfg = launch.load_config(path, {
+        'model.backbone.depth': 4, '+model.backbone.with_cp': True,
+        'param_scheduler.0.end': 2, 'model.backbone.init_cfg.checkpoint': 'pre.pth'})
+    assert cfg.model.backbone.depth == 4 and cfg.model.backbone.with_cp is True
+    assert cfg.param_scheduler[0].end == 2
+    assert cfg.model.backbone.init_cfg.checkpoint == 'pre.pth'
+    with pytest.raises(launch.ConfigKeyError):
+        launch.load_config(path, {'param_scheduler.3.end': 2})
+
+
+def test_work_dir_and_resume(tmp_path):
+    path = str(_scope_config(tmp_path, 'mmpretrain'))
+    cfg = launch.prepare_train_config(path, work_dir='w1', resume='auto', cuda=False)
+    assert cfg.work_dir == 'w1' and cfg.resume is True and cfg.load_from is None
+    ckpt = tmp_path / 'iter_3.pth'
+    ckpt.write_bytes(b'')
+    cfg = launch.prepare_train_config(path, resume=str(ckpt), cuda=False)
+    assert cfg.resume is True and cfg.load_from == str(ckpt)
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        launch.prepare_train_config(path, resume=str(tmp_path / 'missing.pth'), cuda=False)
+    with pytest.raises(FileNotFoundError, match='nothing.py'):
+        launch.prepare_train_config(str(tmp_path / 'nothing.py'))
+
+
+def test_amp_selects_a_wrapper_per_device(tmp_path):
+    path = str(_scope_config(tmp_path, 'mmpretrain'))
+    cfg = launch.prepare_train_config(path, amp=True, cuda=True)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    cfg = launch.prepare_train_config(path, amp=True, cuda=False)
+    assert cfg.optim_wrapper.type == 'CPUAutocastOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    cfg = launch.prepare_train_config(path, amp=False, cuda=False)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    # A config that asks for AmpOptimWrapper (the ViT-B recipes) still runs on CPU.
+    cfg = launch.prepare_train_config(
+        path, {'optim_wrapper.type': 'AmpOptimWrapper', '+optim_wrapper.dtype': 'float16'},
+        cuda=False)
+    assert cfg.optim_wrapper.type == 'CPUAutocastOptimWrapper'
+
+
+def test_cpu_autocast_wrapper_runs_bf16():
+    from mmengine.registry import OPTIM_WRAPPERS
+    model = torch.nn.Linear(4, 2)
+    wrapper = OPTIM_WRAPPERS.build(dict(
+        type='CPUAutocastOptimWrapper', dtype='bfloat16',
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
+    with wrapper.optim_context(model):
+        out = model(torch.randn(3, 4))
+    assert out.dtype == torch.bfloat16
+    before = model.weight.detach().clone()
+    wrapper.update_params(out.float().sum())
+    assert model.weight.dtype == torch.float32 and not torch.equal(before, model.weight)
+    with pytest.raises(ValueError, match='bfloat16'):
+        OPTIM_WRAPPERS.build(dict(type='CPUAutocastOptimWrapper', dtype='float16',
+                                  optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
+
+
+def test_distributed_without_cuda_uses_gloo(tmp_path, monkeypatch):
+    import torch.distributed as dist
+    from mmengine.dist import get_dist_info
+
+    path = str(_scope_config(tmp_path, 'mmpretrain'))
+    cfg = launch.prepare_train_config(path, launcher='pytorch', cuda=True)
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl' and 'model_wrapper_cfg' not in cfg
+    assert not dist.is_initialized()  # on CUDA, mmengine starts the group itself
+
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    for key, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(key, value)
+    try:
+        cfg = launch.prepare_train_config(path, launcher='pytorch', cuda=False)
+        assert dist.is_initialized() and dist.get_backend() == 'gloo'
+        assert get_dist_info() == (0, 1)
+        assert cfg.env_cfg.dist_cfg.backend == 'gloo' and cfg.launcher == 'pytorch'
+        assert cfg.model_wrapper_cfg.device_ids is None  # DDP on CPU modules
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_train_resume_and_test_end_to_end(tmp_path, tiny_data):
+    """A real run: 2 iterations with --amp (bf16 on CPU), resume to 3, then tools/test.py."""
+    config = write_tiny_config(tmp_path, tiny_data['imagenet'], max_iters=2)
+    work = tmp_path / 'work'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    train = [sys.executable, str(REPO_ROOT / 'tools' / 'train.py'), str(config),
+             '--work-dir', str(work)]
+    proc = subprocess.run(train + ['--amp'], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (work / 'iter_2.pth').is_file()
+    saved_cfg = Config.fromfile(str(work / 'tiny_cls.py'), import_custom_modules=False)
+    assert saved_cfg.optim_wrapper.type == 'CPUAutocastOptimWrapper'
+
+    proc = subprocess.run(train + ['--resume', '--cfg-options', 'train_cfg.max_iters=3'],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert 'resumed epoch: 0, iter: 2' in log
+    assert (work / 'iter_3.pth').is_file()
+
+    out = tmp_path / 'metrics.json'
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'test.py'), str(config),
+         str(work / 'iter_3.pth'), '--work-dir', str(tmp_path / 'test_work'), '--out', str(out)],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    metrics = json.loads(out.read_text())['metrics']
+    assert 0.0 <= metrics['accuracy/top1'] <= 100.0

@@ -1,0 +1,213 @@
+#!/usr/bin/env python
+"""Benchmark the suite's steps: images/s, peak memory, TFLOP/s and MFU, side by side.
+
+Workloads (subcommands):
+
+    mim       BEiT v2 MIM training step: tokenizer forward + student forward/backward with
+              the patch-aggregation head + optimizer step (``model.train_step``).
+    vqkd      VQ-KD training step: teacher forward + tokenizer forward/backward + AdamW.
+    tokenize  tokenizer inference (code indices), images/s.
+    upernet   UperNet (+ FCN auxiliary head) training step on a BEiT ViT.
+    data      images/s from a config's real training dataloader with its workers.
+
+Examples::
+
+    # the headline comparison (CPU): this project's step vs mmpretrain's, alternately
+    OMP_NUM_THREADS=2 python tools/benchmark.py mim --arch base --batch 4 --steps 10 \\
+        --warmup 2 --compare mmpretrain --json work_dirs/bench/mim_cpu.json
+    # GPU, bf16
+    python tools/benchmark.py mim --arch base --batch 128 --precision bf16 \\
+        --compare mmpretrain --json work_dirs/bench/mim_h100.json
+    python tools/benchmark.py vqkd --arch base --batch 4 --compare explicit
+    python tools/benchmark.py data --config configs/beitv2_vitb_mim.py \\
+        --data-root data/synthetic/imagenet --batch 64
+
+Every result (with the command line, machine, software versions and date) is printed and,
+with ``--json``, written to a file. Timings are medians of ``--steps`` timed steps after
+``--warmup`` untimed ones; compared variants run alternately in one process.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--arch', default='base',
+                        help='ViT size: tiny|small|base|large or a JSON dict with embed_dims, '
+                             'num_layers, num_heads, feedforward_channels (default: base)')
+    common.add_argument('--tokenizer-arch', default=None,
+                        help='tokenizer encoder size (mim/tokenize/vqkd); default: --arch')
+    common.add_argument('--batch', type=int, default=None,
+                        help='images per step (default: 4 on CPU, 128 on GPU; data: config)')
+    common.add_argument('--img-size', type=int, default=224)
+    common.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32')
+    common.add_argument('--attn', choices=('sdpa', 'explicit'), default='sdpa',
+                        help='attention path of this project\'s models (default: sdpa)')
+    common.add_argument('--compile', action='store_true',
+                        help='torch.compile the transformer layers of the fast path')
+    common.add_argument('--no-fused', action='store_true',
+                        help='plain (for-loop/foreach) AdamW instead of fused AdamW')
+    common.add_argument('--steps', type=int, default=10, help='timed steps per variant')
+    common.add_argument('--warmup', type=int, default=2, help='untimed steps per variant first')
+    common.add_argument('--device', default=None, help='cpu | cuda[:N] (default: cuda if any)')
+    common.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    common.add_argument('--no-flops', action='store_true', help='skip FLOP counting')
+    common.add_argument('--seed', type=int, default=0)
+    common.add_argument('--verbose', action='store_true', help='keep mmengine INFO logs')
+    common.add_argument('--json', dest='json_out', default=None, help='write results here')
+
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='workload', required=True)
+    mim = sub.add_parser('mim', parents=[common], help='BEiT v2 MIM training step')
+    mim.add_argument('--compare', choices=('mmpretrain',), default=None,
+                     help="also run mmpretrain's stock BEiT v2 step, alternately")
+    mim.add_argument('--config', default=None,
+                     help='config of the fast side (default: configs/beitv2_vitb_mim.py if '
+                          'present, else the stock config with this project\'s classes)')
+    mim.add_argument('--student-attn', choices=('sdpa', 'explicit'), default=None,
+                     help='attention of the student and neck (default: --attn); the '
+                          'tokenizer always uses --attn')
+    mim.add_argument('--no-select-rows', action='store_true',
+                     help='plain BEiTMIM: the last layers on all rows (default: '
+                          'SelectiveBEiTMIM, only the rows the loss reads)')
+    mim.add_argument('--no-loss-check', action='store_true',
+                     help='skip computing both variants\' loss on the same weights first')
+    vqkd = sub.add_parser('vqkd', parents=[common], help='VQ-KD training step')
+    vqkd.add_argument('--compare', choices=('explicit',), default=None,
+                      help='also run the explicit-attention path (no stock trainer exists)')
+    vqkd.add_argument('--teacher-dim', type=int, default=512)
+    tok = sub.add_parser('tokenize', parents=[common], help='tokenizer inference')
+    tok.add_argument('--compare', choices=('mmpretrain', 'explicit'), default=None)
+    uper = sub.add_parser('upernet', parents=[common], help='UperNet training step')
+    uper.add_argument('--compare', choices=('mmpretrain', 'explicit'), default=None,
+                      help='also run it on the stock mmpretrain.BEiTViT backbone')
+    data = sub.add_parser('data', parents=[common], help='training dataloader images/s')
+    data.add_argument('--config', required=True, help='config whose train_dataloader to time')
+    data.add_argument('--data-root', default=None,
+                      help='override train_dataloader.dataset.data_root')
+    data.add_argument('--workers', type=int, default=None,
+                      help='override num_workers (default: the config\'s)')
+    data.add_argument('--compare', default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    import torch
+
+    from beitv2_mm.engine import benchmark as bench
+
+    if not args.verbose:
+        import logging
+
+        from mmengine.logging import MMLogger
+        MMLogger.get_current_instance().setLevel(logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device:
+        device = torch.device(args.device)
+    else:
+        device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit(f'--device {args.device}: CUDA is not available on this machine')
+    batch = args.batch or (128 if device.type == 'cuda' else 4)
+    if args.workload != 'data' and args.img_size % 16:
+        raise SystemExit(f'--img-size {args.img_size} must be a multiple of 16 (patch size)')
+    arch = bench.resolve_arch(args.arch)
+    tok_arch = bench.resolve_arch(args.tokenizer_arch) if args.tokenizer_arch else arch
+    fused = not args.no_fused
+    import beitv2_mm  # noqa: F401 - registers this project's modules
+
+    extra = {}
+    baseline = None
+    if args.workload == 'mim':
+        stock_model_cfg, stock_optim_cfg = bench.stock_mim_config(arch, tok_arch, args.img_size)
+        fast_model_cfg, fast_optim_cfg = bench.fast_mim_config(
+            arch, tok_arch, args.img_size, attn=args.attn, compile_layers=args.compile,
+            config=args.config, select_rows=not args.no_select_rows,
+            student_attn=args.student_attn)
+        setups = []
+        fast = bench.make_mim_setup('fast', fast_model_cfg, fast_optim_cfg, batch,
+                                    args.img_size, args.precision, device, fused, args.seed,
+                                    fast=True)
+        if args.compare:
+            stock = bench.make_mim_setup('mmpretrain', stock_model_cfg, stock_optim_cfg, batch,
+                                         args.img_size, args.precision, device, False,
+                                         args.seed)
+            bench.copy_stock_weights_into_fast(stock.model, fast.model)
+            baseline = 'mmpretrain'
+            if not args.no_loss_check:
+                with torch.no_grad(), bench.autocast_context(device, args.precision):
+                    losses = {s.name: float(bench.mim_loss(s.model, s.data))
+                              for s in (fast, stock)}
+                extra['initial_loss_same_weights'] = losses
+                print(f'[benchmark] loss on the same weights and batch: {losses}')
+            setups.append(stock)
+        setups.insert(0, fast)
+        variants = [bench.Variant(s.name, s.step, batch, flops_fn=s.forward_backward,
+                                  info=dict(model=s.model_cfg['type'],
+                                            backbone=s.model_cfg['backbone']['type'],
+                                            optim_wrapper=s.optim_cfg))
+                    for s in setups]
+    elif args.workload == 'vqkd':
+        variants = bench.vqkd_variants(tok_arch, batch, args.img_size, device, args.precision,
+                                       args.attn, args.compare, fused, args.teacher_dim,
+                                       args.seed)
+        baseline = 'explicit' if args.compare else None
+    elif args.workload == 'tokenize':
+        variants = bench.tokenize_variants(tok_arch, batch, args.img_size, device,
+                                           args.precision, args.attn, args.compare, args.seed)
+        baseline = args.compare
+    elif args.workload == 'upernet':
+        variants = bench.upernet_variants(arch, batch, args.img_size, device, args.precision,
+                                          args.attn, args.compare, fused, args.seed)
+        baseline = args.compare
+    else:  # data
+        variant, info = bench.data_variant(args.config, args.batch, args.workers,
+                                           args.data_root, args.seed)
+        variants = [variant]
+        batch = variant.images
+        extra['dataloader'] = info
+
+    results = bench.run_alternating(variants, args.steps, args.warmup, device,
+                                    count_flops_too=not (args.no_flops or args.workload == 'data'),
+                                    precision=args.precision)
+    ratios = {}
+    if baseline and baseline in results:
+        for name, res in results.items():
+            if name != baseline:
+                ratios[f'{name}/{baseline}'] = (res['images_per_s']
+                                                / results[baseline]['images_per_s'])
+    output = dict(
+        workload=args.workload,
+        command='python tools/benchmark.py ' + ' '.join(shlex.quote(a) for a in
+                                                        (argv if argv is not None
+                                                         else sys.argv[1:])),
+        ratios=ratios,
+        settings=dict(arch=arch, tokenizer_arch=tok_arch, batch=batch, img_size=args.img_size,
+                      precision=args.precision, attn=args.attn,
+                      student_attn=getattr(args, 'student_attn', None) or args.attn,
+                      select_rows=(args.workload == 'mim' and not args.no_select_rows),
+                      compile=args.compile,
+                      fused_adamw=fused, steps=args.steps, warmup=args.warmup,
+                      compare=args.compare),
+        environment=bench.environment(device),
+        results=results, **extra)
+    print(bench.format_summary(args.workload, results, baseline))
+    if args.json_out:
+        path = bench.write_json(output, args.json_out)
+        print(f'[benchmark] wrote {path}')
+    return output
+
+
+if __name__ == '__main__':
+    main()

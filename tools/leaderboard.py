@@ -1,0 +1,52 @@
+#!/usr/bin/env python
+"""Render the leaderboard from the results files of downstream runs.
+
+    python tools/leaderboard.py                      # scans work_dirs/, writes work_dirs/leaderboard/
+    python tools/leaderboard.py work_dirs/demo --out work_dirs/demo/leaderboard
+
+Writes leaderboard.md, leaderboard.csv, leaderboard.html (self-contained, sortable) and one
+PNG chart per task, and prints the Markdown table. Published numbers come from
+beitv2_mm/leaderboard/reported.csv (each with its source) as rows marked "reported".
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    parser.add_argument('roots', nargs='*', default=['work_dirs'],
+                        help='work dirs (or results.json files) to scan (default: work_dirs)')
+    parser.add_argument('--out', help='output directory (default: <first root>/leaderboard)')
+    parser.add_argument('--reported', default=None,
+                        help='CSV of published numbers (default: the project\'s reported.csv)')
+    parser.add_argument('--no-reported', action='store_true', help='leave published rows out')
+    parser.add_argument('--include-partial', action='store_true',
+                        help='also show results of runs that have not reached their last '
+                        'iteration ("final": false)')
+    parser.add_argument('--title', default='beitv2_mm leaderboard')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # Imported late: --help stays fast, and only the leaderboard modules are needed.
+    from beitv2_mm.leaderboard import collect, render
+
+    reported = None if args.no_reported else (args.reported or collect.REPORTED_FILE)
+    rows = collect.build_rows(args.roots, reported=reported,
+                              include_partial=args.include_partial)
+    out = args.out or os.path.join(args.roots[0] if os.path.isdir(args.roots[0]) else '.',
+                                   'leaderboard')
+    paths = render.write_all(rows, out, title=args.title)
+    print(render.to_markdown(rows, title=args.title))
+    measured = sum(r.kind == 'measured' for r in rows)
+    print(f'{measured} measured row(s); written: {paths["markdown"]}, {paths["csv"]}, '
+          f'{paths["html"]}, ' + ', '.join(str(p) for p in paths['png']))
+    return rows
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Run the whole chain: data -> teacher -> tokenizers -> MIM -> downstream -> leaderboard.
+
+    python tools/run_suite.py --synthetic                  # the demo (make demo)
+    python tools/run_suite.py --methods beitv2,random --tasks linear_probe,upernet
+    python tools/run_suite.py --schedule 0.5               # half of every config's iterations
+    python tools/run_suite.py --imagenet-root /data/imagenet --ade20k-root \
+        /data/ade/ADEChallengeData2016 --coco-root /data/coco --work-dir work_dirs/real
+
+Each stage is a subprocess of tools/train.py with its own work dir and log
+(<work-dir>/<stage>/suite_stage.log). Finished stages are detected from their outputs and
+skipped, so rerunning the same command resumes an interrupted suite. The leaderboard
+(Markdown, CSV, HTML, PNG) goes to <work-dir>/leaderboard/ and is printed at the end.
+Stage details, baselines and hand-off keys: beitv2_mm/leaderboard/suite.py.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _csv(text):
+    return tuple(t.strip() for t in text.split(',') if t.strip())
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(
+        description='Run the BEiT v2 benchmark chain end to end.',
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument('--synthetic', action='store_true',
+                        help='use the generated synthetic data set (the default unless data '
+                        'roots are given)')
+    parser.add_argument('--work-dir', default='work_dirs/demo',
+                        help='root of all stage work dirs (default: work_dirs/demo)')
+    parser.add_argument('--methods', type=_csv,
+                        default=('beitv2', 'beitv1', 'peco', 'random', 'supervised'),
+                        help='comma list of beitv2, beitv1, peco, random, supervised '
+                        '(default: all)')
+    parser.add_argument('--tasks', type=_csv,
+                        default=('linear_probe', 'finetune', 'upernet', 'mask_rcnn'),
+                        help='comma list of linear_probe, finetune, upernet, mask_rcnn '
+                        '(default: all)')
+    parser.add_argument('--schedule', type=float, default=1.0,
+                        help='multiply every training length (iterations / epochs) by this')
+    parser.add_argument('--max-iters', type=int, default=None,
+                        help='cap every iteration-based stage at this many iterations '
+                        '(and epoch-based ones at 1 epoch): a smoke test of the chain')
+    parser.add_argument('--data-dir', default='data/synthetic',
+                        help='where the synthetic data set is written (default: data/synthetic)')
+    parser.add_argument('--data-size', default='demo', choices=['tiny', 'demo'],
+                        help='synthetic set size (default: demo)')
+    parser.add_argument('--seed', type=int, default=0, help='synthetic data seed')
+    parser.add_argument('--imagenet-root', help='real ImageNet root (train/, val/, meta/)')
+    parser.add_argument('--ade20k-root',
+                        help='real ADE20K root (ADEChallengeData2016 with images/, annotations/)')
+    parser.add_argument('--coco-root',
+                        help='real COCO root (annotations/, train2017/, val2017/)')
+    parser.add_argument('--jobs', type=int, default=int(os.environ.get('SUITE_JOBS', 2)),
+                        help='stages run in parallel (default 2, env SUITE_JOBS); each gets '
+                        'cores / jobs threads')
+    parser.add_argument('--redo', type=_csv, default=(),
+                        help='comma list of stage names (or prefixes, e.g. downstream/beitv2) '
+                        'to delete and run again')
+    parser.add_argument('--dry-run', action='store_true', help='print the plan and exit')
+    parser.add_argument('--no-leaderboard', action='store_true')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        metavar='KEY=VALUE',
+                        help='extra options for every stage whose config has the key '
+                        '(+key adds it everywhere)')
+    args = parser.parse_args(argv)
+    real = [args.imagenet_root, args.ade20k_root, args.coco_root]
+    if args.synthetic and any(real):
+        parser.error('--synthetic cannot be combined with --imagenet-root / --ade20k-root / '
+                     '--coco-root')
+    if args.schedule <= 0:
+        parser.error('--schedule must be > 0')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from beitv2_mm.leaderboard import suite
+
+    opts = suite.SuiteOptions(
+        work_dir=Path(args.work_dir), methods=args.methods, tasks=args.tasks,
+        schedule=args.schedule, max_iters=args.max_iters, data_dir=Path(args.data_dir),
+        data_size=args.data_size, seed=args.seed, imagenet_root=args.imagenet_root,
+        ade20k_root=args.ade20k_root, coco_root=args.coco_root, jobs=max(1, args.jobs),
+        extra_options=dict(args.cfg_options or {}))
+    try:
+        stages = suite.plan(opts)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f'tools/run_suite.py: error: {err}')
+    print(f'[suite] {len(stages)} stages, work dir {opts.work_dir}, jobs {opts.jobs}, '
+          f'schedule x{opts.schedule}' + (f', max {opts.max_iters} iters' if opts.max_iters
+                                         else ''))
+    for i, stage in enumerate(stages, 1):
+        deps = f'  <- {", ".join(stage.deps)}' if stage.deps else ''
+        iters = f' ({stage.max_iters} it)' if stage.max_iters else ''
+        print(f'  {i:2d}. {stage.name}{iters}{deps}')
+    if args.dry_run:
+        return 0
+    for stage in stages:
+        if any(stage.name == r or stage.name.startswith(r.rstrip('/') + '/') for r in args.redo):
+            suite.clean_stage(stage)
+    status = suite.run_stages(stages, jobs=opts.jobs)
+    code = 0 if all(v in ('done', 'skipped') for v in status.values()) else 1
+    if not args.no_leaderboard:
+        print()
+        if suite.render_leaderboard(opts.work_dir) != 0:
+            code = 1
+    if code:
+        failed = [k for k, v in status.items() if v in ('failed', 'blocked')]
+        print(f'[suite] not complete: {", ".join(failed)}; fix and rerun the same command '
+              f'(finished stages are skipped)')
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

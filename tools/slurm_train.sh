@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Training on a slurm cluster: tools/slurm_train.sh PARTITION JOB_NAME CONFIG [WORK_DIR] [train.py args...]
+#
+#   GPUS=16 GPUS_PER_NODE=8 tools/slurm_train.sh dev beitv2 configs/beitv2_vitb_mim.py work_dirs/beitv2
+#
+# Environment: GPUS (total tasks, default 8), GPUS_PER_NODE (default 8), CPUS_PER_TASK
+# (default 5), SRUN_ARGS (extra srun arguments, e.g. "--quotatype=auto").
+set -euo pipefail
+if [ $# -lt 3 ]; then
+    echo "usage: $0 PARTITION JOB_NAME CONFIG [WORK_DIR] [tools/train.py args...]" >&2
+    exit 2
+fi
+PARTITION=$1
+JOB_NAME=$2
+CONFIG=$3
+shift 3
+WORK_DIR_ARGS=()
+if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
+    WORK_DIR_ARGS=(--work-dir "$1")
+    shift
+fi
+GPUS=${GPUS:-8}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+SRUN_ARGS=${SRUN_ARGS:-""}
+source "$(dirname "${BASH_SOURCE[0]}")/_python.sh"
+
+# shellcheck disable=SC2086  # SRUN_ARGS is a list of words on purpose
+srun -p "$PARTITION" \
+    --job-name="$JOB_NAME" \
+    --gres=gpu:"$GPUS_PER_NODE" \
+    --ntasks="$GPUS" \
+    --ntasks-per-node="$GPUS_PER_NODE" \
+    --cpus-per-task="$CPUS_PER_TASK" \
+    --kill-on-bad-exit=1 \
+    $SRUN_ARGS \
+    "$PYTHON" -u "$_TOOLS_DIR/train.py" "$CONFIG" "${WORK_DIR_ARGS[@]}" --launcher slurm "$@"
