@@ -1,4 +1,4 @@
-"""BEiT v2 ViT-B/16 linear probing on ImageNet-1K (80.1 top-1 published for the 1600-epoch pretrain).
+"""BEiT v2 ViT-B/16 linear probing on ImageNet-1K (80.1 top-1 published, 1600-epoch pretrain).
 
 Protocol (the BEiT v2 one): the pretrained ViT is frozen (``FrozenBEiTViT``: no grad, eval mode
 even under ``runner.train()``) and only a linear classifier is trained on the [CLS] token of

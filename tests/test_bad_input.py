@@ -146,6 +146,13 @@ def _corrupt_one_image(root: Path) -> Path:
     return image
 
 
+def _whole_set_in_two_batches(root: Path) -> dict:
+    """Batch size so that two iterations read every training image (the corrupt one too)."""
+    num_images = len(list((root / 'train').rglob('*.JPEG')))
+    return {'train_dataloader.batch_size': (num_images + 1) // 2,
+            'train_dataloader.num_workers': 0}
+
+
 def test_corrupt_image_fail_policy_names_the_path(tmp_path, tiny_data):
     _require_type(FINETUNE, 'train_dataloader.dataset.pipeline.0.type',
                   {'SafeLoadImageFromFile'}, 'corrupt-image policy')
@@ -153,10 +160,9 @@ def test_corrupt_image_fail_policy_names_the_path(tmp_path, tiny_data):
     bad = _corrupt_one_image(root)
     options = dict(_roots('imagenet', root))
     options['train_dataloader.dataset.pipeline.0.on_error'] = 'raise'
-    options['train_dataloader.num_workers'] = 0
-    # Enough iterations to reach every image of the tiny set.
+    options.update(_whole_set_in_two_batches(root))
     with pytest.raises(OSError) as info:
-        _train(FINETUNE, options, tmp_path / 'work', max_iters=40)
+        _train(FINETUNE, options, tmp_path / 'work', max_iters=2)
     assert bad.name in str(info.value)
 
 
@@ -168,9 +174,9 @@ def test_corrupt_image_skip_policy_counts_and_reports(tmp_path, tiny_data):
     bad = _corrupt_one_image(root)
     options = dict(_roots('imagenet', root))
     options['train_dataloader.dataset.pipeline.0.on_error'] = 'skip'
-    options['train_dataloader.num_workers'] = 0
+    options.update(_whole_set_in_two_batches(root))
     reset_skipped_images()
-    _train(FINETUNE, options, tmp_path / 'work', max_iters=40)
+    _train(FINETUNE, options, tmp_path / 'work', max_iters=2)
     assert str(bad) in skipped_images() or bad.name in ' '.join(skipped_images())
 
 

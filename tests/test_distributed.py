@@ -68,14 +68,14 @@ def test_dead_rank_ends_the_job_quickly_naming_the_rank(tmp_path):
 
 def test_stuck_rank_hits_the_dist_timeout(tmp_path):
     """Rank 1 stops taking part without dying: rank 0 waits in its collective only up to
-    ``env_cfg.dist_cfg.timeout`` (15 s here; the runtimes set 1800 s), then fails, and
+    ``env_cfg.dist_cfg.timeout`` (10 s here; runtime_reliability.py sets 1800 s), then fails, and
     torchrun stops the stuck rank."""
     done, elapsed = _torchrun(2, TOY, str(tmp_path / 'stuck'), '--launcher', 'pytorch',
                               '--max-iters', '50', '--ckpt-interval', '100', '--die', '1', '3',
-                              '--hang', '--dist-timeout', '15', timeout=240)
+                              '--hang', '--dist-timeout', '10', timeout=240)
     output = done.stdout + done.stderr
     assert done.returncode != 0
-    assert 15 <= elapsed < 150, elapsed
+    assert 10 <= elapsed < 150, elapsed
     assert re.search(r'Root Cause[\s\S]*rank\s*:\s*0\b', output), output[-3000:]
     assert re.search(r'[Tt]imed? ?out', output), output[-3000:]
 
@@ -98,6 +98,10 @@ def test_demo_config_two_ranks_match_one_process(tmp_path, tiny_data, config):
     def args(work_dir, batch, *extra):
         options = demo_options(config, tiny_data, tmp_path, max_iters=steps, ckpt_interval=100,
                                batch_size=batch)
+        if config.startswith('vqkd'):
+            # k-means init draws its initial centres from the gathered batch, whose row order
+            # depends on how samples are split over ranks; the EMA updates are what is compared.
+            options.append('model.tokenizer.kmeans_init=False')
         return [LAUNCH_WRAPPER, '--record', '--per-sample-seed', '--', config_path(config),
                 '--work-dir', str(work_dir), *extra, '--cfg-options', *options]
 
@@ -109,9 +113,13 @@ def test_demo_config_two_ranks_match_one_process(tmp_path, tiny_data, config):
     one = rank_losses(tmp_path / 'one', 0)
     rank0, rank1 = rank_losses(tmp_path / 'two', 0), rank_losses(tmp_path / 'two', 1)
     assert sorted(one) == sorted(rank0) == sorted(rank1) == list(range(1, steps + 1))
+    # VQ-KD's loss is continuous: float noise from other batch shapes stays ~1e-6. MIM's
+    # targets are argmax token ids of the tokenizer: that noise can flip a near-tie target,
+    # which moves a 96-token mean CE by ~0.2%, hence the looser bound there.
+    tolerance = 1e-3 if config.startswith('vqkd') else 1e-2
     for it in one:
         mean = (rank0[it] + rank1[it]) / 2
-        assert abs(mean - one[it]) <= 1e-3 * max(1.0, abs(one[it])), (it, mean, one[it])
+        assert abs(mean - one[it]) <= tolerance * max(1.0, abs(one[it])), (it, mean, one[it])
 
     buffers0 = torch.load(tmp_path / 'two' / 'buffers_rank0.pth')
     buffers1 = torch.load(tmp_path / 'two' / 'buffers_rank1.pth')

@@ -49,6 +49,9 @@ def parse_args(argv=None):
     parser.add_argument('--max-iters', type=int, default=None,
                         help='cap every iteration-based stage at this many iterations '
                         '(and epoch-based ones at 1 epoch): a smoke test of the chain')
+    parser.add_argument('--batch-size-cap', type=int, default=None,
+                        help='cap every dataloader batch size (default: 8 with --data-size '
+                        'tiny, else none)')
     parser.add_argument('--data-dir', default='data/synthetic',
                         help='where the synthetic data set is written (default: data/synthetic)')
     parser.add_argument('--data-size', default='demo', choices=['tiny', 'demo'],
@@ -65,6 +68,9 @@ def parse_args(argv=None):
     parser.add_argument('--redo', type=_csv, default=(),
                         help='comma list of stage names (or prefixes, e.g. downstream/beitv2) '
                         'to delete and run again')
+    parser.add_argument('--no-fork', action='store_true',
+                        help='start every stage in a fresh interpreter (default on Linux: fork '
+                        'this process, which imported the stack once)')
     parser.add_argument('--dry-run', action='store_true', help='print the plan and exit')
     parser.add_argument('--no-leaderboard', action='store_true')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
@@ -90,6 +96,7 @@ def main(argv=None):
         schedule=args.schedule, max_iters=args.max_iters, data_dir=Path(args.data_dir),
         data_size=args.data_size, seed=args.seed, imagenet_root=args.imagenet_root,
         ade20k_root=args.ade20k_root, coco_root=args.coco_root, jobs=max(1, args.jobs),
+        batch_size_cap=args.batch_size_cap,
         extra_options=dict(args.cfg_options or {}))
     try:
         stages = suite.plan(opts)
@@ -107,7 +114,7 @@ def main(argv=None):
     for stage in stages:
         if any(stage.name == r or stage.name.startswith(r.rstrip('/') + '/') for r in args.redo):
             suite.clean_stage(stage)
-    status = suite.run_stages(stages, jobs=opts.jobs)
+    status = suite.run_stages(stages, jobs=opts.jobs, fork=False if args.no_fork else None)
     code = 0 if all(v in ('done', 'skipped') for v in status.values()) else 1
     if not args.no_leaderboard:
         print()

@@ -1,8 +1,8 @@
 """mmseg datasets: the synthetic ADE20K-style set, and layout/label checks for ADE20K.
 
 ``SyntheticADE20KDataset`` is mmseg's ``ADE20KDataset`` (``.jpg`` images, ``.png`` label maps,
-``reduce_zero_label=True``) with the 10 synthetic classes and their palette. ``CheckedADE20KDataset``
-keeps ADE20K's 150 classes. Both check the layout before loading (a missing ``images/`` or
+``reduce_zero_label=True``) with the 10 synthetic classes and their palette.
+``CheckedADE20KDataset`` keeps ADE20K's 150 classes. Both check the layout before loading (a missing ``images/`` or
 ``annotations/`` folder, or images without label maps, fail with the path and the expected
 layout) and, with ``check_labels=True``, read every label map once and fail on out-of-range values
 naming the file. A ``data_root`` that points at the parent of ``ADEChallengeData2016`` is accepted

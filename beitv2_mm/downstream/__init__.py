@@ -3,7 +3,8 @@
 - :mod:`.checkpoint`: the checkpoint flow, ``init_cfg=dict(type='BEiTPretrained', checkpoint=PATH)``
   at ``model.backbone.init_cfg`` in every downstream config;
 - :mod:`.layer_decay`: ``BEiTLayerDecayOptimWrapperConstructor`` (classifier, segmentor, detector);
-- :mod:`.linear_probe`: ``FrozenBEiTViT`` (mmpretrain; with ``ClsBatchNormNeck`` + ``LinearClsHead``);
+- :mod:`.linear_probe`: ``FrozenBEiTViT`` (mmpretrain; used with ``ClsBatchNormNeck`` +
+  ``LinearClsHead``);
 - :mod:`.necks`: ``SimpleFeaturePyramid`` (ViTDet) and ``LN2d`` for mmdet;
 - :mod:`.coco`: ``CocoMetricFromDatasetHook`` (CocoMetric follows the dataloader's data_root);
 - :mod:`.results_hook`: ``DownstreamResultsHook`` writing ``results.json`` for the leaderboard.

@@ -1,7 +1,8 @@
 """Pretrain checkpoint -> downstream BEiT ViT: the one checkpoint flow of every downstream config.
 
 Every downstream config (mmpretrain, mmseg, mmdet) names its pretrain checkpoint at
-``model.backbone.init_cfg.checkpoint`` with ``init_cfg=dict(type='BEiTPretrained', checkpoint=PATH)``.
+``model.backbone.init_cfg.checkpoint`` with
+``init_cfg=dict(type='BEiTPretrained', checkpoint=PATH)``.
 :class:`BEiTPretrainedInit` is registered in mmengine's root ``WEIGHT_INITIALIZERS``, so all three
 scopes find it. It calls :func:`load_beit_pretrained`, which
 
@@ -146,7 +147,7 @@ def extract_backbone_state_dict(checkpoint, report: Optional[LoadReport] = None
                            if key.startswith(prefix)), 'not part of the backbone')
             report.dropped[key] = reason
         return backbone
-    if any(k.startswith('blocks.') for k in state_dict) or 'encoder.blocks.0.norm1.weight' in state_dict:
+    if any(k.startswith(('blocks.', 'encoder.blocks.')) for k in state_dict):
         raise ValueError(
             'this checkpoint is in the official unilm/timm layout (keys "blocks.N.*"); convert it '
             'first: python tools/convert_ckpt.py --list, then '

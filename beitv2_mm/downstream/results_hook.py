@@ -12,6 +12,7 @@ the leaderboard (``tools/leaderboard.py``) can read it at any moment. Schema::
       "stage": "val" | "test", "iteration": int, "epoch": int, "final": bool,
       "config": str,                                   # config file path
       "pretrain": {"checkpoint": str | null, "method": str | null, "method_source": str},
+      "pretrain_checkpoint": str | null, "pretrain_method": str | null,   # flat copies
       "timestamp": "2026-11-22T23:00:00+00:00"
     }
 
@@ -141,6 +142,7 @@ class DownstreamResultsHook(Hook):
             numeric[key] = value if math.isfinite(value) else None
         dl_key = 'test_dataloader' if stage == 'test' else 'val_dataloader'
         data_root = _cfg_get(runner.cfg, f'{dl_key}.dataset.data_root')
+        pretrain = self._pretrain(runner)
         payload = dict(
             schema=SCHEMA,
             task=self.task,
@@ -154,7 +156,9 @@ class DownstreamResultsHook(Hook):
             final=self._is_final(runner, stage),
             config=getattr(runner.cfg, 'filename', None),
             work_dir=str(runner.work_dir),
-            pretrain=self._pretrain(runner),
+            pretrain=pretrain,
+            pretrain_checkpoint=pretrain['checkpoint'],
+            pretrain_method=pretrain['method'],
             timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         )
         path = Path(runner.work_dir) / self.filename

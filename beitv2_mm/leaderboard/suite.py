@@ -58,8 +58,11 @@ DEMO_TOKENIZERS = {
     'peco': dict(config='configs/demo/peco_vqvae-tiny_synthetic.py',
                  name='PeCo VQ-VAE (tiny, perceptual)', uses_teacher=True),
     'pixel': dict(config='configs/demo/pixel_vqvae-tiny_synthetic.py',
-                  name='pixel VQ-VAE (tiny; stands in for DALL-E)', uses_teacher=False),
+                  name='pixel VQ-VAE (tiny; stands in for DALL-E)', uses_teacher=False,
+                  loads_into=('PeCoVQVAE',)),
 }
+#: Used when a MIM config's target generator cannot load the trained tokenizer (see plan()).
+UNTRAINED_TOKENIZER_NAMES = {'DALLETokenizer': 'DALL-E-architecture dVAE (random weights)'}
 #: method -> MIM config and tokenizer; 'random' and 'supervised' are the baselines.
 DEMO_METHODS = {
     'beitv2': dict(config='configs/demo/beitv2_vit-tiny_synthetic.py', tokenizer='vqkd',
@@ -236,6 +239,7 @@ class SuiteOptions:
     ade20k_root: str | None = None
     coco_root: str | None = None
     jobs: int = 1
+    batch_size_cap: int | None = None
     extra_options: dict = field(default_factory=dict)
 
 
@@ -277,6 +281,23 @@ def data_root_options(cfg, opts: SuiteOptions) -> dict:
     return options
 
 
+def batch_size_options(cfg, opts: SuiteOptions) -> dict:
+    """Cap every dataloader's batch size at ``opts.batch_size_cap`` (the ``tiny`` data set
+    has fewer training images than some demo batches, and ``drop_last`` would leave none)."""
+    cap = opts.batch_size_cap
+    if cap is None and opts.data_size == 'tiny' and not any(
+            (opts.imagenet_root, opts.ade20k_root, opts.coco_root)):
+        cap = 8
+    options = {}
+    if not cap:
+        return options
+    for loader in DATALOADERS:
+        size = _get(cfg, f'{loader}.batch_size')
+        if isinstance(size, int) and size > cap:
+            options[f'{loader}.batch_size'] = cap
+    return options
+
+
 def schedule_options(cfg, opts: SuiteOptions) -> tuple[dict, int | None]:
     """Scale (or cap) the training length of a config.
 
@@ -313,9 +334,15 @@ def schedule_options(cfg, opts: SuiteOptions) -> tuple[dict, int | None]:
             if not isinstance(sched, dict) or sched.get('by_epoch', True):
                 continue
             prefix = 'param_scheduler' if single else f'param_scheduler.{i}'
-            for bound in ('begin', 'end'):
-                if isinstance(sched.get(bound), int):
-                    options[f'{prefix}.{bound}'] = min(new, round(sched[bound] * factor))
+            # Scaled bounds stay a non-empty window inside the run (mmengine needs end > begin).
+            begin = sched.get('begin', 0)
+            if isinstance(begin, int):
+                begin = min(round(begin * factor), new - 1)
+                options[f'{prefix}.begin'] = begin
+            else:
+                begin = 0
+            if isinstance(sched.get('end'), int):
+                options[f'{prefix}.end'] = max(begin + 1, min(new, round(sched['end'] * factor)))
             if isinstance(sched.get('milestones'), (list, tuple)):
                 options[f'{prefix}.milestones'] = [
                     max(1, min(new, round(m * factor))) for m in sched['milestones']]
@@ -371,6 +398,7 @@ def plan(opts: SuiteOptions) -> list[Stage]:
         path = config_path(rel_config)
         cfg = cfg_of(path)
         stage_options = data_root_options(cfg, opts)
+        stage_options.update(batch_size_options(cfg, opts))
         sched, max_iters = schedule_options(cfg, opts)
         stage_options.update(sched)
         stage_options.update(options or {})
@@ -398,10 +426,23 @@ def plan(opts: SuiteOptions) -> list[Stage]:
     data_label = 'synthetic' if not any(real.values()) else 'real'
 
     mim_methods = [m for m in opts.methods if DEMO_METHODS[m]['config']]
+    # The tokenizer each MIM run reads; None = the config's target generator cannot load the
+    # trained tokenizer (e.g. a DALL-E-architecture dVAE and the pixel VQ-VAE checkpoint):
+    # it then keeps the weights its config gives it, and the leaderboard says so.
+    mim_tokenizer: dict[str, str | None] = {}
     tokenizers = []
     for method in mim_methods:
         tok = DEMO_METHODS[method]['tokenizer']
-        if tok not in tokenizers:
+        target_type = _get(cfg_of(config_path(DEMO_METHODS[method]['config'])),
+                           'model.target_generator.type')
+        allowed = DEMO_TOKENIZERS[tok].get('loads_into')
+        if allowed and target_type not in allowed:
+            print(f'[suite] note: {DEMO_METHODS[method]["config"]} has target generator '
+                  f'{target_type}, which cannot load the {DEMO_TOKENIZERS[tok]["name"]} '
+                  f'checkpoint ({"/".join(allowed)} can): it keeps its configured weights.')
+            tok = None
+        mim_tokenizer[method] = tok
+        if tok and tok not in tokenizers:
             tokenizers.append(tok)
     needs_teacher = any(DEMO_TOKENIZERS[t]['uses_teacher'] for t in tokenizers)
     if needs_teacher:
@@ -423,22 +464,28 @@ def plan(opts: SuiteOptions) -> list[Stage]:
     pretrains: dict[str, tuple[str | None, dict]] = {}
     for method in mim_methods:
         spec = DEMO_METHODS[method]
-        tok = spec['tokenizer']
-        tok_spec = DEMO_TOKENIZERS[tok]
+        tok = mim_tokenizer[method]
         cfg = cfg_of(config_path(spec['config']))
-        info = dict(method=method, name=spec['name'], tokenizer=tok_spec['name'],
-                    teacher=DEMO_TEACHER['name'] if tok_spec['uses_teacher'] else None,
+        if tok:
+            tok_spec = DEMO_TOKENIZERS[tok]
+            tok_name = tok_spec['name']
+            teacher = DEMO_TEACHER['name'] if tok_spec['uses_teacher'] else None
+        else:
+            target_type = _get(cfg, 'model.target_generator.type')
+            tok_name = UNTRAINED_TOKENIZER_NAMES.get(target_type, f'{target_type} (as configured)')
+            teacher = None
+        info = dict(method=method, name=spec['name'], tokenizer=tok_name, teacher=teacher,
                     backbone=_backbone_name(cfg), config=Path(spec['config']).name)
         stage = train_stage(f'mim/{method}', 'mim', spec['config'],
-                            deps=data_deps + [f'tokenizer/{tok}'],
-                            dep_options={TOKENIZER_CKPT_KEY: f'tokenizer/{tok}'},
+                            deps=data_deps + ([f'tokenizer/{tok}'] if tok else []),
+                            dep_options={TOKENIZER_CKPT_KEY: f'tokenizer/{tok}'} if tok else {},
                             pretrain=dict(method='random_init', name='Random init'),
                             produces=info)
         info['iters'] = stage.max_iters
         pretrains[method] = (stage.name, info)
 
     task_cfg = {t: cfg_of(config_path(DEMO_TASKS[t])) for t in tasks}
-    any_cfg = next(iter(task_cfg.values()), None)
+    any_cfg = task_cfg.get('finetune') or next(iter(task_cfg.values()), None)
     random_info = dict(method='random_init', name='Random init', tokenizer=None,
                        teacher=None, backbone=_backbone_name(any_cfg) if any_cfg else None,
                        epochs=0, config=None)
@@ -481,24 +528,18 @@ def plan(opts: SuiteOptions) -> list[Stage]:
 
 
 def _backbone_name(cfg) -> str | None:
+    """``ViT-B/16`` for a named arch, ``ViT 64d x4L /8`` for a custom one."""
     if cfg is None:
         return None
     backbone = _get(cfg, 'model.backbone') or {}
     if not isinstance(backbone, dict):
         return None
-    arch = backbone.get('arch')
+    arch, patch = backbone.get('arch'), backbone.get('patch_size', 16)
     if isinstance(arch, dict):
-        dims = arch.get('embed_dims')
-        layers = arch.get('num_layers')
-        arch = f'{dims}d-{layers}L' if dims else 'custom'
-    patch = backbone.get('patch_size')
-    name = str(backbone.get('type', 'ViT'))
-    parts = [name]
-    if arch:
-        parts.append(str(arch))
-    if patch:
-        parts.append(f'/{patch}')
-    return ' '.join(parts[:2]) + (parts[2] if len(parts) > 2 else '')
+        return f'ViT {arch.get("embed_dims")}d x{arch.get("num_layers")}L /{patch}'
+    if isinstance(arch, str) and arch:
+        return f'ViT-{arch[0].upper()}/{patch}'
+    return str(backbone.get('type', 'ViT'))
 
 
 # ----------------------------------------------------------------------------- running
@@ -572,14 +613,121 @@ def _tail(path: Path, lines: int = 25) -> str:
         return ''
 
 
+class _ForkedRun:
+    """A tool's ``main(argv)`` run in a forked child: a ``Popen``-like handle.
+
+    Importing torch + mmpretrain + mmseg + mmdet costs ~10 s of CPU per process; a suite
+    has ~30 stages. Forking a parent that imported them once removes that cost while each
+    stage still runs in its own process (a crash is contained, its output goes to its log).
+    """
+
+    def __init__(self, script: str, argv: list, log_path: Path, threads: int):
+        import multiprocessing
+        sys.stdout.flush()
+        sys.stderr.flush()
+        ctx = multiprocessing.get_context('fork')
+        self._proc = ctx.Process(target=_forked_main, args=(script, argv, str(log_path), threads),
+                                 daemon=False)
+        self._proc.start()
+        self.pid = self._proc.pid
+
+    def poll(self):
+        return self._proc.exitcode
+
+    def terminate(self):
+        self._proc.terminate()
+
+    def kill(self):
+        self._proc.kill()
+
+    def wait(self, timeout=None):
+        self._proc.join(timeout)
+        if self._proc.exitcode is None:
+            raise subprocess.TimeoutExpired(str(self.pid), timeout)
+        return self._proc.exitcode
+
+
+def _forked_main(script: str, argv: list, log_path: str, threads: int) -> None:
+    """Child side of :class:`_ForkedRun`: stdout/stderr to the log, run, exit."""
+    import importlib.util
+    import traceback
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.chdir(str(REPO_ROOT))
+    os.environ['OMP_NUM_THREADS'] = str(threads)
+    code = 0
+    try:
+        import torch
+        torch.set_num_threads(threads)
+        spec = importlib.util.spec_from_file_location('_suite_stage_tool', script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        result = module.main(argv)
+        code = result if isinstance(result, int) else 0
+    except SystemExit as exit_:
+        if isinstance(exit_.code, int) or exit_.code is None:
+            code = exit_.code or 0
+        else:
+            print(exit_.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # noqa: B902 - report everything, exit non-zero
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:  # CPU seconds of the stage: a load-independent cost for the summary
+            import resource
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+            Path(log_path + '.cpu').write_text(f'{cpu:.1f}')
+        except Exception:
+            pass
+    os._exit(code)
+
+
+def warm_imports() -> None:
+    """Import what every stage needs once, before forking (see :class:`_ForkedRun`)."""
+    import beitv2_mm  # noqa: F401
+    from beitv2_mm import launch
+    for scope in launch.SCOPE_MODULES:
+        try:
+            launch.register_scope(scope)
+        except Exception:  # the stage itself will report it
+            pass
+
+
 def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
                heartbeat: float = 30.0, stream=None,
-               on_stage_done: Callable[[Stage], None] | None = None) -> dict:
+               on_stage_done: Callable[[Stage], None] | None = None,
+               fork: bool | None = None) -> dict:
     """Run the stages (up to ``jobs`` at once), skipping the done ones.
+
+    Args:
+        stages: From :func:`plan`, in dependency order.
+        jobs (int): Stages run at once; each gets ``cores // jobs`` threads.
+        env (dict | None): Environment of the subprocesses (default: this one).
+        heartbeat (float): Seconds between progress lines while stages run (0: none).
+        stream: Where progress goes (default stdout).
+        on_stage_done: Called after each stage that finished successfully.
+        fork (bool | None): Run tools/train.py and tools/make_synthetic_data.py in forked
+            children of this (pre-imported) process instead of fresh interpreters; default:
+            where the platform can fork. Stages with an explicit command always use one.
 
     Returns:
         dict: stage name -> 'skipped' | 'done' | 'failed' | 'blocked'.
     """
+    if fork is None:
+        fork = hasattr(os, 'fork') and sys.platform.startswith('linux')
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (scheduler preemption, `kill`) unwinds like Ctrl-C, so the running stages
+        # are stopped below instead of being orphaned.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     progress = Progress(stages, jobs, stream)
     status: dict[str, str] = {}
     outputs: dict[str, str] = {}
@@ -597,13 +745,21 @@ def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
                       + ', '.join(s for s in status))
     pending = [s for s in stages if s.name not in status]
     running: dict[str, tuple] = {}  # name -> (stage, t0, proc, log_path, log_file)
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     base_env = dict(os.environ if env is None else env)
-    base_env.setdefault('OMP_NUM_THREADS', str(threads))
+    base_env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
+    threads = max(1, int(base_env['OMP_NUM_THREADS']))
     base_env['PYTHONPATH'] = str(REPO_ROOT) + (
         os.pathsep + base_env['PYTHONPATH'] if base_env.get('PYTHONPATH') else '')
     last_beat = time.time()
     index = done_count
+    warmed = []
+    cpu_seconds: list = []
+
+    def warm() -> None:
+        if not warmed:
+            progress.line('[suite] importing the stack once (forked stages share it)')
+            warm_imports()
+            warmed.append(True)
 
     def start(stage: Stage) -> None:
         nonlocal index
@@ -624,8 +780,12 @@ def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
         log_file = open(log_path, 'w')
         log_file.write('$ ' + ' '.join(cmd) + '\n\n')
         log_file.flush()
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                                cwd=str(REPO_ROOT), env=base_env)
+        if fork and (stage.kind == 'data' or not stage.command):
+            warm()
+            proc = _ForkedRun(cmd[1], cmd[2:], log_path, threads)
+        else:
+            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
+                                    cwd=str(REPO_ROOT), env=base_env)
         running[stage.name] = (stage, time.time(), proc, log_path, log_file)
         remaining = [s for s in pending if s.name not in running]
         eta = progress.eta(remaining, {n: (r[0], r[1]) for n, r in running.items()})
@@ -651,18 +811,24 @@ def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
                 ok = False
                 progress.line(f'[suite] {name}: finished but wrote no final results.json '
                               f'in {stage.work_dir}')
+        cpu_file = Path(str(log_path) + '.cpu')
+        cpu = float(cpu_file.read_text()) if cpu_file.is_file() else None
+        if cpu is not None:
+            cpu_seconds.append(cpu)
         if ok:
             progress.record(stage, seconds)
             outputs[name] = str(checkpoint) if checkpoint else ''
             if stage.kind != 'data':
                 write_manifest(stage.work_dir, dict(
                     stage=name, status='done', checkpoint=str(checkpoint), seconds=seconds,
+                    cpu_seconds=cpu,
                     config=stage.config, max_iters=stage.max_iters,
                     pretrain=stage.pretrain, produces=dict(stage.produces, checkpoint=str(
                         checkpoint)) if stage.produces else {},
                     finished=time.strftime('%Y-%m-%dT%H:%M:%S')))
             status[name] = 'done'
-            progress.line(f'      done  {name:28s} in {fmt_seconds(seconds)}')
+            cpu_text = f' ({cpu:.0f} CPU-s)' if cpu is not None else ''
+            progress.line(f'      done  {name:28s} in {fmt_seconds(seconds)}{cpu_text}')
             if on_stage_done:
                 on_stage_done(stage)
         else:
@@ -720,6 +886,11 @@ def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
     progress.line(f'[suite] finished in {fmt_seconds(time.time() - progress.start)}: '
                   + ', '.join(f'{k}={sum(v == k for v in status.values())}'
                               for k in ('done', 'skipped', 'failed', 'blocked')))
+    if cpu_seconds:
+        cores = os.cpu_count() or 1
+        progress.line(f'[suite] stages run now used {sum(cpu_seconds):.0f} CPU-seconds '
+                      f'(~{fmt_seconds(sum(cpu_seconds) / min(cores, jobs))} of wall time on '
+                      f'{min(cores, jobs)} otherwise idle core(s), plus start-up)')
     return status
 
 

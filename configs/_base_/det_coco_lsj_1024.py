@@ -9,12 +9,12 @@ Real data: ``*.dataset.data_root`` = the COCO folder with ``annotations/``, ``tr
 custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
 default_scope = 'mmdet'
 
-dataset_type = 'CocoDataset'
+dataset_type = 'CheckedCocoDataset'  # CocoDataset + early layout/json check
 data_root = 'data/coco'
 image_size = (1024, 1024)
 backend_args = None
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='SafeLoadImageFromFile', on_error='raise', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
@@ -25,7 +25,7 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='SafeLoadImageFromFile', on_error='raise', backend_args=backend_args),
     dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),

@@ -7,7 +7,7 @@ Val: resize short edge 256 (bicubic) + center crop 224 (crop ratio 0.875). Batch
 8 GPUs = 1024. Real data: set ``train_dataloader.dataset.data_root`` (layout
 ``train/<wnid>/*.JPEG``, ``val/...``, ``meta/{train,val}.txt``).
 """
-dataset_type = 'ImageNet'
+dataset_type = 'CheckedImageNet'  # ImageNet + early layout check
 data_root = 'data/imagenet'
 data_preprocessor = dict(
     num_classes=1000,
@@ -19,7 +19,7 @@ bgr_mean = data_preprocessor['mean'][::-1]
 bgr_std = data_preprocessor['std'][::-1]
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
@@ -30,7 +30,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),

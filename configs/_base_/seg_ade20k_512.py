@@ -8,11 +8,11 @@ sliding window (set in the model). Real data: ``*.dataset.data_root`` = the
 custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
 default_scope = 'mmseg'
 
-dataset_type = 'ADE20KDataset'
+dataset_type = 'CheckedADE20KDataset'  # ADE20KDataset + early layout check
 data_root = 'data/ade/ADEChallengeData2016'
 crop_size = (512, 512)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
@@ -21,7 +21,7 @@ train_pipeline = [
     dict(type='PackSegInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='Resize', scale=(2048, 512), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),

@@ -1,14 +1,14 @@
 """Demo: BEiT (v1) MIM of a tiny ViT on the synthetic ImageNet layout (CPU, well under a minute).
 
-Same machinery as ``configs/beitv1_vitb_mim.py`` at toy size: 64 px student view with 8 px
-patches (8x8 grid), a 64 px tokenizer view (the dVAE downsamples 8x: the same 8x8 grid, as
-BEiT v1's 112 px view for 224 px / 16 px patches), 24 of 64 patches masked block-wise, 4-layer
-ViT of width 64, no aggregation head. Tokenizer: a narrow DALL-E-architecture dVAE encoder
-(width 16, one block per group, 512 tokens) with random weights
-(the official dVAE cannot be trained offline); ``model.target_generator.checkpoint`` loads
-weights into it. BEiT v1's idea is pixel-level tokens: the tiny pixel VQ-VAE trained by the
-PeCo machinery with perceptual weight 0 (``configs/demo/pixel_vqvae-tiny_synthetic.py``) is
-the intended offline tokenizer for this demo.
+Same machinery as ``configs/beitv1_vitb_mim.py`` at toy size: 64 px views, 8 px patches (8x8
+grid), 24 of 64 patches masked block-wise (min block 4), 4-layer ViT of width 64, no
+aggregation head. BEiT v1's tokens are pixel-level (the DALL-E dVAE, trained to reconstruct
+pixels); its weights cannot be had offline, so the tokenizer here is the tiny pixel VQ-VAE
+trained by the PeCo machinery with perceptual weight 0 (``configs/demo/pixel_vqvae-tiny_
+synthetic.py``; 8x8 codes, K = 512): ``model.target_generator.checkpoint`` is the hand-off key
+(tools/run_suite.py sets it, e.g. work_dirs/pixel_vqvae-tiny_synthetic/iter_60.pth); left at None
+the tokenizer keeps random weights (a fixed, learnable target). ``configs/beitv1_vitb_mim.py``
+uses the real DALL-E encoder (``DALLETokenizer``) instead.
 """
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
@@ -25,14 +25,14 @@ data_preprocessor = dict(
     type='TwoNormDataPreprocessor',
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
-    second_mean=[-31.875, -31.875, -31.875],  # DALL-E map_pixels on 0..255 pixels
-    second_std=[318.75, 318.75, 318.75],
+    second_mean=[127.5, 127.5, 127.5],  # the pixel VQ-VAE reads [-1, 1]
+    second_std=[127.5, 127.5, 127.5],
     to_rgb=True)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='RandomResizedCropAndInterpolationWithTwoPic', size=img_size,
-         second_size=img_size, interpolation='bicubic', second_interpolation='lanczos',
+         second_size=img_size, interpolation='bicubic', second_interpolation='bicubic',
          scale=(0.2, 1.0)),
     dict(type='BlockwiseMaskGenerator', input_size=grid, num_masking_patches=num_masked_patches,
          min_num_patches=4),
@@ -62,8 +62,12 @@ model = dict(
     neck=None,
     head=dict(type='BEiTV1Head', embed_dims=embed_dims, num_embed=num_tokens,
               loss=dict(type='CrossEntropyLoss')),
-    target_generator=dict(type='DALLETokenizer', group_count=4, n_hid=16, n_blk_per_group=1,
-                          vocab_size=num_tokens, checkpoint=None))
+    # the network of configs/demo/pixel_vqvae-tiny_synthetic.py (PeCo VQ-VAE, no perceptual loss)
+    target_generator=dict(
+        type='PeCoVQVAE', patch_size=8, base_channels=16, ch_mult=(1, 1, 2, 2),
+        num_res_blocks=1, z_channels=32, norm_groups=8, num_embed=num_tokens, embed_dims=16,
+        frozen=True,
+        checkpoint=None))
 
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -5,8 +5,8 @@ Same machinery as ``configs/beitv2_vitb_mim.py`` at toy size: 64 px images, 8 px
 patch aggregation over layer 3 + last [CLS] (2 layers), frozen VQ-KD-style tokenizer with a
 512 x 8 codebook (``VQKDTokenizer``, encoder only). ``model.target_generator.checkpoint``
 takes the tokenizer trained by ``configs/demo/vqkd_vit-tiny_synthetic.py``
-(work_dirs/vqkd_vit-tiny_synthetic/iter_*.pth; tools/run_suite.py passes it); left at None the
-tokenizer keeps random weights, which still gives a learnable (fixed) target.
+(tools/run_suite.py passes it, e.g. work_dirs/vqkd_vit-tiny_synthetic/iter_150.pth); left at
+None the tokenizer keeps random weights, which still give a learnable (fixed) target.
 """
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)

@@ -44,7 +44,9 @@ model = dict(
     num_masked_patches=num_masking_patches,
     backbone=dict(
         type='FastBEiTPretrainViT',
-        arch=dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=256),
+        # FFN 128: the student arch of the other MIM demos, which the downstream demo
+        # configs build (tools/run_suite.py hands this backbone to them).
+        arch=dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128),
         img_size=64,
         patch_size=8,
         drop_path_rate=0.0,

@@ -4,7 +4,8 @@ configs/upernet_ade20k.py at toy size: the MIM demo's student arch (width 64, 4 
 patches) at 64x64 crops, features of all 4 layers through Feature2Pyramid (BN instead of SyncBN
 for single-process CPU), UperNet channels 64, FCN auxiliary head (loss weight 0.4), 10 classes
 (``reduce_zero_label``), layer decay 0.75, 40 iterations at batch 4, sliding-window test 64 /
-stride 43 on the first 100 validation images. Pretrain checkpoint at ``model.backbone.init_cfg.checkpoint``; None = random init.
+stride 43 on the first 100 validation images. Pretrain checkpoint at
+``model.backbone.init_cfg.checkpoint``; None = random init.
 """
 _base_ = ['../_base_/seg_upernet_beit.py', '../_base_/seg_ade20k_512.py']
 custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
@@ -27,7 +28,7 @@ model = dict(
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(43, 43)),
 )
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='RandomResize', scale=(256, img_size), ratio_range=(0.75, 1.5), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
@@ -36,7 +37,7 @@ train_pipeline = [
     dict(type='PackSegInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='Resize', scale=(256, img_size), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),

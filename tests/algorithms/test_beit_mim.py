@@ -44,6 +44,7 @@ def _cfg(path, data_root, work_dir, max_iters, **overrides):
                                 end=3)]
     cfg.default_hooks.logger.interval = 1000
     cfg.default_hooks.checkpoint.interval = max_iters
+    cfg.model.target_generator.checkpoint = None  # random tokenizer weights
     cfg.merge_from_dict(overrides)
     return cfg
 
@@ -61,18 +62,26 @@ MMPRETRAIN_VQKD = dict(
         use_abs_pos_emb=True, use_rel_pos_bias=False, use_shared_rel_pos_bias=False,
         layer_scale_init_value=0.),
     num_embed=512, embed_dims=32, quantize_kmeans_init=False)
+TINY_DALLE = dict(type='DALLETokenizer', group_count=4, n_hid=8, n_blk_per_group=1,
+                  vocab_size=512)
 
 
 @pytest.mark.parametrize('config,tokenizer,iters', [(DEMO_V2, None, 20),
                                                     (DEMO_V2, MMPRETRAIN_VQKD, 4),
-                                                    (DEMO_V1, None, 20)],
-                         ids=['beitv2', 'beitv2-mmpretrain-vqkd', 'beitv1'])
+                                                    (DEMO_V1, None, 20),
+                                                    (DEMO_V1, TINY_DALLE, 4)],
+                         ids=['beitv2', 'beitv2-mmpretrain-vqkd', 'beitv1', 'beitv1-dalle'])
 def test_tokenizer_frozen_under_runner_and_loss_decreases(config, tokenizer, iters, tiny_data,
                                                           tmp_path):
     cfg = _cfg(config, tiny_data['imagenet'], tmp_path, max_iters=iters,
                **{'optim_wrapper.optimizer.lr': 2e-3, 'train_dataloader.batch_size': 8})
     if tokenizer is not None:
         cfg.model.target_generator = copy.deepcopy(tokenizer)
+    if cfg.model.target_generator.type == 'PeCoVQVAE':
+        # random weights: an uninitialised codebook with kmeans_init would be k-means
+        # initialised on the first batch (a trained checkpoint is marked initialised)
+        cfg.model.target_generator.quantizer = dict(decay=0.99, l2_normalize=False,
+                                                    kmeans_init=False, beta=1.0)
     runner = Runner.from_cfg(cfg)
     model = runner.model
     assert not any(p.requires_grad for p in model.target_generator.parameters())
@@ -109,6 +118,7 @@ def test_tokenizer_frozen_under_runner_and_loss_decreases(config, tokenizer, ite
 def _tiny_v2_model(**model_overrides):
     cfg = Config.fromfile(str(DEMO_V2))
     model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.target_generator.checkpoint = None
     for key, value in model_overrides.items():  # replace (ConfigDict.update would merge)
         model_cfg[key] = value
     model = MODELS.build(model_cfg)
@@ -158,14 +168,16 @@ def test_sync_free_gather_equals_boolean_indexing():
         torch.testing.assert_close(a[key], b[key])
 
 
-def test_beitv1_tokens_from_dalle_logits_and_no_neck():
+def test_beitv1_with_dalle_tokenizer_and_no_neck():
     cfg = Config.fromfile(str(DEMO_V1))
+    cfg.model.target_generator = copy.deepcopy(TINY_DALLE)
     model = MODELS.build(cfg.model)
     model.init_weights()
     assert model.neck is None
     imgs, samples = _fake_batch(model)
     ids = model.tokenize(imgs[1])
     assert ids.shape == (2, 64) and ids.dtype == torch.long and not ids.is_inference()
+    torch.testing.assert_close(ids, model.target_generator(imgs[1]).argmax(1).flatten(1))
     assert set(model.loss(imgs, samples)) == {'loss_mim'}
 
 

@@ -12,6 +12,20 @@ from beitv2_mm.datasets.layout import (AnnotationError, DatasetLayoutError, chec
                                        check_seg_labels)
 
 
+def _build(scope: str, cfg: dict):
+    """Build a dataset in ``scope`` (registries resolve types through the default scope, which
+    other tests in the session may have set to another package)."""
+    from mmengine.registry import init_default_scope
+    init_default_scope(scope)
+    if scope == 'mmpretrain':
+        from mmpretrain.registry import DATASETS
+    elif scope == 'mmseg':
+        from mmseg.registry import DATASETS
+    else:
+        from mmdet.registry import DATASETS
+    return DATASETS.build(cfg)
+
+
 @pytest.fixture
 def data_copy(tiny_data, tmp_path):
     """A private, writable copy of the tiny set (tests here break files on purpose)."""
@@ -117,23 +131,19 @@ def test_seg_labels_out_of_range_named(data_copy):
 
 
 def test_datasets_fail_early_with_the_layout_message(data_copy, tmp_path):
-    from mmdet.registry import DATASETS as DET_DATASETS
-    from mmpretrain.registry import DATASETS as CLS_DATASETS
-    from mmseg.registry import DATASETS as SEG_DATASETS
-
     missing = tmp_path / 'missing_root'
     with pytest.raises(DatasetLayoutError, match=str(missing)):
-        CLS_DATASETS.build(dict(type='CheckedImageNet', data_root=str(missing), split='train'))
+        _build('mmpretrain', dict(type='CheckedImageNet', data_root=str(missing), split='train'))
 
     ade = data_copy['ade20k']
     shutil.rmtree(ade / 'annotations' / 'validation')
     with pytest.raises(DatasetLayoutError, match=str(ade / 'annotations' / 'validation')):
-        SEG_DATASETS.build(dict(
+        _build('mmseg', dict(
             type='SyntheticADE20KDataset', data_root=str(ade),
             data_prefix=dict(img_path='images/validation',
                              seg_map_path='annotations/validation')))
     # The parent of ADEChallengeData2016 is accepted as data_root.
-    ds = SEG_DATASETS.build(dict(
+    ds = _build('mmseg', dict(
         type='SyntheticADE20KDataset', data_root=str(ade.parent),
         data_prefix=dict(img_path='images/training', seg_map_path='annotations/training')))
     assert len(ds) == 40
@@ -141,24 +151,23 @@ def test_datasets_fail_early_with_the_layout_message(data_copy, tmp_path):
     ann = data_copy['coco'] / 'annotations' / 'instances_val2017.json'
     ann.write_text('not json')
     with pytest.raises(AnnotationError, match=str(ann)):
-        DET_DATASETS.build(dict(
+        _build('mmdet', dict(
             type='CheckedCocoDataset', data_root=str(data_copy['coco']),
             ann_file='annotations/instances_val2017.json', data_prefix=dict(img='val2017/')))
 
 
 def test_seg_dataset_label_check_flag(data_copy):
-    from mmseg.registry import DATASETS
     ade = data_copy['ade20k']
     cfg = dict(type='SyntheticADE20KDataset', data_root=str(ade), check_labels=True,
                data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'))
-    assert len(DATASETS.build(cfg)) == 40
+    assert len(_build('mmseg', cfg)) == 40
     victim = sorted((ade / 'annotations' / 'training').glob('*.png'))[7]
     label = np.asarray(Image.open(victim)).copy()
     label[5, 5] = 42
     Image.fromarray(label).save(victim)
     with pytest.raises(AnnotationError, match=victim.name + r': values \[42\]'):
-        DATASETS.build(cfg)
-    assert len(DATASETS.build({**cfg, 'check_labels': False})) == 40  # off by default: no read
+        _build('mmseg', cfg)
+    assert len(_build('mmseg', {**cfg, 'check_labels': False})) == 40  # off by default: no read
 
 
 def _corrupt_one_image(root: Path) -> Path:
@@ -168,11 +177,9 @@ def _corrupt_one_image(root: Path) -> Path:
 
 
 def test_corrupt_image_raise_names_path(data_copy):
-    from mmpretrain.registry import DATASETS
-
     from beitv2_mm.datasets.transforms import ImageLoadError
     victim = _corrupt_one_image(data_copy['imagenet'])
-    ds = DATASETS.build(dict(
+    ds = _build('mmpretrain', dict(
         type='CheckedImageNet', data_root=str(data_copy['imagenet']), split='train',
         pipeline=[dict(type='SafeLoadImageFromFile', on_error='raise'), dict(type='PackInputs')]))
     index = [ds.get_data_info(i)['img_path'] for i in range(len(ds))].index(str(victim))
@@ -180,20 +187,20 @@ def test_corrupt_image_raise_names_path(data_copy):
         ds[index]
     assert "on_error='skip'" in str(e.value)  # says how to skip instead
     with pytest.raises(ValueError, match="on_error='ignore'"):
-        DATASETS.build(dict(type='CheckedImageNet', data_root=str(data_copy['imagenet']),
-                            split='train', pipeline=[dict(type='SafeLoadImageFromFile',
-                                                          on_error='ignore')]))[0]
+        _build('mmpretrain', dict(type='CheckedImageNet', split='train',
+                                  data_root=str(data_copy['imagenet']),
+                                  pipeline=[dict(type='SafeLoadImageFromFile',
+                                                 on_error='ignore')]))[0]
 
 
 def test_corrupt_image_skip_counts_and_reports(data_copy):
     from mmengine.logging import MessageHub
-    from mmpretrain.registry import DATASETS
 
     from beitv2_mm.datasets.transforms import (SkippedImagesHook, reset_skipped_images,
                                                skipped_images)
     reset_skipped_images()
     victim = _corrupt_one_image(data_copy['imagenet'])
-    ds = DATASETS.build(dict(
+    ds = _build('mmpretrain', dict(
         type='CheckedImageNet', data_root=str(data_copy['imagenet']), split='train',
         pipeline=[dict(type='SafeLoadImageFromFile', on_error='skip'), dict(type='PackInputs')]))
     index = [ds.get_data_info(i)['img_path'] for i in range(len(ds))].index(str(victim))

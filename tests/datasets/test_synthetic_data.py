@@ -82,8 +82,10 @@ def test_unknown_size_is_rejected(tmp_path):
 
 
 def test_imagenet_layout_loads_through_mmpretrain(tiny_data):
+    from mmengine.registry import init_default_scope
     from mmpretrain.datasets import CustomDataset, ImageNet
     from mmpretrain.registry import DATASETS
+    init_default_scope('mmpretrain')
     pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
     ds = ImageNet(data_root=str(tiny_data['imagenet']), split='train',
                   metainfo=dict(classes=SYNTHETIC_CLASSES), pipeline=pipeline)

@@ -63,7 +63,8 @@ def build_tiny_mim_algorithm(seed: int = 0):
         backbone=dict(type='BEiTPretrainViT', arch=TINY_ARCH, img_size=64, patch_size=8,
                       out_indices=[-2, -1], final_norm=False, out_type='raw',
                       use_shared_rel_pos_bias=True, layer_scale_init_value=0.1),
-        neck=dict(type='BEiTV2Neck', num_layers=1, early_layers=3, backbone_arch=dict(TINY_ARCH, depth=4),
+        neck=dict(type='BEiTV2Neck', num_layers=1, early_layers=3,
+                  backbone_arch=dict(TINY_ARCH, depth=4),  # the neck also wants 'depth'
                   layer_scale_init_value=0.1),
         head=dict(type='BEiTV2Head', embed_dims=64, num_embed=32,
                   loss=dict(type='CrossEntropyLoss')),

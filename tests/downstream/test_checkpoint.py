@@ -27,7 +27,8 @@ def test_mim_layout_maps_pretrain_vit_to_beitvit(tiny_mim_checkpoint):
     shared = sd['backbone.rel_pos_bias.relative_position_bias_table']
     for i in range(4):
         assert torch.equal(vit.layers[i].attn.relative_position_bias_table, shared)
-        assert torch.equal(vit.layers[i].attn.qkv.weight, sd[f'backbone.layers.{i}.attn.qkv.weight'])
+        assert torch.equal(vit.layers[i].attn.qkv.weight,
+                           sd[f'backbone.layers.{i}.attn.qkv.weight'])
         assert torch.equal(vit.layers[i].gamma_1, sd[f'backbone.layers.{i}.gamma_1'])
     assert torch.equal(vit.patch_embed.projection.weight,
                        sd['backbone.patch_embed.projection.weight'])

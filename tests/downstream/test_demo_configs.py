@@ -27,6 +27,8 @@ def run_demo(config, data_root, work_dir, checkpoint, iters=3):
     cfg.default_hooks.checkpoint.interval = iters
     cfg.default_hooks.logger.interval = 1
     cfg.train_dataloader.batch_size = 4
+    cfg.val_dataloader.batch_size = 8
+    cfg.val_dataloader.dataset.indices = 8  # one validation batch keeps the test fast
     for sched in cfg.param_scheduler:  # keep schedulers inside the shortened run
         sched['end'] = min(sched.get('end', iters), iters)
         sched['begin'] = min(sched.get('begin', 0), iters - 1)

@@ -56,6 +56,7 @@ def test_stock_constructor_fails_inside_segmentor_and_detector(config):
     cfg = load_config(config)
     model = build_model(cfg)
     assert not hasattr(model, 'get_layer_depth')
-    stock = dict(cfg.optim_wrapper, constructor='mmpretrain.LearningRateDecayOptimWrapperConstructor')
+    stock = dict(cfg.optim_wrapper,
+                 constructor='mmpretrain.LearningRateDecayOptimWrapperConstructor')
     with pytest.raises(NotImplementedError):
         build_optim_wrapper(model, stock)

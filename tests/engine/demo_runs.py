@@ -45,19 +45,41 @@ def rank_losses(work_dir, rank):
     return losses
 
 
-def tiny_teacher_checkpoint(out_dir):
-    """A randomly initialised demo teacher, saved as the VQ-KD demo expects it."""
+def _random_checkpoint(config, key, out_dir, name):
+    """Save the randomly initialised (seed 0) module ``cfg.<key>`` of a demo config, once."""
     import torch
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     import beitv2_mm  # noqa: F401
     from mmpretrain.registry import MODELS
-    cfg = Config.fromfile(config_path('teacher_vit-tiny_synthetic.py'))
-    init_default_scope(cfg.default_scope)
-    model = MODELS.build(cfg.model)
-    path = osp.join(str(out_dir), 'teacher_random.pth')
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    path = osp.join(str(out_dir), name)
+    if not osp.exists(path):
+        cfg = Config.fromfile(config_path(config))
+        init_default_scope(cfg.default_scope)
+        node = cfg
+        for part in key.split('.'):
+            node = node[part]
+        torch.manual_seed(0)
+        module = MODELS.build(node)
+        torch.save({'state_dict': module.state_dict(), 'meta': {}}, path)
+    return path
+
+
+def tiny_teacher_checkpoint(out_dir):
+    """A random demo teacher (what the VQ-KD demo distils), saved as a checkpoint file."""
+    return _random_checkpoint('teacher_vit-tiny_synthetic.py', 'model', out_dir,
+                              'teacher_random.pth')
+
+
+def tiny_tokenizer_checkpoint(out_dir):
+    """A random demo VQ-KD tokenizer (the MIM demo's target generator) as a raw state dict."""
+    import torch
+    path = _random_checkpoint('vqkd_vit-tiny_synthetic.py', 'model.tokenizer', out_dir,
+                              'tokenizer_random.pth')
+    state = torch.load(path, weights_only=False)
+    if 'state_dict' in state:  # the tokenizer loader takes a raw state dict of the module too
+        torch.save(state['state_dict'], path)
     return path
 
 
@@ -103,6 +125,8 @@ def demo_options(config, data, tmp_path, max_iters=10, ckpt_interval=4, batch_si
         put('train_cfg.val_interval', max_iters)
     if config.startswith('vqkd'):
         put('model.teacher.checkpoint', tiny_teacher_checkpoint(tmp_path), add=True)
+    if config.startswith('beitv2'):
+        put('model.target_generator.checkpoint', tiny_tokenizer_checkpoint(tmp_path))
     return [f'{k}={v}' for k, v in options.items()] if as_cli else options
 
 

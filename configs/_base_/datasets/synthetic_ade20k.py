@@ -10,7 +10,8 @@ crop_size = (64, 64)
 train_pipeline = [
     dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(128, 64), ratio_range=(0.75, 1.5), keep_ratio=True),
+    # Zoom in only (short side 64..128 px), so every 64 px crop is full-size.
+    dict(type='RandomResize', scale=(128, 64), ratio_range=(1.0, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
