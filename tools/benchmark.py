@@ -182,17 +182,26 @@ def main(argv=None) -> dict:
                                     count_flops_too=not (args.no_flops or args.workload == 'data'),
                                     precision=args.precision)
     ratios = {}
+    paired = {}
     if baseline and baseline in results:
+        import statistics
         for name, res in results.items():
             if name != baseline:
                 ratios[f'{name}/{baseline}'] = (res['images_per_s']
                                                 / results[baseline]['images_per_s'])
+                # the steps ran in rounds (baseline and this variant back to back): the
+                # median of per-round ratios is robust to load that drifts between rounds
+                per_round = [b / t for b, t in zip(results[baseline]['times_s'],
+                                                   res['times_s'])]
+                paired[f'{name}/{baseline}'] = dict(median=statistics.median(per_round),
+                                                    per_round=per_round)
     output = dict(
         workload=args.workload,
         command='python tools/benchmark.py ' + ' '.join(shlex.quote(a) for a in
                                                         (argv if argv is not None
                                                          else sys.argv[1:])),
         ratios=ratios,
+        paired_ratios=paired,
         settings=dict(arch=arch, tokenizer_arch=tok_arch, batch=batch, img_size=args.img_size,
                       precision=args.precision, attn=args.attn,
                       student_attn=getattr(args, 'student_attn', None) or args.attn,
@@ -203,6 +212,8 @@ def main(argv=None) -> dict:
         environment=bench.environment(device),
         results=results, **extra)
     print(bench.format_summary(args.workload, results, baseline))
+    for key, value in paired.items():
+        print(f'{args.workload}: {key} median of per-round ratios = {value["median"]:.3f}x')
     if args.json_out:
         path = bench.write_json(output, args.json_out)
         print(f'[benchmark] wrote {path}')

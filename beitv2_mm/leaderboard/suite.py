@@ -29,6 +29,7 @@ Baselines:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -119,6 +120,7 @@ class Stage:
     command: list | None = None
     max_iters: int | None = None
     log_path: Path | None = None
+    fingerprint: str = ''
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -194,11 +196,14 @@ def final_results(work_dir: Path) -> Path | None:
 
 
 def stage_done(stage: Stage) -> bool:
-    """Done = manifest says done and every output it names exists."""
+    """Done = manifest says done, for the same config and options (fingerprint), and every
+    output it names exists."""
     if stage.kind == 'data':
         return data_ready(stage.work_dir, stage.options)
     manifest = read_manifest(stage.work_dir)
     if not manifest or manifest.get('status') != 'done':
+        return False
+    if stage.fingerprint and manifest.get('fingerprint', stage.fingerprint) != stage.fingerprint:
         return False
     checkpoint = manifest.get('checkpoint')
     if not checkpoint or not Path(checkpoint).is_file():
@@ -381,6 +386,7 @@ def plan(opts: SuiteOptions) -> list[Stage]:
     work = opts.work_dir.resolve()
     stages: list[Stage] = []
     loaded: dict[str, object] = {}
+    fingerprints: dict[str, str] = {}
 
     def config_path(rel: str) -> str:
         path = (REPO_ROOT / rel).resolve()
@@ -409,6 +415,14 @@ def plan(opts: SuiteOptions) -> list[Stage]:
         stage = Stage(name=name, kind=kind, work_dir=work / name, config=path,
                       deps=list(deps), options=stage_options, dep_options=dep_options,
                       max_iters=max_iters, **kw)
+        # What the run depends on: its config (as loaded, _base_ included), its options and
+        # the fingerprints of the stages it reads. A change reruns it and its dependents.
+        payload = json.dumps(dict(cfg=_plain(cfg).to_dict(), options=stage_options,
+                                  dep_options=dep_options,
+                                  deps=[fingerprints.get(d, '') for d in stage.deps]),
+                             sort_keys=True, default=str)
+        stage.fingerprint = hashlib.sha1(payload.encode()).hexdigest()[:16]
+        fingerprints[name] = stage.fingerprint
         stages.append(stage)
         return stage
 
@@ -422,6 +436,7 @@ def plan(opts: SuiteOptions) -> list[Stage]:
                      '--out', str(opts.data_dir.resolve()), '--size', opts.data_size,
                      '--seed', str(opts.seed)],
             log_path=work / 'data_suite.log'))
+        fingerprints['data'] = f'{opts.data_size}-{opts.seed}'
         data_deps = ['data']
     data_label = 'synthetic' if not any(real.values()) else 'real'
 
@@ -743,6 +758,14 @@ def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
     if done_count:
         progress.line(f'[suite] {done_count}/{len(stages)} stage(s) already done, skipped: '
                       + ', '.join(s for s in status))
+    for stage in stages:
+        manifest = read_manifest(stage.work_dir) if stage.kind != 'data' else None
+        if stage.name not in status and manifest and manifest.get('status') == 'done' and \
+                manifest.get('fingerprint') not in (None, stage.fingerprint):
+            # Config, options or an upstream stage changed: start over, not resume.
+            progress.line(f'[suite] {stage.name}: config or inputs changed since it ran; '
+                          f'running it again')
+            clean_stage(stage)
     pending = [s for s in stages if s.name not in status]
     running: dict[str, tuple] = {}  # name -> (stage, t0, proc, log_path, log_file)
     base_env = dict(os.environ if env is None else env)
@@ -821,7 +844,7 @@ def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
             if stage.kind != 'data':
                 write_manifest(stage.work_dir, dict(
                     stage=name, status='done', checkpoint=str(checkpoint), seconds=seconds,
-                    cpu_seconds=cpu,
+                    cpu_seconds=cpu, fingerprint=stage.fingerprint,
                     config=stage.config, max_iters=stage.max_iters,
                     pretrain=stage.pretrain, produces=dict(stage.produces, checkpoint=str(
                         checkpoint)) if stage.produces else {},

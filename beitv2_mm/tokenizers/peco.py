@@ -16,11 +16,13 @@ Architecture (the VQGAN-style network PeCo builds on):
 * decoder: the mirror image (1x1 conv, middle res-attn-res, per resolution residual blocks and
   nearest-neighbour 2x upsampling + conv, GroupNorm-SiLU-conv to RGB).
 
-Token grid. The encoder downsamples by ``2 ** (len(ch_mult) - 1)``, which must equal the MIM
-student's ``patch_size`` (checked in ``__init__``), so that there is exactly one token per student
-patch: 224 px with factor 16 gives the 14 x 14 grid of ViT-B/16. (The PeCo issue text speaks of
-a 16 x 16 latent; that is the 256 px VQGAN setting. At 224 px the grid that BEiT's MIM head and
-masking generator need is 14 x 14, so the factor is 16 and the grid follows the input size.)
+Token grid. The encoder downsamples by ``2 ** (len(ch_mult) - 1)`` (``patch_size``, checked in
+``__init__``). The code map must be the MIM student's patch grid, one token per student patch;
+the PeCo configs feed the tokenizer a view of the student's size, so ``patch_size`` equals the
+student's: 224 px with factor 16 gives the 14 x 14 grid of ViT-B/16 (the demos: 64 px, factor 8,
+8 x 8). The PeCo issue text speaks of a 16 x 16 latent: that is 256 px input at factor 16;
+at 224 px the grid BEiT's MIM head and mask generator need is 14 x 14, so the factor is 16
+and the grid follows the input size.
 
 Input convention: images normalised to [-1, 1] (mean 127.5, std 127.5 on 0..255 pixels), as in
 VQGAN; :meth:`decode` returns images in the same space. MIM configs therefore give the second

@@ -64,8 +64,8 @@ model = dict(
               loss=dict(type='CrossEntropyLoss')),
     # the network of configs/demo/pixel_vqvae-tiny_synthetic.py (PeCo VQ-VAE, no perceptual loss)
     target_generator=dict(
-        type='PeCoVQVAE', patch_size=8, base_channels=16, ch_mult=(1, 1, 2, 2),
-        num_res_blocks=1, z_channels=32, norm_groups=8, num_embed=num_tokens, embed_dims=16,
+        type='PeCoVQVAE', patch_size=8, base_channels=8, ch_mult=(1, 1, 2, 2),
+        num_res_blocks=1, z_channels=16, norm_groups=4, num_embed=num_tokens, embed_dims=16,
         frozen=True,
         checkpoint=None))
 

@@ -16,7 +16,7 @@ data_root = 'data/synthetic/imagenet'
 # == beitv2_mm.datasets.SYNTHETIC_CLASSES
 synthetic_classes = ('disc', 'square', 'triangle', 'star', 'diamond', 'hexagon', 'cross',
                      'ellipse', 'pentagon', 'bar')
-max_iters = 60
+max_iters = 30
 
 data_preprocessor = dict(
     type='SelfSupDataPreprocessor', mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5],
@@ -29,7 +29,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
-    batch_size=16,
+    batch_size=8,
     num_workers=0,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
@@ -41,11 +41,11 @@ model = dict(
     tokenizer=dict(
         type='PeCoVQVAE',
         patch_size=8,
-        base_channels=16,
+        base_channels=8,  # 8/8/16/16 channels: ~1.2 GFLOP per step of 8 images
         ch_mult=(1, 1, 2, 2),
         num_res_blocks=1,
-        z_channels=32,
-        norm_groups=8,
+        z_channels=16,
+        norm_groups=4,
         num_embed=512,
         embed_dims=16,
         quantizer=dict(decay=0.9, l2_normalize=False, kmeans_init=True, beta=1.0)),

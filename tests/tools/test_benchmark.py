@@ -48,6 +48,7 @@ def test_mim_compare_writes_json_and_losses_agree(bench_tool, tmp_path):
     out = bench_tool.main(['mim', *COMMON, '--compare', 'mmpretrain', '--json', str(path)])
     data = _check_result(out, path, ['fast', 'mmpretrain'])
     assert set(data['ratios']) == {'fast/mmpretrain'}
+    assert len(data['paired_ratios']['fast/mmpretrain']['per_round']) == 2
     assert data['results']['fast']['flops_per_step'] > 0
     assert data['results']['fast']['info']['model'] == 'SelectiveBEiTMIM'
     assert data['results']['mmpretrain']['info']['model'] == 'BEiT'
