@@ -29,3 +29,20 @@ def tiny_data(tmp_path_factory) -> dict:
     """
     from beitv2_mm.datasets.synthetic import make_synthetic_dataset
     return make_synthetic_dataset(tmp_path_factory.mktemp('synthetic'), size='tiny', seed=0)
+
+
+@pytest.fixture(autouse=True)
+def fresh_default_scope():
+    """Start every test as a fresh process would: with no mmengine default scope.
+
+    Registry builds follow mmengine's *current* ``DefaultScope``, a process-wide global that every
+    Runner (and ``init_default_scope``) sets; without this, a test building from mmpretrain's
+    registry fails after a test that ran an mmdet Runner. Tests that need a scope set it.
+    """
+    from mmengine.registry import DefaultScope
+
+    saved = dict(DefaultScope._instance_dict)  # private, but the only way to reset the global
+    DefaultScope._instance_dict.clear()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)

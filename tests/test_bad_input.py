@@ -1,6 +1,6 @@
 """Bad input fails early with a message naming the culprit (issue 8, item 2), end to end.
 
-Each case runs a real demo config through the launcher's code path (``beitv2_mm.launch``:
+Each case runs a real demo config through the launcher's code path (``beitv2_mm.engine.launch``:
 config loading, strict ``--cfg-options``, runner) on the tiny synthetic data with one thing
 broken, and asserts that the error names the file / key / setting. The checks themselves
 belong to other engineers (data: ``beitv2_mm/datasets``; vqkd/mim: checkpoint loaders;
@@ -33,7 +33,7 @@ def _require(config: Path):
     if not config.exists():
         pytest.skip(f'{config.relative_to(REPO)} does not exist yet')
     pytest.importorskip('mmpretrain')
-    from beitv2_mm import launch
+    from beitv2_mm.engine import launch
     return launch
 
 

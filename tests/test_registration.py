@@ -16,8 +16,10 @@ def test_mmpretrain_scope_builds_project_tokenizer():
 
 def test_mmseg_scope_builds_project_dataset(tiny_data):
     pytest.importorskip('mmcv._ext')
+    from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS
 
+    init_default_scope('mmseg')
     ds = DATASETS.build(dict(type='SyntheticADE20KDataset',
                              data_root=str(tiny_data['ade20k']),
                              data_prefix=dict(img_path='images/validation',

@@ -45,7 +45,7 @@ def _jsonable(value):
 
 def main(argv=None):
     args = parse_args(argv)
-    from beitv2_mm import launch
+    from beitv2_mm.engine import launch
 
     try:
         cfg = launch.prepare_test_config(

@@ -9,7 +9,7 @@ Examples:
     tools/dist_train.sh CONFIG 8                          # torchrun, --launcher pytorch
 
 A ``--cfg-options`` key must exist in the config (the error names the closest keys);
-prefix a key with ``+`` to add it on purpose. Details: ``beitv2_mm/launch.py``.
+prefix a key with ``+`` to add it on purpose. Details: ``beitv2_mm/engine/launch.py``.
 """
 import argparse
 import os
@@ -45,7 +45,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from beitv2_mm import launch
+    from beitv2_mm.engine import launch
 
     try:
         cfg = launch.prepare_train_config(

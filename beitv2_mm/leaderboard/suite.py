@@ -602,7 +602,7 @@ def _resolve_options(stage: Stage, outputs: dict) -> dict:
 
 def format_options(options: dict) -> list:
     """``--cfg-options`` words; ``None`` is spelled as mmengine's DictAction reads it."""
-    from beitv2_mm.launch import format_options as _format
+    from beitv2_mm.engine.launch import format_options as _format
     return _format({k: ('None' if v is None else v) for k, v in options.items()})
 
 
@@ -707,7 +707,7 @@ def _forked_main(script: str, argv: list, log_path: str, threads: int) -> None:
 def warm_imports() -> None:
     """Import what every stage needs once, before forking (see :class:`_ForkedRun`)."""
     import beitv2_mm  # noqa: F401
-    from beitv2_mm import launch
+    from beitv2_mm.engine import launch
     for scope in launch.SCOPE_MODULES:
         try:
             launch.register_scope(scope)

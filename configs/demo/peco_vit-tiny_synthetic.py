@@ -12,7 +12,7 @@ data_root = 'data/synthetic/imagenet'
 # == beitv2_mm.datasets.SYNTHETIC_CLASSES
 synthetic_classes = ('disc', 'square', 'triangle', 'star', 'diamond', 'hexagon', 'cross',
                      'ellipse', 'pentagon', 'bar')
-max_iters = 40
+max_iters = 200
 num_masking_patches = 24
 
 data_preprocessor = dict(

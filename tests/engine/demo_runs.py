@@ -90,11 +90,11 @@ def demo_options(config, data, tmp_path, max_iters=10, ckpt_interval=4, batch_si
 
     Returns:
         list[str] | dict: ``KEY=VALUE`` strings for tools/train.py, or the dict
-        (``as_cli=False``) for ``beitv2_mm.launch.prepare_train_config``.
+        (``as_cli=False``) for ``beitv2_mm.engine.launch.prepare_train_config``.
     """
     from mmengine.config import Config
 
-    from beitv2_mm.launch import _has_key
+    from beitv2_mm.engine.launch import _has_key
     kind = DEMO_CONFIGS[config]
     cfg = Config.fromfile(config_path(config))
     options = {}
@@ -132,7 +132,7 @@ def demo_options(config, data, tmp_path, max_iters=10, ckpt_interval=4, batch_si
 
 def train_in_process(config, options, work_dir, extra_hooks=(), resume=False):
     """Train a demo config in this process the way tools/train.py does (plus test hooks)."""
-    from beitv2_mm import launch
+    from beitv2_mm.engine import launch
     cfg = launch.prepare_train_config(config_path(config), dict(options), work_dir=str(work_dir),
                                       resume='auto' if resume else None)
     cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + list(extra_hooks)

@@ -206,7 +206,7 @@ def run(cfg, resume: bool = False):
 
     cfg.resume = resume
     if cfg.get('launcher', 'none') != 'none':  # gloo on CPU, as tools/train.py does
-        from beitv2_mm.launch import configure_distributed
+        from beitv2_mm.engine.launch import configure_distributed
         configure_distributed(cfg, cfg.launcher)
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from beitv2_mm import launch
+from beitv2_mm.engine import launch
 from launch_tiny_config import write_tiny_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
