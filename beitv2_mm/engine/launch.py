@@ -365,7 +365,24 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
         cfg.load_from = resume
     configure_amp(cfg, amp, cuda=cuda)
     configure_distributed(cfg, launcher, cuda=cuda)
+    add_guard_hooks(cfg)
     return cfg
+
+
+# Every training run started by tools/train.py is guarded (issue 8). A config that lists one of
+# these hook types itself keeps its own settings for it.
+GUARD_HOOKS = (
+    dict(type='NaNGuardHook', check_grad_norm=True, dump_batch=True, max_consecutive_skips=20),
+    dict(type='NumClassesGuardHook', check_val=True),
+)
+
+
+def add_guard_hooks(cfg: Config) -> None:
+    """Append the NaN guard and the num_classes check to ``custom_hooks`` unless already there."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    present = {hook.get('type') for hook in hooks}
+    hooks += [dict(hook) for hook in GUARD_HOOKS if hook['type'] not in present]
+    cfg.custom_hooks = hooks
 
 
 def prepare_test_config(config: str, checkpoint: str, cfg_options: dict | None = None,

@@ -17,6 +17,8 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
+from ..convert import extract_state_dict
+
 DEFAULT_PREFIXES = ('tokenizer.', 'target_generator.', '')
 
 
@@ -87,10 +89,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         ckpt = ckpt.state_dict()
     if not isinstance(ckpt, dict):
         raise TypeError(f'{path}: expected a dict checkpoint, got {type(ckpt).__name__}')
-    for key in ('state_dict', 'model', 'module'):
-        if key in ckpt and isinstance(ckpt[key], dict):
-            return ckpt[key]
-    return ckpt
+    return extract_state_dict(ckpt)
 
 
 def _expected_keys(module: nn.Module) -> Dict[str, torch.Size]:

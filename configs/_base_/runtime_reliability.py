@@ -14,6 +14,9 @@ What it turns on (engineer "reliability", issue 8; code in ``beitv2_mm/engine/``
   collective fails after this long instead of hanging forever; a rank that *dies* is caught
   by torchrun at once. Raise it for very slow evaluation or checkpointing steps.
 
+``tools/train.py`` adds the two hooks to every run whose config does not list them
+(``beitv2_mm.engine.launch.add_guard_hooks``); this file is for runs built another way.
+
 Atomic checkpoints and exact resume need no config: ``import beitv2_mm`` applies them
 (``beitv2_mm/engine/compat.py``, fix "R").
 
