@@ -549,7 +549,7 @@ def fast_mim_config(arch: dict, tokenizer_arch: dict, img_size: int, attn: str =
 
     Args:
         attn (str): Attention of the tokenizer (and of the student unless ``student_attn``).
-        select_rows (bool): Use :class:`beitv2_mm.engine.fast_mim.SelectiveBEiTMIM` (the
+        select_rows (bool): Use :class:`beitv2_mm.algorithms.selective_beit.SelectiveBEiTMIM` (the
             two last layers only for the rows the loss reads) instead of ``BEiTMIM``.
         student_attn (str, optional): Attention of the student and the neck.
 
@@ -558,7 +558,7 @@ def fast_mim_config(arch: dict, tokenizer_arch: dict, img_size: int, attn: str =
     """
     from mmengine.config import Config
 
-    from . import fast_mim  # noqa: F401 - registers SelectiveBEiTMIM
+    from ..algorithms import selective_beit  # noqa: F401 - registers SelectiveBEiTMIM
 
     student_attn = student_attn or attn
     stock_model, stock_optim = stock_mim_config(arch, tokenizer_arch, img_size)

@@ -1,8 +1,11 @@
 """Codebook usage logging and collapse warning for EMA-codebook tokenizers (VQ-KD, PeCo)."""
 from __future__ import annotations
 
+import json
+import os.path as osp
 from typing import Optional
 
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
@@ -30,6 +33,8 @@ class CodebookUsageHook(Hook):
     logged and recorded in the message hub info ``codebook_collapse_warnings`` (a list of
     dicts: iter, quantizer, usage, threshold), which result writers can copy into a run's
     results; ``runner.message_hub.get_info('codebook_usage')`` holds the latest numbers.
+    When training ends, both go to the run's results file ``<work_dir>/codebook_results.json``
+    (``{"collapsed": bool, "warnings": [...], "latest": {...}}``), written atomically.
 
     Args:
         interval (int): Iterations between reads. Defaults to 50.
@@ -77,3 +82,15 @@ class CodebookUsageHook(Hook):
                           logger='current', level=30)
         if latest:
             hub.update_info('codebook_usage', dict(iter=runner.iter + 1, **latest))
+
+    def after_train(self, runner) -> None:
+        if not is_main_process():
+            return
+        from .checkpoint import atomic_write_text
+
+        hub = runner.message_hub
+        warnings = list(hub.get_info('codebook_collapse_warnings', []) or [])
+        payload = dict(collapsed=bool(warnings), warn_threshold=self.warn_threshold,
+                       warnings=warnings, latest=hub.get_info('codebook_usage', None))
+        atomic_write_text(json.dumps(payload, indent=2, default=float),
+                          osp.join(runner.work_dir, 'codebook_results.json'))

@@ -11,7 +11,9 @@ vqkd_encoder = dict(
     with_cls_token=True, use_abs_pos_emb=True, use_rel_pos_bias=False,
     use_shared_rel_pos_bias=False, layer_scale_init_value=0.)
 model = dict(
-    type='BEiTMIM',
+    # BEiTMIM computing its last student + aggregation layers only for the rows the loss reads
+    # (same loss and gradients, ~6% fewer FLOPs): beitv2_mm/algorithms/selective_beit.py
+    type='SelectiveBEiTMIM',
     num_masked_patches=75,
     # student view: ImageNet mean/std; tokenizer view: [-1, 1] (the VQ-KD encoder's input)
     data_preprocessor=dict(

@@ -1,5 +1,6 @@
 """VQKDAlgorithm: losses, frozen teacher kept out of optimizer/state dict, end-to-end demo run."""
 import copy
+import json
 
 import pytest
 import torch
@@ -126,6 +127,10 @@ def test_demo_config_trains_logs_usage_and_writes_tokenizer_checkpoint(
     # threshold 1.1 > any usage: the collapse warning must have been recorded
     warnings = hub.get_info('codebook_collapse_warnings')
     assert warnings and warnings[-1]['quantizer'] == 'tokenizer.quantizer'
+    # ... and lands in the run's results file
+    results = json.loads((tmp_path / 'work' / 'codebook_results.json').read_text())
+    assert results['collapsed'] and results['warnings'][-1]['iter'] == warnings[-1]['iter']
+    assert 0.0 < results['latest']['tokenizer.quantizer']['usage'] <= 1.0
 
     ckpt = tmp_path / 'work' / f'iter_{iters}.pth'
     assert ckpt.is_file()
