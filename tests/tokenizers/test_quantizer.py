@@ -126,6 +126,8 @@ def _dist_worker(rank, world_size, port, result_dir):
 
     import torch.distributed as tdist
 
+    # forked from a process whose OpenMP pool is running: a parallel region here can deadlock
+    torch.set_num_threads(1)
     # bounded: a missing peer fails the collective instead of hanging the test
     tdist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
                              world_size=world_size, timeout=timedelta(seconds=60))
