@@ -11,7 +11,7 @@ Each stage is a subprocess of tools/train.py with its own work dir and log
 (<work-dir>/<stage>/suite_stage.log). Finished stages are detected from their outputs and
 skipped, so rerunning the same command resumes an interrupted suite. The leaderboard
 (Markdown, CSV, HTML, PNG) goes to <work-dir>/leaderboard/ and is printed at the end.
-Stage details, baselines and hand-off keys: beitv2_mm/leaderboard/suite.py.
+Stage details, baselines and hand-off keys: beitv2_mm/suite.py.
 """
 import argparse
 import os
@@ -89,7 +89,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from beitv2_mm.leaderboard import suite
+    from beitv2_mm import suite
 
     opts = suite.SuiteOptions(
         work_dir=Path(args.work_dir), methods=args.methods, tasks=args.tasks,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from beitv2_mm.leaderboard import suite
+from beitv2_mm import suite
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
