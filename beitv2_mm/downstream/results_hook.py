@@ -26,12 +26,13 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 from pathlib import Path
 from typing import Optional
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+
+from beitv2_mm.engine.checkpoint import atomic_write_text
 
 RESULTS_FILE = 'results.json'
 SCHEMA = 'beitv2_mm.downstream.results/v1'
@@ -73,12 +74,7 @@ def _dataset_classes(runner, stage: str):
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write ``payload`` to ``path`` via a temp file + ``os.replace`` (never a partial file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps(payload, indent=2, sort_keys=True), path)
 
 
 @HOOKS.register_module()
