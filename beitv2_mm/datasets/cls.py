@@ -6,6 +6,7 @@ image folder and annotation list, run at the start of ``load_data_list`` (i.e. i
 unless ``lazy_init=True``). A bad ``data_root`` then fails with the missing path and the expected
 layout instead of "Found no images" or a bare assertion. The stock classes remain usable as is.
 """
+import os.path as osp
 from typing import List
 
 from mmpretrain.datasets import CustomDataset, ImageNet
@@ -18,8 +19,10 @@ class _ImageNetLayoutCheck:
     """Mixin: check the layout right before the file list is read."""
 
     def load_data_list(self) -> List[dict]:
-        check_imagenet_layout(self.data_root, data_prefix=self.data_prefix['img_path'],
-                              ann_file=self.ann_file or None)
+        # mmengine has already joined data_root onto relative prefixes (they are relative to
+        # the working directory now): absolute paths keep the check from joining it twice.
+        check_imagenet_layout(self.data_root, data_prefix=osp.abspath(self.data_prefix['img_path']),
+                              ann_file=osp.abspath(self.ann_file) if self.ann_file else None)
         return super().load_data_list()
 
 

@@ -8,6 +8,7 @@ layout) and, with ``check_labels=True``, read every label map once and fail on o
 naming the file. A ``data_root`` that points at the parent of ``ADEChallengeData2016`` is accepted
 and resolved to it.
 """
+import os.path as osp
 from pathlib import Path
 from typing import List
 
@@ -45,8 +46,9 @@ class _ADE20KChecks:
 
     def load_data_list(self) -> List[dict]:
         if self.check_layout:
-            img_dir = self.data_prefix.get('img_path', '')
-            ann_dir = self.data_prefix.get('seg_map_path', '')
+            # already joined with data_root by mmengine: absolute, so it is not joined twice
+            img_dir = osp.abspath(self.data_prefix.get('img_path', ''))
+            ann_dir = osp.abspath(self.data_prefix.get('seg_map_path', ''))
             # With an explicit image list only the folders are checked, not the pairing.
             check_ade20k_layout(self.data_root, img_dirs=[img_dir], ann_dirs=[ann_dir],
                                 img_suffix=self.img_suffix, seg_map_suffix=self.seg_map_suffix,

@@ -222,3 +222,28 @@ def test_corrupt_image_skip_counts_and_reports(data_copy):
     assert _Runner.message_hub.get_info('data/skipped_images') == n_skipped
     reset_skipped_images()
     assert skipped_images() == []
+
+
+def test_relative_data_roots_load(tiny_data, monkeypatch):
+    """Configs give data roots relative to the working directory (``data/synthetic/...``):
+    mmengine joins them onto the prefixes before the layout check runs, which must not join
+    them a second time (it did: ``data/x/data/x/train`` was reported missing)."""
+    base = tiny_data['imagenet'].parent
+    monkeypatch.chdir(base)
+    cls = _build('mmpretrain', dict(type='CheckedImageNet', data_root='imagenet', split='train'))
+    assert len(cls) > 0
+    cls_list = _build('mmpretrain', dict(type='CheckedImageNet', data_root='imagenet',
+                                         split='val', ann_file='meta/val.txt'))
+    assert len(cls_list) > 0
+    ade = tiny_data['ade20k']
+    seg = _build('mmseg', dict(
+        type='SyntheticADE20KDataset', data_root=str(ade.relative_to(base)),
+        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training')))
+    assert len(seg) > 0
+    det = _build('mmdet', dict(
+        type='CheckedCocoDataset', data_root='coco', ann_file='annotations/instances_val2017.json',
+        data_prefix=dict(img='val2017/')))
+    assert len(det) > 0
+    # a wrong relative root still names the path it looked for
+    with pytest.raises(DatasetLayoutError, match='nowhere'):
+        _build('mmpretrain', dict(type='CheckedImageNet', data_root='nowhere', split='train'))
