@@ -10,6 +10,8 @@ AdamW lr 1.5e-3, betas (0.9, 0.999), wd 0.05, 10 warmup epochs, cosine to 1e-5, 
 Tokenizer weights: OpenAI's ``encoder.pkl`` or mmpretrain's ``dalle_encoder.pth``, local file
 at ``model.target_generator.checkpoint`` (the suite's hand-off key).
 """
+# which method made the checkpoints (downstream results files and the leaderboard read it)
+pretrain_method = 'beitv1'
 _base_ = [
     '_base_/mim_runtime.py',
     '_base_/mim_data_in1k.py',

@@ -42,6 +42,9 @@ def main(argv=None):
                                    'leaderboard')
     paths = render.write_all(rows, out, title=args.title)
     print(render.to_markdown(rows, title=args.title))
+    summary = render.to_summary(rows)
+    if summary:
+        print(summary)
     measured = sum(r.kind == 'measured' for r in rows)
     print(f'{measured} measured row(s); written: {paths["markdown"]}, {paths["csv"]}, '
           f'{paths["html"]}, ' + ', '.join(str(p) for p in paths['png']))

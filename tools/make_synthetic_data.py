@@ -26,7 +26,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', required=True, help='output folder, e.g. data/synthetic')
     parser.add_argument('--size', default='demo', choices=sorted(SIZES),
-                        help='tiny: tens of images for tests; demo: 1800 scenes for the demo '
+                        help='tiny: tens of images for tests; demo: 2100 scenes for the demo '
                              '(default: demo)')
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
     parser.add_argument('--force', action='store_true',

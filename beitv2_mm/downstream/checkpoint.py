@@ -394,8 +394,17 @@ def read_pretrain_info(path: Optional[str]) -> dict:
 
 
 def method_from_config_text(text: str) -> Optional[str]:
-    """Guess the pretrain method from a saved mmengine config text (algorithm + tokenizer)."""
+    """The pretrain method of a saved mmengine config text.
+
+    A top-level ``pretrain_method = '...'`` (every MIM config of this project sets one) wins;
+    otherwise it is guessed from the algorithm and tokenizer types (the demo BEiT v1 and PeCo
+    configs both use ``PeCoVQVAE`` and could not be told apart that way).
+    """
     import re
+
+    declared = re.search(r"^pretrain_method\s*=\s*['\"]([\w.\-]+)['\"]", text, re.M)
+    if declared:
+        return declared.group(1)
 
     types = re.findall(r"type\s*=\s*['\"]([\w.\-]+)['\"]", text) + \
         re.findall(r"['\"]type['\"]\s*:\s*['\"]([\w.\-]+)['\"]", text)

@@ -7,7 +7,8 @@ the leaderboard (``tools/leaderboard.py``) can read it at any moment. Schema::
     {
       "schema": "beitv2_mm.downstream.results/v1",
       "task": "finetune" | "linear_probe" | "semantic_segmentation" | "instance_segmentation",
-      "dataset": {"name": str, "data_root": str, "synthetic": bool},
+      "dataset": {"name": str, "data_root": str, "synthetic": bool,
+                  "num_samples": int | null},          # size of the evaluated split
       "metrics": {"accuracy/top1": float, ...},        # every numeric metric of the evaluator
       "stage": "val" | "test", "iteration": int, "epoch": int, "final": bool,
       "config": str,                                   # config file path
@@ -61,6 +62,15 @@ def is_synthetic_root(data_root: Optional[str], classes=None) -> bool:
     if not data_root:
         return False
     return any('synthetic' in part.lower() for part in Path(str(data_root)).parts)
+
+
+def _dataset_size(runner, stage: str) -> Optional[int]:
+    """Number of samples the metrics were computed on (the leaderboard's noise estimate)."""
+    try:
+        loop = runner.test_loop if stage == 'test' else runner.val_loop
+        return int(len(loop.dataloader.dataset))
+    except Exception:  # a loop without a sized dataset
+        return None
 
 
 def _dataset_classes(runner, stage: str):
@@ -144,7 +154,8 @@ class DownstreamResultsHook(Hook):
             task=self.task,
             dataset=dict(name=self.dataset_name, data_root=data_root,
                          synthetic=is_synthetic_root(data_root,
-                                                     _dataset_classes(runner, stage))),
+                                                     _dataset_classes(runner, stage)),
+                         num_samples=_dataset_size(runner, stage)),
             metrics=numeric,
             stage=stage,
             iteration=int(getattr(runner, 'iter', 0)),

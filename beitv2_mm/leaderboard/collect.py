@@ -133,6 +133,10 @@ class Row:
     values: dict
     synthetic: bool = False
     configs: dict = field(default_factory=dict)
+    #: the pretrain method id of a measured row (``random_init``, ``beitv2``...)
+    method_id: str = ''
+    #: column key -> number of evaluated samples behind the value (results' ``num_samples``)
+    samples: dict = field(default_factory=dict)
 
     def cell(self, key: str, digits: int = 1) -> str:
         """Text of a cell; numbers rounded, missing ones as ``–``."""
@@ -262,7 +266,7 @@ def measured_rows(results: list[Result]) -> list[Row]:
         info = {}
         for r in group:
             info.update(r.stage)
-        values, configs = {}, {}
+        values, configs, samples = {}, {}, {}
         for column in METRIC_COLUMNS:
             for r in group:  # newest last, so it wins
                 if r.task == column.task:
@@ -270,6 +274,7 @@ def measured_rows(results: list[Result]) -> list[Row]:
                     if value is not None:
                         values[column.key] = value
                         configs[r.task] = r.config
+                        samples[column.key] = r.dataset.get('num_samples')
             values.setdefault(column.key, None)
         epochs = info.get('epochs')
         if epochs is None and info.get('iters') is not None:
@@ -282,7 +287,8 @@ def measured_rows(results: list[Result]) -> list[Row]:
             config=info.get('config') or '; '.join(
                 sorted({Path(c).name for c in configs.values() if c})),
             source='measured (synthetic data)' if synthetic else 'measured')
-        rows.append(Row('measured', cells, values, synthetic=synthetic, configs=configs))
+        rows.append(Row('measured', cells, values, synthetic=synthetic, configs=configs,
+                        method_id=method, samples=samples))
     return rows
 
 

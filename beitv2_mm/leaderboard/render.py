@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import math
 import os
 from pathlib import Path
 
@@ -52,6 +53,71 @@ def to_markdown(rows: list[Row], title: str = 'Leaderboard') -> str:
     if any(r.synthetic for r in rows):
         lines.append(SYNTHETIC_NOTE)
     return '\n'.join(lines) + '\n'
+
+
+#: Method ids of the random-init baseline (rows are compared against it).
+BASELINE_IDS = ('random_init', 'random', 'scratch', 'none')
+#: Columns that are a top-1 accuracy on ``num_samples`` images (binomial noise estimate).
+ACCURACY_COLUMNS = ('finetune_top1', 'linear_probe_top1')
+
+
+def _two_se(p1: float, p2: float, n1, n2) -> float | None:
+    """Twice the standard error (percentage points) of the difference of two accuracies."""
+    if not n1 or not n2:
+        return None
+    a, b = p1 / 100, p2 / 100
+    return 200 * math.sqrt(max(a * (1 - a), 0) / n1 + max(b * (1 - b), 0) / n2)
+
+
+def to_summary(rows: list[Row]) -> str:
+    """What the measured rows show: per task the ranking and each method's difference to the
+    random-init baseline of the same data kind, with the noise of top-1 differences (2 standard
+    errors from the evaluated sample counts) so that a gap within noise is not read as a win.
+    Columns where every value is below 1 are reported as having learned nothing."""
+    lines = []
+    for synthetic in (True, False):
+        group = [r for r in rows if r.kind == 'measured' and r.synthetic == synthetic]
+        if len(group) < 2:
+            continue
+        base = next((r for r in group if r.method_id.lower() in BASELINE_IDS), None)
+        lines.append(f'What the measured rows on {"SYNTHETIC" if synthetic else "real"} data '
+                     f'show' + (' (difference to random init in brackets):' if base else ':'))
+        verdict: dict[str, dict[str, list[str]]] = {}
+        for column in METRIC_COLUMNS:
+            ranked = sorted((r for r in group if r.values.get(column.key) is not None),
+                            key=lambda r: -r.values[column.key])
+            if len(ranked) < 2:
+                continue
+            if all(r.values[column.key] < 1 for r in ranked):
+                lines.append(f'  {column.title}: nothing learned (every value below 1)')
+                continue
+            base_value = base.values.get(column.key) if base else None
+            parts = []
+            for r in ranked:
+                value = r.values[column.key]
+                text = f'{r.cell("method")} {value:.1f}'
+                if base_value is not None and r is not base:
+                    delta = value - base_value
+                    noise = (_two_se(value, base_value, r.samples.get(column.key),
+                                     base.samples.get(column.key))
+                             if column.key in ACCURACY_COLUMNS else None)
+                    within = noise is not None and abs(delta) < noise
+                    text += f' ({delta:+.1f}{", within noise" if within else ""})'
+                    outcome = 'within noise' if within else ('ahead' if delta > 0 else
+                                                             'behind' if delta < 0 else 'level')
+                    verdict.setdefault(r.cell('method'), {}).setdefault(outcome, []).append(
+                        column.title)
+                parts.append(text)
+            noise_note = ''
+            if column.key in ACCURACY_COLUMNS:
+                sizes = sorted({r.samples.get(column.key) for r in ranked} - {None})
+                if sizes:
+                    noise_note = f'  [{"/".join(map(str, sizes))} images]'
+            lines.append(f'  {column.title}: ' + ' > '.join(parts) + noise_note)
+        for method, outcomes in verdict.items():
+            said = '; '.join(f'{k} on {", ".join(v)}' for k, v in outcomes.items())
+            lines.append(f'  {method} vs random init: {said}')
+    return '\n'.join(lines) + ('\n' if lines else '')
 
 
 def to_csv(rows: list[Row]) -> str:

@@ -1,6 +1,8 @@
 # BEiT v2 ViT-B/16 MIM model: FastBEiTPretrainViT student (shared relative position bias,
 # layer scale 0.1), patch aggregation over layer 9 + last [CLS] (2 layers) sharing the lm head,
 # frozen VQ-KD tokenizer (8192 x 32 codebook) read from model.target_generator.checkpoint.
+# which method made the checkpoints (downstream results files and the leaderboard read it)
+pretrain_method = 'beitv2'
 layer_scale_init_value = 0.1
 drop_path_rate = 0.
 # the official VQ-KD ViT-B/16 encoder (absolute position embedding, no layer scale), on the

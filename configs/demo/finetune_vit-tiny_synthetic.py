@@ -1,8 +1,15 @@
-"""Demo: fine-tune the tiny MIM ViT on the synthetic ImageNet layout (CPU, well under a minute).
+"""Demo: fine-tune the tiny MIM ViT on the synthetic ImageNet layout (CPU, ~20 s).
 
 configs/finetune_in1k.py at toy size: the MIM demo's student arch (configs/demo/
 beitv2_vit-tiny_synthetic.py: width 64, 4 layers, 4 heads, FFN 128, 8 px patches, 64 px images),
-10 classes, 40 iterations at batch 32, same augmentation family and layer decay 0.65.
+10 classes, 100 iterations at batch 32 (2 epochs), layer decay 0.65, drop path 0.1, label
+smoothing 0.1, mean pooling + fc norm as in the recipe.
+
+Deviation from the recipe, on purpose: no mixup / cutmix / RandAugment / random erasing (crop
+and flip only). They regularise a 100-epoch ImageNet run; in a 100-iteration run they only keep
+the model from fitting: with them, 150 iterations reached 42-61% and 40 iterations ~30% for
+every initialisation (random init ahead of BEiT v2), without them 100 iterations reach
+70-80% and the pretrained initialisations lead (measured on the demo set, 2026-11-23).
 Pretrain checkpoint at ``model.backbone.init_cfg.checkpoint`` (tools/run_suite.py sets it);
 left at None it is the random-init baseline.
 """
@@ -19,26 +26,20 @@ synthetic_classes = ('disc', 'square', 'triangle', 'star', 'diamond', 'hexagon',
                      'ellipse', 'pentagon', 'bar')
 img_size = 64
 arch = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128)
-max_iters = 40
+max_iters = 100
 
 model = dict(
     backbone=dict(arch=arch, img_size=img_size, patch_size=8, drop_path_rate=0.1,
                   init_cfg=dict(type='BEiTPretrained', checkpoint=None)),
     head=dict(num_classes=10, in_channels=64),
+    train_cfg=dict(_delete_=True),  # no mixup / cutmix (see above)
 )
 data_preprocessor = dict(num_classes=10)
-bgr_mean = [103.53, 116.28, 123.675]
-bgr_std = [57.375, 57.12, 58.395]
 train_pipeline = [
     dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.5, 1.0), backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
-         magnitude_level=9, magnitude_std=0.5,
-         hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
-    dict(type='RandomErasing', erase_prob=0.25, mode='rand', min_area_ratio=0.02,
-         max_area_ratio=1 / 3, fill_color=bgr_mean, fill_std=bgr_std),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
@@ -62,8 +63,8 @@ test_evaluator = val_evaluator
 
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=5),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=5, end=max_iters),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=10),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=10, end=max_iters),
 ]
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)

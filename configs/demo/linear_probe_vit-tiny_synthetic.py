@@ -1,9 +1,16 @@
 """Demo: linear probe of the tiny MIM ViT on the synthetic ImageNet layout (CPU, < 1 minute).
 
 configs/linear_probe_in1k.py at toy size: frozen tiny ViT (the MIM demo's student arch), [CLS]
-token of the last layer after the final norm, BatchNorm (no affine) + linear classifier trained
-with LARS (lr 6.4) for 60 iterations at batch 64. Pretrain checkpoint at
-``model.backbone.init_cfg.checkpoint``; left at None it probes a random ViT (the baseline).
+token of the last layer after the final norm, BatchNorm (no affine) + linear classifier, 200
+iterations at batch 64 (8 epochs). Pretrain checkpoint at ``model.backbone.init_cfg.checkpoint``;
+left at None it probes a random ViT (the baseline).
+
+Deviations from the recipe, on purpose: SGD (lr 0.1, momentum 0.9) instead of LARS lr 6.4 (a
+batch-16384, 90-epoch setting), and no random resized crop (resize + flip). Measured on the demo
+set (2026-11-23, BEiT v2 after 200 MIM iterations): the recipe's LARS for 60 iterations gave
+20% (random ViT 18%), LARS 200 iterations 27%, SGD 200 iterations 31.5%, SGD without the crop
+40.5% against 34% for a random ViT; a fully converged probe (LBFGS) of the same features
+reached 44.5%. The demo probe must measure the features, not an unfinished optimisation.
 """
 _base_ = [
     '../_base_/downstream_in1k_finetune_data.py',
@@ -16,7 +23,7 @@ synthetic_classes = ('disc', 'square', 'triangle', 'star', 'diamond', 'hexagon',
                      'ellipse', 'pentagon', 'bar')
 img_size = 64
 arch = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128)
-max_iters = 60
+max_iters = 200
 
 model = dict(
     type='ImageClassifier',
@@ -33,8 +40,9 @@ model = dict(
 data_preprocessor = dict(num_classes=10)
 train_pipeline = [
     dict(type='SafeLoadImageFromFile', on_error='raise'),
-    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.5, 1.0), backend='pillow',
+    dict(type='ResizeEdge', scale=img_size, edge='short', backend='pillow',
          interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=img_size),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
@@ -59,8 +67,7 @@ test_evaluator = val_evaluator
 
 optim_wrapper = dict(
     type='OptimWrapper',
-    # LARS scales each layer's step by |w| / |grad|, so the recipe's lr (6.4) is kept as is.
-    optimizer=dict(type='LARS', lr=6.4, weight_decay=0.0, momentum=0.9))
+    optimizer=dict(type='SGD', lr=0.1, weight_decay=0.0, momentum=0.9))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=5),
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=False, begin=5, end=max_iters),

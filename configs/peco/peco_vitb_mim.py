@@ -10,6 +10,8 @@ The tokenizer is frozen (``frozen=True`` and ``BEiTMIM`` keeps it in eval under
 ``inference_mode``); its checkpoint (from configs/peco/peco_vqvae_in1k.py) is the hand-off key
 ``model.target_generator.checkpoint``. Its settings must match the run that wrote it.
 """
+# which method made the checkpoints (downstream results files and the leaderboard read it)
+pretrain_method = 'peco'
 _base_ = ['../_base_/peco_runtime.py', '../_base_/peco_mim_in1k_data.py']
 
 model = dict(

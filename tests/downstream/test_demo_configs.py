@@ -57,6 +57,7 @@ def test_demo_trains_from_pretrain_and_writes_results(task, tiny_data, tiny_mim_
     assert results['final'] is True
     assert results['dataset']['synthetic'] is True
     assert results['dataset']['data_root'] == str(tiny_data[data_key])
+    assert results['dataset']['num_samples'] == 8  # the evaluated split (indices=8 above)
     assert results['pretrain'] == dict(checkpoint=ckpt_path, method='beitv2',
                                        method_source='meta.cfg')
     assert results['config'].endswith(config.split('/')[-1])

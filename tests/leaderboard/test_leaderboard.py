@@ -14,7 +14,11 @@ import pytest
 from beitv2_mm.leaderboard import collect, render
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = '/usr/bin/chromium'
+#: A headless Chromium/Chrome; .ci/run installs Debian's ``chromium``. Outside CI the browser
+#: test skips without one; on CI (``CI`` set) a missing browser is a failure, not a skip.
+CHROMIUM = next((path for path in (shutil.which(name) for name in
+                                   ('chromium', 'chromium-browser', 'google-chrome'))
+                 if path), None)
 
 
 def _write_result(path: Path, task: str, metrics: dict, method, checkpoint, synthetic=True,
@@ -88,6 +92,43 @@ def test_rows_group_measured_and_keep_reported_separate(results_root):
     assert peco.cell('linear_probe_top1') == collect.MISSING
     assert peco.cell('source')
     assert all(r.cells['source'] for r in reported)
+
+
+def test_summary_ranks_against_random_init_with_noise(tmp_path):
+    """The end-of-suite summary: ranking per task, difference to random init, a top-1 gap
+    within two standard errors called noise, all-zero columns called unlearned."""
+    root = tmp_path / 'work'
+    for method, ft, lp, ap in (('beitv2', 74.5, 51.5, 0.001), ('peco', 51.0, 73.0, 0.0),
+                               ('random_init', 71.0, 33.5, 0.0)):
+        ckpt = None if method == 'random_init' else str(root / 'mim' / method / 'it.pth')
+        for task, metrics in (('finetune', {'accuracy/top1': ft}),
+                              ('linear_probe', {'accuracy/top1': lp}),
+                              ('instance_segmentation', {'coco/bbox_mAP': ap})):
+            _write_result(root / method / task, task, metrics, method, ckpt)
+            result = root / method / task / 'results.json'
+            payload = json.loads(result.read_text())
+            payload['dataset']['num_samples'] = 200
+            result.write_text(json.dumps(payload))
+    rows = collect.build_rows([root], reported=None)
+    assert {r.method_id for r in rows} == {'beitv2', 'peco', 'random_init'}
+    text = render.to_summary(rows)
+    lines = text.splitlines()
+    assert lines[0].startswith('What the measured rows on SYNTHETIC data show')
+    ft = next(line for line in lines if line.strip().startswith('IN-1K fine-tune'))
+    # 74.5 vs 71.0 on 200 images each: 2 SE = 8.8 points -> noise; 51 vs 71: behind
+    assert ft.index('BEiT v2 74.5 (+3.5, within noise)') < ft.index('Random init 71.0') \
+        < ft.index('PeCo 51.0 (-20.0)')
+    assert '[200 images]' in ft
+    lp = next(line for line in lines if line.strip().startswith('Linear probe'))
+    assert 'PeCo 73.0 (+39.5)' in lp and 'BEiT v2 51.5 (+18.0)' in lp
+    assert 'COCO AP box: nothing learned' in text
+    assert 'BEiT v2 vs random init: within noise on IN-1K fine-tune top-1; ahead on Linear ' \
+           'probe top-1' in text
+    assert 'PeCo vs random init: behind on IN-1K fine-tune top-1; ahead on Linear probe' in text
+    # no baseline: a ranking without differences; a single row: nothing to say
+    no_base = [r for r in rows if r.method_id != 'random_init']
+    assert '(+' not in render.to_summary(no_base) and 'BEiT v2' in render.to_summary(no_base)
+    assert render.to_summary(rows[:1]) == ''
 
 
 def test_partial_results_on_request(results_root):
@@ -221,9 +262,13 @@ def test_write_all_and_cli(results_root, tmp_path):
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                    reason=f'headless browser check needs chromium at {CHROMIUM} (not installed)')
 def test_html_opens_in_headless_browser(results_root, tmp_path):
+    if CHROMIUM is None:
+        message = ('the headless browser check needs chromium on PATH '
+                   '(Debian: apt-get install chromium; .ci/run installs it)')
+        if os.environ.get('CI'):
+            pytest.fail(message)
+        pytest.skip(message)
     rows = _rows(results_root)
     page = tmp_path / 'leaderboard.html'
     page.write_text(render.to_html(rows))
