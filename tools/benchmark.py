@@ -60,6 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     common.add_argument('--device', default=None, help='cpu | cuda[:N] (default: cuda if any)')
     common.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
     common.add_argument('--no-flops', action='store_true', help='skip FLOP counting')
+    common.add_argument('--profile', action='store_true',
+                        help='after timing, profile one more step of each variant: op time, '
+                             'matmul-kernel share, top ops (stored under "profile")')
     common.add_argument('--seed', type=int, default=0)
     common.add_argument('--verbose', action='store_true', help='keep mmengine INFO logs')
     common.add_argument('--json', dest='json_out', default=None, help='write results here')
@@ -180,7 +183,7 @@ def main(argv=None) -> dict:
 
     results = bench.run_alternating(variants, args.steps, args.warmup, device,
                                     count_flops_too=not (args.no_flops or args.workload == 'data'),
-                                    precision=args.precision)
+                                    precision=args.precision, with_profile=args.profile)
     ratios = {}
     paired = {}
     if baseline and baseline in results:

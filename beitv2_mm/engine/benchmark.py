@@ -271,9 +271,49 @@ class Variant:
     info: dict = field(default_factory=dict)
 
 
+#: ATen ops that are matrix-multiply kernels (every Linear, attention products, fused attention).
+MATMUL_OPS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm',
+              'aten::_scaled_dot_product_flash_attention_for_cpu',
+              'aten::_scaled_dot_product_flash_attention',
+              'aten::_scaled_dot_product_efficient_attention',
+              'aten::_scaled_dot_product_cudnn_attention',
+              'aten::_flash_attention_backward', 'aten::_efficient_attention_backward',
+              'aten::_scaled_dot_product_flash_attention_for_cpu_backward')
+
+
+def profile_ops(step: Callable[[], Any], device: torch.device, top: int = 12) -> dict:
+    """One step under ``torch.profiler``: where the time goes, by ATen op.
+
+    Returns:
+        dict: ``total_s`` (self time of every op: host time on a CPU, kernel time on a GPU),
+        ``matmul_s`` (the ops in :data:`MATMUL_OPS`), ``matmul_share`` and ``top`` (the
+        ``top`` ops by self time as ``[name, seconds, calls]``). A step that is nearly all
+        matmul time cannot get much faster without fewer FLOPs or faster GEMMs.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        step()
+        synchronize(device)
+    events = prof.key_averages()
+
+    def self_time(event) -> float:
+        if device.type == 'cuda':
+            return getattr(event, 'self_device_time_total', 0) / 1e6
+        return event.self_cpu_time_total / 1e6
+
+    total = sum(self_time(e) for e in events)
+    matmul = sum(self_time(e) for e in events if e.key in MATMUL_OPS)
+    ranked = sorted(events, key=self_time, reverse=True)[:top]
+    return dict(total_s=total, matmul_s=matmul, matmul_share=matmul / total if total else None,
+                top=[[e.key, self_time(e), e.count] for e in ranked])
+
+
 def run_alternating(variants: Sequence[Variant], steps: int, warmup: int,
                     device: torch.device, count_flops_too: bool = True,
-                    precision: str = 'fp32') -> Dict[str, dict]:
+                    precision: str = 'fp32', with_profile: bool = False) -> Dict[str, dict]:
     """Warm each variant up, then time them alternately, one step each per round.
 
     Args:
@@ -283,10 +323,13 @@ def run_alternating(variants: Sequence[Variant], steps: int, warmup: int,
         device (torch.device): Where the steps run.
         count_flops_too (bool): Count FLOPs of one step per variant.
         precision (str): For the MFU look-up.
+        with_profile (bool): After timing, profile one more step of each variant
+            (:func:`profile_ops`) into ``profile``.
 
     Returns:
         dict: per variant name: ``median_s``, ``images_per_s``, ``times_s``, ``peak_mem_bytes``,
-        ``flops_per_step``, ``tflops_per_s``, ``mfu`` (None where not applicable).
+        ``flops_per_step``, ``tflops_per_s``, ``mfu`` (None where not applicable), ``profile``
+        (None unless ``with_profile``).
     """
     if steps < 1:
         raise ValueError(f'--steps must be >= 1, got {steps}')
@@ -311,6 +354,8 @@ def run_alternating(variants: Sequence[Variant], steps: int, warmup: int,
             if peak is not None:
                 peaks[variant.name] = max(peaks[variant.name], peak)
     synchronize(device)
+    profiles = {v.name: profile_ops(v.step, device) if with_profile else None
+                for v in variants}
     peak_ref = None
     tf32 = bool(device.type == 'cuda' and torch.backends.cuda.matmul.allow_tf32)
     if device.type == 'cuda':
@@ -330,7 +375,7 @@ def run_alternating(variants: Sequence[Variant], steps: int, warmup: int,
                                                          ', not resettable: since start')),
             flops_per_step=n_flops, tflops_per_s=tflops,
             peak_tflops=peak_ref, mfu=(tflops / peak_ref if tflops and peak_ref else None),
-            info=variant.info)
+            profile=profiles[variant.name], info=variant.info)
     return results
 
 
@@ -462,6 +507,11 @@ def format_summary(workload: str, results: Dict[str, dict], baseline: Optional[s
             parts.append(f'{res["tflops_per_s"]:.3f} TFLOP/s')
         if res.get('mfu'):
             parts.append(f'MFU {100 * res["mfu"]:.1f}%')
+        prof = res.get('profile')
+        if prof and prof.get('matmul_share') is not None:
+            parts.append(f'profiled step: {prof["total_s"]:.3f} s op time, '
+                         f'{100 * prof["matmul_share"]:.0f}% in matmul kernels '
+                         f'({prof["matmul_s"]:.3f} s)')
         lines.append(', '.join(parts))
     if baseline and baseline in results:
         for name, res in results.items():

@@ -6,10 +6,10 @@ beitv2_vit-tiny_synthetic.py: width 64, 4 layers, 4 heads, FFN 128, 8 px patches
 smoothing 0.1, mean pooling + fc norm as in the recipe.
 
 Deviation from the recipe, on purpose: no mixup / cutmix / RandAugment / random erasing (crop
-and flip only). They regularise a 100-epoch ImageNet run; in a 100-iteration run they only keep
-the model from fitting: with them, 150 iterations reached 42-61% and 40 iterations ~30% for
-every initialisation (random init ahead of BEiT v2), without them 100 iterations reach
-70-80% and the pretrained initialisations lead (measured on the demo set, 2026-11-23).
+and flip only). They regularise a 100-epoch ImageNet run; in a run of 100 iterations they only
+keep the model from fitting: with them, 40 iterations ended at 24-33% top-1 for every
+initialisation and 150 iterations at 42-61%; without them 100 iterations reach 73% from random
+init (measured on the demo set, 2026-11-23; the README shows the whole demo table).
 Pretrain checkpoint at ``model.backbone.init_cfg.checkpoint`` (tools/run_suite.py sets it);
 left at None it is the random-init baseline.
 """

@@ -45,8 +45,14 @@ def _check_result(out: dict, path: Path, names):
 
 def test_mim_compare_writes_json_and_losses_agree(bench_tool, tmp_path):
     path = tmp_path / 'mim.json'
-    out = bench_tool.main(['mim', *COMMON, '--compare', 'mmpretrain', '--json', str(path)])
+    out = bench_tool.main(['mim', *COMMON, '--compare', 'mmpretrain', '--profile',
+                           '--json', str(path)])
     data = _check_result(out, path, ['fast', 'mmpretrain'])
+    for name in ('fast', 'mmpretrain'):  # --profile: op time split, matmul kernels found
+        prof = data['results'][name]['profile']
+        assert 0 < prof['matmul_s'] < prof['total_s'] and 0 < prof['matmul_share'] < 1
+        names = [op for op, _, _ in prof['top']]
+        assert len(names) == 12 and any(op in ('aten::mm', 'aten::addmm') for op in names)
     assert set(data['ratios']) == {'fast/mmpretrain'}
     assert len(data['paired_ratios']['fast/mmpretrain']['per_round']) == 2
     assert data['results']['fast']['flops_per_step'] > 0
