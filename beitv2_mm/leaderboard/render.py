@@ -10,9 +10,9 @@ import csv
 import html
 import io
 import math
-import os
 from pathlib import Path
 
+from ..engine.checkpoint import atomic_write, atomic_write_text
 from .collect import ALL_COLUMNS, HEADERS, METRIC_COLUMNS, MISSING, TASK_TITLES, Row
 
 SYNTHETIC_NOTE = ('Rows marked SYNTHETIC ran on the generated synthetic data set (tiny models, '
@@ -28,15 +28,6 @@ def _method_cell(row: Row) -> str:
     if row.synthetic:
         return f'{method} [SYNTHETIC]'
     return method
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'w', encoding='utf-8', newline='') as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def to_markdown(rows: list[Row], title: str = 'Leaderboard') -> str:
@@ -285,10 +276,9 @@ def render_charts(rows: list[Row], out_dir: str | Path) -> list[Path]:
         fig.suptitle(title)
         fig.tight_layout()
         path = out_dir / f'leaderboard_{task}.png'
-        tmp = path.with_name(path.stem + '.tmp.png')
-        fig.savefig(tmp, dpi=100)
+        with atomic_write(path, 'wb') as f:
+            fig.savefig(f, dpi=100, format='png')
         plt.close(fig)
-        os.replace(tmp, path)
         written.append(path)
     return written
 
@@ -303,8 +293,9 @@ def write_all(rows: list[Row], out_dir: str | Path, title: str = 'Leaderboard'
     out_dir = Path(out_dir)
     paths = dict(markdown=out_dir / 'leaderboard.md', csv=out_dir / 'leaderboard.csv',
                  html=out_dir / 'leaderboard.html')
-    _atomic_write(paths['markdown'], to_markdown(rows, title))
-    _atomic_write(paths['csv'], to_csv(rows))
-    _atomic_write(paths['html'], to_html(rows, title))
+    # one atomic writer for the project: a reader never sees half a table
+    atomic_write_text(to_markdown(rows, title), paths['markdown'])
+    atomic_write_text(to_csv(rows), paths['csv'])
+    atomic_write_text(to_html(rows, title), paths['html'])
     paths['png'] = render_charts(rows, out_dir)
     return paths
