@@ -64,7 +64,8 @@ def to_summary(rows: list[Row]) -> str:
     """What the measured rows show: per task the ranking and each method's difference to the
     random-init baseline of the same data kind, with the noise of top-1 differences (2 standard
     errors from the evaluated sample counts) so that a gap within noise is not read as a win.
-    Columns where every value is below 1 are reported as having learned nothing."""
+    Verdicts on other columns (mIoU, AP) are marked as having no noise estimate. Columns where
+    every value is below 1 are reported as having learned nothing."""
     lines = []
     for synthetic in (True, False):
         group = [r for r in rows if r.kind == 'measured' and r.synthetic == synthetic]
@@ -96,6 +97,8 @@ def to_summary(rows: list[Row]) -> str:
                     text += f' ({delta:+.1f}{", within noise" if within else ""})'
                     outcome = 'within noise' if within else ('ahead' if delta > 0 else
                                                              'behind' if delta < 0 else 'level')
+                    if noise is None:  # mIoU / AP: no sample-size model, say so
+                        outcome += ' (no noise estimate)'
                     verdict.setdefault(r.cell('method'), {}).setdefault(outcome, []).append(
                         column.title)
                 parts.append(text)

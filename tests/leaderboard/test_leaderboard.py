@@ -103,7 +103,8 @@ def test_summary_ranks_against_random_init_with_noise(tmp_path):
         ckpt = None if method == 'random_init' else str(root / 'mim' / method / 'it.pth')
         for task, metrics in (('finetune', {'accuracy/top1': ft}),
                               ('linear_probe', {'accuracy/top1': lp}),
-                              ('instance_segmentation', {'coco/bbox_mAP': ap})):
+                              ('instance_segmentation', {'coco/bbox_mAP': ap}),
+                              ('semantic_segmentation', {'mIoU': lp / 2})):
             _write_result(root / method / task, task, metrics, method, ckpt)
             result = root / method / task / 'results.json'
             payload = json.loads(result.read_text())
@@ -122,9 +123,11 @@ def test_summary_ranks_against_random_init_with_noise(tmp_path):
     lp = next(line for line in lines if line.strip().startswith('Linear probe'))
     assert 'PeCo 73.0 (+39.5)' in lp and 'BEiT v2 51.5 (+18.0)' in lp
     assert 'COCO AP box: nothing learned' in text
+    assert 'COCO AP mask' not in text  # no values at all: no line
     assert 'BEiT v2 vs random init: within noise on IN-1K fine-tune top-1; ahead on Linear ' \
            'probe top-1' in text
-    assert 'PeCo vs random init: behind on IN-1K fine-tune top-1; ahead on Linear probe' in text
+    assert 'PeCo vs random init: behind on IN-1K fine-tune top-1; ahead on Linear probe ' \
+           'top-1; ahead (no noise estimate) on ADE20K mIoU' in text
     # no baseline: a ranking without differences; a single row: nothing to say
     no_base = [r for r in rows if r.method_id != 'random_init']
     assert '(+' not in render.to_summary(no_base) and 'BEiT v2' in render.to_summary(no_base)
