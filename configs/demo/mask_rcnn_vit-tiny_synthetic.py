@@ -4,8 +4,9 @@ configs/mask_rcnn_coco.py at toy size: the MIM demo's student arch (width 64, 4 
 patches, so the last map has stride 8 and the simple feature pyramid gives strides 2..32),
 LSJ at 64 px, 32-channel pyramid and heads with LayerNorm, 10 classes, layer decay 0.7, AdamW,
 150 iterations at batch 4 (no AMP on CPU), evaluated on the first 100 validation images.
-30 iterations left every AP at 0.0-0.1; 150 reach box AP 1.3-1.8 and mask AP 3.6-4.4 (random
-init, BEiT v2 and PeCo inits alike; measured on the demo set, 2026-11-23, ~45 s each).
+30 iterations left every AP at 0.0-0.1; with 150 the five initialisations of the demo run of
+2026-11-23 reached box AP 1.1-2.8 and mask AP 2.0-6.9 (~45 s each): the detector trains, but
+too little to rank methods.
 Pretrain checkpoint at ``model.backbone.init_cfg.checkpoint``; None = random init.
 """
 _base_ = ['../_base_/det_mask_rcnn_beit_vitdet.py', '../_base_/det_coco_lsj_1024.py']
