@@ -4,8 +4,9 @@
     python tools/leaderboard.py                      # scans work_dirs/, writes work_dirs/leaderboard/
     python tools/leaderboard.py work_dirs/demo --out work_dirs/demo/leaderboard
 
-Writes leaderboard.md, leaderboard.csv, leaderboard.html (self-contained, sortable) and one
-PNG chart per task, and prints the Markdown table. Published numbers come from
+Writes leaderboard.md, leaderboard.csv, leaderboard.html (self-contained, sortable),
+leaderboard_summary.txt (each method against random init, with the noise of top-1 gaps) and one
+PNG chart per task, and prints the Markdown table and the summary. Published numbers come from
 beitv2_mm/leaderboard/reported.csv (each with its source) as rows marked "reported".
 """
 import argparse
@@ -47,7 +48,7 @@ def main(argv=None):
         print(summary)
     measured = sum(r.kind == 'measured' for r in rows)
     print(f'{measured} measured row(s); written: {paths["markdown"]}, {paths["csv"]}, '
-          f'{paths["html"]}, ' + ', '.join(str(p) for p in paths['png']))
+          f'{paths["html"]}, {paths["summary"]}, ' + ', '.join(str(p) for p in paths['png']))
     return rows
 
 

@@ -288,17 +288,20 @@ def render_charts(rows: list[Row], out_dir: str | Path) -> list[Path]:
 
 def write_all(rows: list[Row], out_dir: str | Path, title: str = 'Leaderboard'
               ) -> dict[str, list[Path] | Path]:
-    """Write ``leaderboard.md``, ``.csv``, ``.html`` and the PNG charts into ``out_dir``.
+    """Write ``leaderboard.md``, ``.csv``, ``.html``, ``leaderboard_summary.txt`` (what the
+    measured rows show, :func:`to_summary`) and the PNG charts into ``out_dir``.
 
     Returns:
-        dict: ``markdown``, ``csv``, ``html`` paths and ``png`` list.
+        dict: ``markdown``, ``csv``, ``html``, ``summary`` paths and ``png`` list.
     """
     out_dir = Path(out_dir)
     paths = dict(markdown=out_dir / 'leaderboard.md', csv=out_dir / 'leaderboard.csv',
-                 html=out_dir / 'leaderboard.html')
+                 html=out_dir / 'leaderboard.html', summary=out_dir / 'leaderboard_summary.txt')
     # one atomic writer for the project: a reader never sees half a table
     atomic_write_text(to_markdown(rows, title), paths['markdown'])
     atomic_write_text(to_csv(rows), paths['csv'])
     atomic_write_text(to_html(rows, title), paths['html'])
+    atomic_write_text(to_summary(rows) or 'Fewer than two measured rows: nothing to compare.\n',
+                      paths['summary'])
     paths['png'] = render_charts(rows, out_dir)
     return paths

@@ -255,6 +255,9 @@ def test_write_all_and_cli(results_root, tmp_path):
     assert '| measured | BEiT v2 [SYNTHETIC]' in proc.stdout
     for name in ('leaderboard.md', 'leaderboard.csv', 'leaderboard.html'):
         assert (out / name).stat().st_size > 0
+    summary = (out / 'leaderboard_summary.txt').read_text()
+    assert summary.startswith('What the measured rows on SYNTHETIC data show')
+    assert 'Linear probe top-1: BEiT v2 41.2 (+21.2)' in summary and summary in proc.stdout
     pngs = sorted(p.name for p in out.glob('*.png'))
     assert pngs == ['leaderboard_ade20k.png', 'leaderboard_coco.png',
                     'leaderboard_finetune.png', 'leaderboard_linear_probe.png']
