@@ -330,6 +330,18 @@ def default_work_dir(config: str) -> str:
     return osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
 
 
+def _load_for_run(config: str, cfg_options: dict | None, work_dir: str | None) -> Config:
+    """Config with ``--cfg-options`` applied, its scope registered and ``work_dir`` set
+    (precedence: CLI > config > ``work_dirs/<config name>``): what train and test share."""
+    cfg = load_config(config, cfg_options)
+    register_scope(cfg.get('default_scope'), config)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(config)
+    return cfg
+
+
 def prepare_train_config(config: str, cfg_options: dict | None = None,
                          work_dir: str | None = None, resume: str | None = None,
                          amp: bool = False, launcher: str = 'none',
@@ -349,12 +361,7 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
     Returns:
         Config: Ready for :func:`build_runner`.
     """
-    cfg = load_config(config, cfg_options)
-    register_scope(cfg.get('default_scope'), config)
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = default_work_dir(config)
+    cfg = _load_for_run(config, cfg_options, work_dir)
     if resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -404,12 +411,7 @@ def prepare_test_config(config: str, checkpoint: str, cfg_options: dict | None =
     """
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
-    cfg = load_config(config, cfg_options)
-    register_scope(cfg.get('default_scope'), config)
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = default_work_dir(config)
+    cfg = _load_for_run(config, cfg_options, work_dir)
     cfg.load_from = checkpoint
     cfg.resume = False
     if amp:
