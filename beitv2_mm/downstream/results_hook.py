@@ -64,21 +64,27 @@ def is_synthetic_root(data_root: Optional[str], classes=None) -> bool:
     return any('synthetic' in part.lower() for part in Path(str(data_root)).parts)
 
 
-def _dataset_size(runner, stage: str) -> Optional[int]:
-    """Number of samples the metrics were computed on (the leaderboard's noise estimate)."""
+def _eval_dataset(runner, stage: str):
+    """The dataset the metrics were computed on, or None (a loop without one)."""
     try:
         loop = runner.test_loop if stage == 'test' else runner.val_loop
-        return int(len(loop.dataloader.dataset))
-    except Exception:  # a loop without a sized dataset
+        return loop.dataloader.dataset
+    except Exception:
         return None
 
 
-def _dataset_classes(runner, stage: str):
+def _dataset_size(dataset) -> Optional[int]:
+    """Number of evaluated samples (the leaderboard's noise estimate); None if unsized."""
     try:
-        loop = runner.test_loop if stage == 'test' else runner.val_loop
-        return loop.dataloader.dataset.metainfo.get('classes')
-    except Exception:  # a loop without a dataset: fall back to the data root only
+        return int(len(dataset))
+    except TypeError:
         return None
+
+
+def _dataset_classes(dataset):
+    """The dataset's class names; None falls back to judging by the data root only."""
+    metainfo = getattr(dataset, 'metainfo', None)
+    return metainfo.get('classes') if hasattr(metainfo, 'get') else None
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -148,14 +154,14 @@ class DownstreamResultsHook(Hook):
             numeric[key] = value if math.isfinite(value) else None
         dl_key = 'test_dataloader' if stage == 'test' else 'val_dataloader'
         data_root = _cfg_get(runner.cfg, f'{dl_key}.dataset.data_root')
+        dataset = _eval_dataset(runner, stage)
         pretrain = self._pretrain(runner)
         payload = dict(
             schema=SCHEMA,
             task=self.task,
             dataset=dict(name=self.dataset_name, data_root=data_root,
-                         synthetic=is_synthetic_root(data_root,
-                                                     _dataset_classes(runner, stage)),
-                         num_samples=_dataset_size(runner, stage)),
+                         synthetic=is_synthetic_root(data_root, _dataset_classes(dataset)),
+                         num_samples=_dataset_size(dataset)),
             metrics=numeric,
             stage=stage,
             iteration=int(getattr(runner, 'iter', 0)),
