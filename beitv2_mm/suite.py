@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .engine.launch import cfg_get, cfg_has_key, plain_cfg
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = 'suite_stage.json'
 DATA_MANIFEST = '.suite_data.json'
@@ -124,31 +126,6 @@ class Stage:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _plain(cfg):
-    """The ConfigDict inside an mmengine ``Config`` (which is not a ``dict`` itself)."""
-    return cfg._cfg_dict if hasattr(cfg, '_cfg_dict') else cfg
-
-
-def _has_key(cfg, dotted: str) -> bool:
-    node = _plain(cfg)
-    for part in dotted.split('.'):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return False
-    return True
-
-
-def _get(cfg, dotted: str, default=None):
-    node = _plain(cfg)
-    for part in dotted.split('.'):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return default
-    return node
-
-
 def load_config(path: str):
     """Load a config without importing its custom modules (planning only needs keys)."""
     from mmengine.config import Config
@@ -269,10 +246,10 @@ def data_root_options(cfg, opts: SuiteOptions) -> dict:
     options = {}
     for loader in DATALOADERS:
         for key in (f'{loader}.dataset.data_root', f'{loader}.dataset.dataset.data_root'):
-            value = _get(cfg, key)
+            value = cfg_get(cfg, key)
             if not isinstance(value, str):
                 continue
-            dataset_type = str(_get(cfg, key.rsplit('.', 1)[0] + '.type', ''))
+            dataset_type = str(cfg_get(cfg, key.rsplit('.', 1)[0] + '.type', ''))
             kind = _dataset_kind(value, dataset_type)
             if kind is None:
                 continue
@@ -297,7 +274,7 @@ def batch_size_options(cfg, opts: SuiteOptions) -> dict:
     if not cap:
         return options
     for loader in DATALOADERS:
-        size = _get(cfg, f'{loader}.batch_size')
+        size = cfg_get(cfg, f'{loader}.batch_size')
         if isinstance(size, int) and size > cap:
             options[f'{loader}.batch_size'] = cap
     return options
@@ -327,10 +304,10 @@ def schedule_options(cfg, opts: SuiteOptions) -> tuple[dict, int | None]:
         options['train_cfg.max_iters'] = new
         if train_cfg.get('val_interval'):
             options['train_cfg.val_interval'] = max(1, min(int(train_cfg['val_interval']), new))
-        interval = _get(cfg, 'default_hooks.checkpoint.interval')
+        interval = cfg_get(cfg, 'default_hooks.checkpoint.interval')
         if isinstance(interval, int) and interval > 0:
             options['default_hooks.checkpoint.interval'] = max(1, min(interval, new))
-        log_interval = _get(cfg, 'default_hooks.logger.interval')
+        log_interval = cfg_get(cfg, 'default_hooks.logger.interval')
         if isinstance(log_interval, int) and log_interval > new:
             options['default_hooks.logger.interval'] = max(1, new)
         schedulers = cfg.get('param_scheduler') or []
@@ -409,15 +386,15 @@ def plan(opts: SuiteOptions) -> list[Stage]:
         stage_options.update(sched)
         stage_options.update(options or {})
         for key, value in opts.extra_options.items():
-            if _has_key(cfg, key.lstrip('+')) or key.startswith('+'):
+            if cfg_has_key(cfg, key.lstrip('+')) or key.startswith('+'):
                 stage_options[key] = value
-        dep_options = {k: v for k, v in (dep_options or {}).items() if _has_key(cfg, k)}
+        dep_options = {k: v for k, v in (dep_options or {}).items() if cfg_has_key(cfg, k)}
         stage = Stage(name=name, kind=kind, work_dir=work / name, config=path,
                       deps=list(deps), options=stage_options, dep_options=dep_options,
                       max_iters=max_iters, **kw)
         # What the run depends on: its config (as loaded, _base_ included), its options and
         # the fingerprints of the stages it reads. A change reruns it and its dependents.
-        payload = json.dumps(dict(cfg=_plain(cfg).to_dict(), options=stage_options,
+        payload = json.dumps(dict(cfg=plain_cfg(cfg).to_dict(), options=stage_options,
                                   dep_options=dep_options,
                                   deps=[fingerprints.get(d, '') for d in stage.deps]),
                              sort_keys=True, default=str)
@@ -448,7 +425,7 @@ def plan(opts: SuiteOptions) -> list[Stage]:
     tokenizers = []
     for method in mim_methods:
         tok = DEMO_METHODS[method]['tokenizer']
-        target_type = _get(cfg_of(config_path(DEMO_METHODS[method]['config'])),
+        target_type = cfg_get(cfg_of(config_path(DEMO_METHODS[method]['config'])),
                            'model.target_generator.type')
         allowed = DEMO_TOKENIZERS[tok].get('loads_into')
         if allowed and target_type not in allowed:
@@ -470,7 +447,7 @@ def plan(opts: SuiteOptions) -> list[Stage]:
             deps.append('teacher')
             dep_options[TEACHER_CKPT_KEY] = 'teacher'
             cfg = cfg_of(config_path(spec['config']))
-            if _has_key(cfg, TEACHER_CFG_KEY):
+            if cfg_has_key(cfg, TEACHER_CFG_KEY):
                 options[TEACHER_CFG_KEY] = teacher_config
         train_stage(f'tokenizer/{tok}', 'tokenizer', spec['config'], deps=deps,
                     dep_options=dep_options, options=options,
@@ -486,7 +463,7 @@ def plan(opts: SuiteOptions) -> list[Stage]:
             tok_name = tok_spec['name']
             teacher = DEMO_TEACHER['name'] if tok_spec['uses_teacher'] else None
         else:
-            target_type = _get(cfg, 'model.target_generator.type')
+            target_type = cfg_get(cfg, 'model.target_generator.type')
             tok_name = UNTRAINED_TOKENIZER_NAMES.get(target_type, f'{target_type} (as configured)')
             teacher = None
         info = dict(method=method, name=spec['name'], tokenizer=tok_name, teacher=teacher,
@@ -546,7 +523,7 @@ def _backbone_name(cfg) -> str | None:
     """``ViT-B/16`` for a named arch, ``ViT 64d x4L /8`` for a custom one."""
     if cfg is None:
         return None
-    backbone = _get(cfg, 'model.backbone') or {}
+    backbone = cfg_get(cfg, 'model.backbone') or {}
     if not isinstance(backbone, dict):
         return None
     arch, patch = backbone.get('arch'), backbone.get('patch_size', 16)

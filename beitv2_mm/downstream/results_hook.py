@@ -34,19 +34,11 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from beitv2_mm.engine.checkpoint import atomic_write_text
+from beitv2_mm.engine.launch import cfg_get
 
 RESULTS_FILE = 'results.json'
 SCHEMA = 'beitv2_mm.downstream.results/v1'
 TASKS = ('finetune', 'linear_probe', 'semantic_segmentation', 'instance_segmentation')
-
-
-def _cfg_get(cfg, dotted: str):
-    node = cfg
-    for part in dotted.split('.'):
-        if node is None:
-            return None
-        node = node.get(part) if hasattr(node, 'get') else None
-    return node
 
 
 def is_synthetic_root(data_root: Optional[str], classes=None) -> bool:
@@ -117,7 +109,7 @@ class DownstreamResultsHook(Hook):
         self._pretrain_info = None
 
     def _pretrain(self, runner) -> dict:
-        checkpoint = _cfg_get(runner.cfg, 'model.backbone.init_cfg.checkpoint')
+        checkpoint = cfg_get(runner.cfg, 'model.backbone.init_cfg.checkpoint')
         if self._pretrain_info is None:
             from .checkpoint import read_pretrain_info
             info = read_pretrain_info(checkpoint)
@@ -153,7 +145,7 @@ class DownstreamResultsHook(Hook):
                 continue  # e.g. per-class tables
             numeric[key] = value if math.isfinite(value) else None
         dl_key = 'test_dataloader' if stage == 'test' else 'val_dataloader'
-        data_root = _cfg_get(runner.cfg, f'{dl_key}.dataset.data_root')
+        data_root = cfg_get(runner.cfg, f'{dl_key}.dataset.data_root')
         dataset = _eval_dataset(runner, stage)
         pretrain = self._pretrain(runner)
         payload = dict(

@@ -85,14 +85,14 @@ def register_scope(scope: str | None, config_path: str = '<config>') -> str:
 
 
 # ----------------------------------------------------------------------------- cfg-options
-def _plain(cfg: Any) -> Any:
+def plain_cfg(cfg: Any) -> Any:
     """The ConfigDict inside an mmengine ``Config`` (which is not a ``dict`` itself)."""
     return cfg._cfg_dict if isinstance(cfg, Config) else cfg
 
 
 def flatten_keys(node: Any, prefix: str = '') -> list[str]:
     """All dotted keys of a config tree, lists indexed by position (``a.b.0.c``)."""
-    node = _plain(node)
+    node = plain_cfg(node)
     keys = []
     if isinstance(node, dict):
         items = node.items()
@@ -107,20 +107,35 @@ def flatten_keys(node: Any, prefix: str = '') -> list[str]:
     return keys
 
 
-def _has_key(cfg: Any, dotted: str) -> bool:
-    node = _plain(cfg)
+_MISSING = object()
+
+
+def _lookup(cfg: Any, dotted: str) -> Any:
+    """The value at a dotted key (list items by position, ``a.b.0.c``), or ``_MISSING``."""
+    node = plain_cfg(cfg)
     for part in dotted.split('.'):
         if isinstance(node, dict):
             if part not in node:
-                return False
+                return _MISSING
             node = node[part]
         elif isinstance(node, (list, tuple)) and part.isdigit():
             if int(part) >= len(node):
-                return False
+                return _MISSING
             node = node[int(part)]
         else:
-            return False
-    return True
+            return _MISSING
+    return node
+
+
+def cfg_has_key(cfg: Any, dotted: str) -> bool:
+    """Whether a config (or config dict) has the dotted key (``--cfg-options`` spelling)."""
+    return _lookup(cfg, dotted) is not _MISSING
+
+
+def cfg_get(cfg: Any, dotted: str, default: Any = None) -> Any:
+    """The value at a dotted key of a config, ``default`` where there is none."""
+    value = _lookup(cfg, dotted)
+    return default if value is _MISSING else value
 
 
 def closest_keys(cfg: Any, dotted: str, n: int = 3) -> list[str]:
@@ -130,7 +145,7 @@ def closest_keys(cfg: Any, dotted: str, n: int = 3) -> list[str]:
     the common case), then the whole config.
     """
     parts = dotted.split('.')
-    parent, node = [], _plain(cfg)
+    parent, node = [], plain_cfg(cfg)
     for part in parts[:-1]:
         if isinstance(node, dict) and part in node:
             node = node[part]
@@ -169,7 +184,7 @@ def check_cfg_options(cfg: Config | dict, options: dict | None,
         if key.startswith(NEW_KEY_PREFIX):
             checked[key[len(NEW_KEY_PREFIX):]] = value
             continue
-        if not _has_key(cfg, key):
+        if not cfg_has_key(cfg, key):
             suggestions = closest_keys(cfg, key)
             hint = (f' Did you mean {" or ".join(repr(s) for s in suggestions)}?'
                     if suggestions else '')

@@ -94,7 +94,7 @@ def demo_options(config, data, tmp_path, max_iters=10, ckpt_interval=4, batch_si
     """
     from mmengine.config import Config
 
-    from beitv2_mm.engine.launch import _has_key
+    from beitv2_mm.engine.launch import cfg_has_key
     kind = DEMO_CONFIGS[config]
     cfg = Config.fromfile(config_path(config))
     options = {}
@@ -102,7 +102,7 @@ def demo_options(config, data, tmp_path, max_iters=10, ckpt_interval=4, batch_si
     def put(key, value, add=False):
         """Set ``key`` if the config has it (tools/train.py rejects unknown keys); with
         ``add``, add it on purpose (``+key``) when missing."""
-        if _has_key(cfg, key):
+        if cfg_has_key(cfg, key):
             options[key] = value
         elif add:
             options['+' + key] = value

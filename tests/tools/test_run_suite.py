@@ -198,3 +198,18 @@ def test_changed_config_reruns_the_stage(tmp_path):
     assert suite.run_stages([a], stream=stream, heartbeat=0) == {'a': 'done'}
     assert 'config or inputs changed' in stream.getvalue()
     assert suite.read_manifest(a.work_dir)['fingerprint'] == 'config-v2'
+
+
+def test_extra_options_reach_the_configs_that_have_the_key(tmp_path):
+    """``run_suite --cfg-options`` keys are checked the way tools/train.py checks them: list
+    items by position count (they were silently dropped), keys a config lacks are left out."""
+    opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('random',),
+                              tasks=('linear_probe',),
+                              extra_options={'param_scheduler.1.eta_min': 0.5,
+                                             'model.neck.input_features': 64,
+                                             'model.no_such_key': 1})
+    stages = {s.name: s for s in suite.plan(opts)}
+    probe = stages['downstream/random/linear_probe'].options
+    assert probe['param_scheduler.1.eta_min'] == 0.5
+    assert probe['model.neck.input_features'] == 64
+    assert 'model.no_such_key' not in probe
