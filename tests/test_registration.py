@@ -51,3 +51,23 @@ def test_custom_imports_reach_the_project_from_a_config(tmp_path):
                         "default_scope = 'mmpretrain'\n")
     cfg = Config.fromfile(str(cfg_file))
     assert cfg.custom_imports['imports'] == ['beitv2_mm']
+
+
+def test_import_works_on_an_mmpretrain_only_install():
+    """Tokenizer training and MIM need neither mmseg nor mmdet (e.g. a GPU box with mmcv-lite):
+    with both absent, ``import beitv2_mm`` still registers the mmpretrain modules."""
+    import subprocess
+    import sys
+
+    code = '''
+import sys
+sys.modules['mmseg'] = sys.modules['mmdet'] = None  # as if not installed
+import beitv2_mm
+from mmpretrain.registry import MODELS
+assert MODELS.get('VQKDTokenizer') is not None and MODELS.get('BEiTMIM') is not None
+print('ok')
+'''
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith('ok')

@@ -6,6 +6,8 @@ Registered here:
     mmseg: ``SyntheticADE20KDataset``, ``CheckedADE20KDataset``, and the transform and hook;
     mmdet: ``CheckedCocoDataset``, and the transform and hook.
 """
+import importlib.util
+
 from .consistency import check_num_classes  # noqa: F401
 from .layout import (AnnotationError, DatasetLayoutError, check_ade20k_layout,  # noqa: F401
                      check_coco_json, check_coco_layout, check_imagenet_layout, check_seg_labels)
@@ -14,8 +16,14 @@ from .synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SYNTHETIC_WNIDS,  
 from .transforms import (ImageLoadError, SafeLoadImageFromFile,  # noqa: F401
                          SkippedImagesHook, skipped_images)
 from . import cls  # noqa: F401,E402
-from . import seg  # noqa: F401,E402
-from . import det  # noqa: F401,E402
+
+# mmseg / mmdet pieces only where those packages are installed, so that ``import beitv2_mm``
+# works on an mmpretrain-only install (tokenizer training and MIM need neither). An installed
+# but broken mmseg/mmdet still raises here.
+if importlib.util.find_spec('mmseg') is not None:
+    from . import seg  # noqa: F401,E402
+if importlib.util.find_spec('mmdet') is not None:
+    from . import det  # noqa: F401,E402
 
 __all__ = [
     'SYNTHETIC_CLASSES', 'SYNTHETIC_PALETTE', 'SYNTHETIC_WNIDS', 'make_synthetic_dataset',
