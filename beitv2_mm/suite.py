@@ -681,6 +681,22 @@ def _forked_main(script: str, argv: list, log_path: str, threads: int) -> None:
     os._exit(code)
 
 
+def fork_is_safe() -> bool:
+    """Whether stages may run in forked children of this process (:class:`_ForkedRun`).
+
+    Only on Linux and only without a visible CUDA device: a child forked from a process that
+    has touched CUDA cannot use it, and ``torch.cuda.is_available()`` already counts as a
+    touch (seen on an H100 with torch 2.11: every forked stage failed in mmengine's
+    ``collect_env`` with "Cannot re-initialize CUDA in forked subprocess"). On a GPU machine
+    each stage starts a fresh interpreter instead; its ~10 s of imports are small next to a
+    GPU stage.
+    """
+    if not (hasattr(os, 'fork') and sys.platform.startswith('linux')):
+        return False
+    import torch
+    return not torch.cuda.is_available()
+
+
 def warm_imports() -> None:
     """Import what every stage needs once, before forking (see :class:`_ForkedRun`)."""
     import beitv2_mm  # noqa: F401
@@ -707,13 +723,13 @@ def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
         on_stage_done: Called after each stage that finished successfully.
         fork (bool | None): Run tools/train.py and tools/make_synthetic_data.py in forked
             children of this (pre-imported) process instead of fresh interpreters; default:
-            where the platform can fork. Stages with an explicit command always use one.
+            :func:`fork_is_safe`. Stages with an explicit command always use one.
 
     Returns:
         dict: stage name -> 'skipped' | 'done' | 'failed' | 'blocked'.
     """
     if fork is None:
-        fork = hasattr(os, 'fork') and sys.platform.startswith('linux')
+        fork = fork_is_safe()
     import signal
     import threading
     if threading.current_thread() is threading.main_thread():

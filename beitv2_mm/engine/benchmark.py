@@ -36,6 +36,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -281,14 +282,46 @@ MATMUL_OPS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm',
               'aten::_scaled_dot_product_flash_attention_for_cpu_backward')
 
 
+#: GPU kernel categories by name pattern (first match wins): what a kernel-time breakdown groups.
+KERNEL_CATEGORIES = (
+    ('attention', re.compile(r'fmha|flash|attention|_attn', re.I)),
+    ('matmul', re.compile(r'gemm|nvjet|xmma|wgmma|cutlass|cublas|splitk', re.I)),
+    ('optimizer', re.compile(r'adam|multi_tensor|foreach', re.I)),
+    ('layer_norm', re.compile(r'layer_norm|layernorm', re.I)),
+    ('softmax', re.compile(r'softmax', re.I)),
+    ('copy/cast', re.compile(r'copy|cat_|CatArray|transpose|index|gather|scatter', re.I)),
+    ('reduction', re.compile(r'reduce|norm_kernel|sum', re.I)),
+    ('elementwise', re.compile(r'elementwise|vectorized|unrolled|gelu|mul|add|fill', re.I)),
+)
+
+
+def kernel_category(name: str) -> str:
+    """The :data:`KERNEL_CATEGORIES` group of a GPU kernel name (``'other'`` if none)."""
+    for category, pattern in KERNEL_CATEGORIES:
+        if pattern.search(name):
+            return category
+    return 'other'
+
+
+def is_annotation(name: str) -> bool:
+    """A ``record_function`` range name as the profiler writes it (``Optimizer.step#AdamW.step``,
+    ``ProfilerStep#3``), not a kernel (whose names may hold ``{lambda()#3}``)."""
+    return re.fullmatch(r'[\w.]+#[\w.]+', name) is not None
+
+
 def profile_ops(step: Callable[[], Any], device: torch.device, top: int = 12) -> dict:
-    """One step under ``torch.profiler``: where the time goes, by ATen op.
+    """One step under ``torch.profiler``: where the time goes.
+
+    On a CPU by ATen op (self host time); on a GPU by kernel (device time of the kernels
+    only: an ATen op's device time is its kernels', so summing both would count them twice).
 
     Returns:
-        dict: ``total_s`` (self time of every op: host time on a CPU, kernel time on a GPU),
-        ``matmul_s`` (the ops in :data:`MATMUL_OPS`), ``matmul_share`` and ``top`` (the
-        ``top`` ops by self time as ``[name, seconds, calls]``). A step that is nearly all
-        matmul time cannot get much faster without fewer FLOPs or faster GEMMs.
+        dict: ``total_s`` (op self time on a CPU, kernel time on a GPU), ``matmul_s``
+        (matmul and attention: the ops in :data:`MATMUL_OPS`, or the kernels of those two
+        :data:`KERNEL_CATEGORIES`), ``matmul_share``, ``top`` (the ``top`` ops or kernels by
+        time as ``[name, seconds, calls]``) and, on a GPU, ``by_category`` (seconds per
+        kernel category). A step that is nearly all matmul time cannot get much faster
+        without fewer FLOPs or faster GEMMs; on a GPU the rest is mostly memory-bound.
     """
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU]
@@ -298,17 +331,28 @@ def profile_ops(step: Callable[[], Any], device: torch.device, top: int = 12) ->
         step()
         synchronize(device)
     events = prof.key_averages()
-
-    def self_time(event) -> float:
-        if device.type == 'cuda':
-            return getattr(event, 'self_device_time_total', 0) / 1e6
-        return event.self_cpu_time_total / 1e6
-
-    total = sum(self_time(e) for e in events)
-    matmul = sum(self_time(e) for e in events if e.key in MATMUL_OPS)
-    ranked = sorted(events, key=self_time, reverse=True)[:top]
+    by_category = None
+    if device.type == 'cuda':
+        from torch.autograd import DeviceType
+        # record_function ranges (e.g. "Optimizer.step#AdamW.step") also appear on the GPU
+        # timeline and span kernels already counted: leave them out
+        annotations = {e.name for e in prof.events() if getattr(e, 'is_user_annotation', False)}
+        timed = [(e.key, getattr(e, 'self_device_time_total', 0) / 1e6, e.count)
+                 for e in events if getattr(e, 'device_type', None) == DeviceType.CUDA
+                 and e.key not in annotations and not is_annotation(e.key)]
+        by_category = {}
+        for name, seconds, _ in timed:
+            category = kernel_category(name)
+            by_category[category] = by_category.get(category, 0.0) + seconds
+        matmul = by_category.get('matmul', 0.0) + by_category.get('attention', 0.0)
+    else:
+        timed = [(e.key, e.self_cpu_time_total / 1e6, e.count) for e in events]
+        matmul = sum(t for name, t, _ in timed if name in MATMUL_OPS)
+    total = sum(t for _, t, _ in timed)
+    ranked = sorted(timed, key=lambda item: item[1], reverse=True)[:top]
     return dict(total_s=total, matmul_s=matmul, matmul_share=matmul / total if total else None,
-                top=[[e.key, self_time(e), e.count] for e in ranked])
+                top=[[name[:200], seconds, count] for name, seconds, count in ranked],
+                by_category=by_category)
 
 
 def run_alternating(variants: Sequence[Variant], steps: int, warmup: int,
@@ -512,6 +556,10 @@ def format_summary(workload: str, results: Dict[str, dict], baseline: Optional[s
             parts.append(f'profiled step: {prof["total_s"]:.3f} s op time, '
                          f'{100 * prof["matmul_share"]:.0f}% in matmul kernels '
                          f'({prof["matmul_s"]:.3f} s)')
+            if prof.get('by_category'):
+                parts.append('kernel ms: ' + ' '.join(
+                    f'{k} {1e3 * v:.1f}' for k, v in sorted(prof['by_category'].items(),
+                                                            key=lambda kv: -kv[1])))
         lines.append(', '.join(parts))
     if baseline and baseline in results:
         for name, res in results.items():

@@ -187,3 +187,32 @@ def test_step_timer_and_memory_on_cpu(bench):
         block.add_(1)
     assert len(timer.seconds()) == 1 and timer.seconds()[0] > 0
     assert memory.read() >= block.numel() * 4
+
+
+def test_gpu_kernel_categories(bench):
+    """The GPU profile groups kernels by name (names as torch 2.11 on an H100 reports them)."""
+    cat = bench.kernel_category
+    assert cat('nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_bias_TNN') == 'matmul'
+    assert cat('sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64') == 'matmul'
+    assert cat('fmha_cutlassB_bf16_aligned_64x64_k64_sm80(PyTorchMemEffAttention::'
+               'AttentionBackwardKernel<cutlass::arch::Sm80>)') == 'attention'
+    assert cat('void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<float>') \
+        == 'layer_norm'
+    assert cat('void at::native::vectorized_elementwise_kernel<8, at::native::'
+               'bfloat16_copy_kernel_cuda(at::TensorIteratorBase&)>') == 'copy/cast'
+    assert cat('void at::native::vectorized_elementwise_kernel<4, at::native::'
+               'CUDAFunctor_add<float>, std::array<char*, 3ul> >') == 'elementwise'
+    assert cat('void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float>>') \
+        == 'reduction'
+    assert cat('void at::native::(anonymous namespace)::fused_adam_kernel') == 'optimizer'
+    assert cat('some_custom_kernel') == 'other'
+
+
+def test_profile_annotations_are_not_kernels(bench):
+    """record_function ranges span kernels counted already; kernel names may hold '#'."""
+    assert bench.is_annotation('Optimizer.step#AdamW.step')
+    assert bench.is_annotation('ProfilerStep#3')
+    assert not bench.is_annotation('void at::native::elementwise_kernel<128, 4, at::native::'
+                                   'direct_copy_kernel_cuda(at::TensorIteratorBase&)::'
+                                   '{lambda()#3}::operator()() const>')
+    assert not bench.is_annotation('nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_bias_TNN')

@@ -187,6 +187,34 @@ def test_run_stages_skips_done_blocks_dependents_of_failures(tmp_path):
     assert not suite.stage_done(a)
 
 
+def test_no_forked_stages_where_cuda_is_visible(tmp_path, monkeypatch):
+    """A child forked after ``torch.cuda.is_available()`` cannot use CUDA (seen on an H100:
+    every forked stage failed), so with a GPU the stages start fresh interpreters."""
+    import io
+
+    import torch
+    forked = []
+
+    class NoFork:
+        def __init__(self, *args, **kwargs):
+            forked.append(args)
+            raise RuntimeError('forked')
+
+    monkeypatch.setattr(suite, '_ForkedRun', NoFork)
+    monkeypatch.setattr(suite, 'warm_imports', lambda: None)
+    missing = str(tmp_path / 'missing_config.py')  # tools/train.py fails fast on it
+    stage = suite.Stage(name='mim/x', kind='mim', work_dir=tmp_path / 'w' / 'x', config=missing)
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert suite.fork_is_safe() is False
+    status = suite.run_stages([stage], jobs=1, stream=io.StringIO(), heartbeat=0)
+    assert status == {'mim/x': 'failed'} and forked == []
+    assert 'missing_config.py' in (stage.work_dir / 'suite_stage.log').read_text()
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert suite.fork_is_safe() is sys.platform.startswith('linux')
+
+
 def test_changed_config_reruns_the_stage(tmp_path):
     import io
     a = _fake_stage(tmp_path, 'a')
