@@ -149,7 +149,8 @@ def main(argv=None) -> dict:
             bench.copy_stock_weights_into_fast(stock.model, fast.model)
             baseline = 'mmpretrain'
             if not args.no_loss_check:
-                with torch.no_grad(), bench.autocast_context(device, args.precision):
+                with torch.no_grad(), bench.eager_only(), \
+                        bench.autocast_context(device, args.precision):
                     losses = {s.name: float(bench.mim_loss(s.model, s.data))
                               for s in (fast, stock)}
                 extra['initial_loss_same_weights'] = losses
