@@ -69,8 +69,9 @@ def parse_args(argv=None):
                         help='comma list of stage names (or prefixes, e.g. downstream/beitv2) '
                         'to delete and run again')
     parser.add_argument('--no-fork', action='store_true',
-                        help='start every stage in a fresh interpreter (default on Linux: fork '
-                        'this process, which imported the stack once)')
+                        help='start every stage in a fresh interpreter (default on Linux '
+                        'without a visible GPU: fork this process, which imported the stack '
+                        'once; with CUDA every stage is a fresh interpreter anyway)')
     parser.add_argument('--dry-run', action='store_true', help='print the plan and exit')
     parser.add_argument('--no-leaderboard', action='store_true')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
