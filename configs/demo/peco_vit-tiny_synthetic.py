@@ -3,8 +3,8 @@
 The student (patch 8 -> 8 x 8 patches, 24 of 64 masked block-wise) predicts the codes of the
 tiny PeCo VQ-VAE of configs/demo/peco_vqvae-tiny_synthetic.py; its checkpoint is the hand-off
 key ``model.target_generator.checkpoint`` and the tokenizer settings below must match that
-config. The tokenizer is frozen (eval mode, no grads). 800 iterations (see configs/demo/
-beitv2_vit-tiny_synthetic.py for why), ~1.5 min on 2 CPU cores.
+config. The tokenizer is frozen (eval mode, no grads). 2400 iterations (see configs/demo/
+beitv2_vit-tiny_synthetic.py for why), ~4 min on 2 CPU cores.
 """
 # which method made the checkpoints (downstream results files and the leaderboard read it)
 pretrain_method = 'peco'
@@ -14,7 +14,7 @@ data_root = 'data/synthetic/imagenet'
 # == beitv2_mm.datasets.SYNTHETIC_CLASSES
 synthetic_classes = ('disc', 'square', 'triangle', 'star', 'diamond', 'hexagon', 'cross',
                      'ellipse', 'pentagon', 'bar')
-max_iters = 800
+max_iters = 2400
 num_masking_patches = 24
 
 data_preprocessor = dict(
