@@ -81,7 +81,6 @@ def _dataset_classes(dataset):
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write ``payload`` to ``path`` via a temp file + ``os.replace`` (never a partial file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(json.dumps(payload, indent=2, sort_keys=True), path)
 
 

@@ -45,6 +45,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 
+from .checkpoint import atomic_write_text
+
 # --------------------------------------------------------------------------- architectures
 #: ViT sizes by name; a dict (or its JSON text) with the same keys is accepted too.
 ARCHS: Dict[str, dict] = {
@@ -546,12 +548,9 @@ def to_device(data: Any, device: torch.device) -> Any:
 
 
 def write_json(result: dict, path: Union[str, Path]) -> Path:
-    """Write ``result`` as JSON atomically (temp file + rename)."""
+    """Write ``result`` as JSON atomically (see :func:`.checkpoint.atomic_write`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(result, indent=2, default=str) + '\n')
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps(result, indent=2, default=str) + '\n', path)
     return path
 
 
