@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .engine.checkpoint import atomic_write_text
 from .engine.launch import cfg_get, cfg_has_key, plain_cfg
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -144,11 +145,7 @@ def read_manifest(work_dir: Path) -> dict | None:
 
 
 def write_manifest(work_dir: Path, payload: dict) -> None:
-    path = Path(work_dir) / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps(payload, indent=2, sort_keys=True), Path(work_dir) / MANIFEST)
 
 
 def last_checkpoint(work_dir: Path) -> Path | None:

@@ -15,10 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-
 import beitv2_mm  # noqa: E402,F401  (applies compat fixes)
 from beitv2_mm.convert import CONVERTERS, convert  # noqa: E402
+from beitv2_mm.engine.checkpoint import atomic_torch_save  # noqa: E402
 from beitv2_mm.engine.compat import trusted_torch_load  # noqa: E402
 
 
@@ -44,11 +43,8 @@ def main(argv=None) -> int:
 
     state_dict, report = convert(args.format, trusted_torch_load(args.src, map_location='cpu'))
     dst = Path(args.dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + '.tmp')
-    torch.save({'state_dict': state_dict,
-                'meta': {'converted_from': args.format, 'source': str(args.src)}}, tmp)
-    os.replace(tmp, dst)
+    atomic_torch_save({'state_dict': state_dict,
+                       'meta': {'converted_from': args.format, 'source': str(args.src)}}, dst)
     print(report.format())
     print(f'wrote {len(state_dict)} tensors to {dst}')
     return 1 if report.unmatched else 0

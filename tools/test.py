@@ -59,12 +59,9 @@ def main(argv=None):
         metrics = {k: _jsonable(v) for k, v in metrics.items()}
         print(json.dumps(metrics, indent=2))
         if args.out:
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            tmp = f'{args.out}.tmp'
-            with open(tmp, 'w') as f:
-                json.dump(dict(config=args.config, checkpoint=args.checkpoint,
-                               metrics=metrics), f, indent=2)
-            os.replace(tmp, args.out)
+            from beitv2_mm.engine.checkpoint import atomic_write_text
+            atomic_write_text(json.dumps(dict(config=args.config, checkpoint=args.checkpoint,
+                                              metrics=metrics), indent=2), args.out)
 
 
 if __name__ == '__main__':
