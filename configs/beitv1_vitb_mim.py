@@ -4,8 +4,10 @@ Official recipe: 75 of 196 patches masked block-wise (min 16), the tokenizer see
 second view (lanczos) of the same crop mapped by DALL-E's ``map_pixels`` (done by the data
 preprocessor: second_mean / second_std below are ``map_pixels`` on 0..255 pixels), the
 dVAE's 8192 tokens on its 14x14 grid are the targets, no aggregation head. Batch 2048,
-AdamW lr 1.5e-3, betas (0.9, 0.999), wd 0.05, 10 warmup epochs, cosine to 1e-5, grad clip
-3.0, drop path 0.1, layer scale 0.1, shared relative position bias, AMP.
+AdamW lr 1.5e-3, betas (0.9, 0.98), wd 0.05, 10 warmup epochs, cosine to 1e-5, grad clip
+3.0, drop path 0.1, layer scale 0.1, shared relative position bias, AMP. The betas are the
+official code's (unilm beit/run_beit_pretraining.py ``--opt_betas`` default, which the README's
+ImageNet-1k command does not override); mmpretrain's BEiT config uses (0.9, 0.999).
 
 Tokenizer weights: OpenAI's ``encoder.pkl`` or mmpretrain's ``dalle_encoder.pth``, local file
 at ``model.target_generator.checkpoint`` (the suite's hand-off key).
@@ -32,7 +34,7 @@ train_pipeline = [
     dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(
-        type='RandomResizedCropAndInterpolationWithTwoPic',
+        type='TwoViewRandomResizedCrop',
         size=224,
         second_size=112,
         interpolation='bicubic',
@@ -69,7 +71,6 @@ model = dict(
         type='BEiTV1Head', embed_dims=768, num_embed=8192, loss=dict(type='CrossEntropyLoss')),
     target_generator=dict(type='DALLETokenizer', checkpoint='checkpoints/dall_e/encoder.pkl'))
 
-optim_wrapper = dict(optimizer=dict(betas=(0.9, 0.999)))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
          convert_to_iter_based=True),

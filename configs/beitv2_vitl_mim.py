@@ -2,6 +2,11 @@
 
 Differences from ViT-B: 24 layers of width 1024, layer scale 1e-5, patch aggregation over
 layer 21 (``early_layers=21``, ``out_indices=[-4, -1]``), drop path 0.1, betas (0.9, 0.999).
+
+Batch: lr 1.5e-3 is for a total batch of 2048, which the official run split as 64 GPUs x 32
+(unilm beit2/PRETRAINING.md). The inherited per-GPU batch is 256 (8 GPUs); ViT-L's activations
+at 256 per GPU were not measured here: with more GPUs keep the total at 2048, e.g. 32 GPUs with
+``--cfg-options train_dataloader.batch_size=64``.
 """
 _base_ = [
     '_base_/mim_runtime.py',

@@ -181,6 +181,14 @@ def main(argv=None) -> dict:
         variants = [variant]
         batch = variant.images
         extra['dataloader'] = info
+        if args.warmup < info['prefetch_batches']:
+            # fetches from a full prefetch queue would time the queue, not the pipeline
+            print(f'[benchmark] data: warming up with {info["prefetch_batches"]} fetches (the '
+                  f'prefetched batches of {info["num_workers"]} workers), not {args.warmup}')
+            args.warmup = info['prefetch_batches']
+        if args.steps < 2 * max(info['num_workers'], 1):
+            print(f'[benchmark] data: --steps {args.steps} is under 2 batches per worker '
+                  f'({info["num_workers"]} workers): the mean rate is not a steady state yet')
 
     results = bench.run_alternating(variants, args.steps, args.warmup, device,
                                     count_flops_too=not (args.no_flops or args.workload == 'data'),

@@ -19,7 +19,7 @@ What this fixes or adds over mmpretrain 1.2.0 (``mmpretrain/models/selfsup/beit.
   The gathered order equals boolean indexing's, so the loss is the same.
 * **Patch-aggregation neck** (:class:`BEiTV2AggregationNeck`): custom (dict) archs work (stock
   reads ``arch['depth']`` but validates ``num_layers``), weights are initialised as the official
-  ``_init_weights`` + ``fix_init_weight`` (stock rescales in ``__init__`` and then
+  ones (see :meth:`BEiTV2AggregationNeck.init_weights`; stock rescales in ``__init__`` and then
   ``init_weights`` redraws the Linear layers, losing the rescale), and the attention can use
   the SDPA path.
 
@@ -35,7 +35,6 @@ from typing import Dict, List, Optional, Union
 
 import torch
 from mmengine.logging import MMLogger
-from mmengine.model.weight_init import trunc_normal_
 from torch import nn
 
 from mmpretrain.models.necks.beitv2_neck import BEiTV2Neck
@@ -43,19 +42,10 @@ from mmpretrain.models.selfsup.beit import BEiT, VQKD
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..backbones.beit_vit import use_fast_attention
+from ..backbones.beit_vit import pretrain_trunc_normal_, use_fast_attention
 
 # Prefixes a tokenizer's weights can carry inside a training checkpoint, most specific first.
 TOKENIZER_PREFIXES = ('target_generator.', 'tokenizer.', 'model.', 'module.')
-
-
-def _official_linear_init(module: nn.Module, std: float = 0.02) -> None:
-    """Official BEiT ``_init_weights`` for Linear layers: trunc-normal weight, zero bias."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 def _rescale_block(layer: nn.Module, layer_id: int) -> None:
@@ -92,10 +82,21 @@ class BEiTV2AggregationNeck(BEiTV2Neck):
         use_fast_attention(self, attn_impl)
 
     def init_weights(self) -> None:
+        """The official init of the aggregation layers (``cls_pt_layers``).
+
+        unilm ``beit2/modeling_pretrain.py`` builds ``cls_pt_layers`` after the model's
+        ``self.apply(self._init_weights)``, so they keep PyTorch's default ``nn.Linear`` init
+        (Kaiming-uniform weights, uniform biases), LayerNorm (1, 0), zero q/v biases and the
+        layer-scale value; only ``fix_init_cls_pt_weight`` divides the residual-branch outputs
+        by ``sqrt(2 * (early_layers + i + 1))``. The same here (mmpretrain draws them
+        trunc-normal(0.02) and loses the rescale).
+        """
         super().init_weights()
         if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
             return
-        _official_linear_init(self.patch_aggregation)
+        for m in self.patch_aggregation.modules():
+            if isinstance(m, (nn.Linear, nn.LayerNorm)):
+                m.reset_parameters()
         for layer_id, layer in enumerate(self.patch_aggregation):
             _rescale_block(layer, self.early_layers + layer_id + 1)
 
@@ -195,7 +196,8 @@ class BEiTMIM(BEiT):
         backbone (dict): The student, e.g. ``FastBEiTPretrainViT``/``BEiTPretrainViT``.
         neck (dict, optional): ``BEiTV2AggregationNeck`` (BEiT v2) or None (BEiT v1).
         head (dict): ``BEiTV2Head`` / ``BEiTV1Head``: its ``cls_head`` is the shared lm head
-            and its ``loss_module`` the CE.
+            and its ``loss_module`` the CE. :meth:`init_weights` draws the lm head as the
+            official pretraining model does.
         target_generator (dict): The tokenizer config. Its ``checkpoint`` key (the suite's
             hand-off key ``model.target_generator.checkpoint``) is passed on to tokenizers that
             take it (``VQKDTokenizer``, ``PeCoVQVAE``); for the others (mmpretrain ``VQKD``,
@@ -240,6 +242,23 @@ class BEiTMIM(BEiT):
             self.target_generator.is_init = True
         self.target_generator.requires_grad_(False)
         self.target_generator.eval()
+
+    def init_weights(self) -> None:
+        """mmengine's init, then the official lm head init (unless the head is pretrained).
+
+        unilm ``beit2/modeling_pretrain.py`` (BEiT v1's too) draws ``lm_head`` trunc-normal(0.02)
+        truncated at +-0.02 with zero bias (:func:`pretrain_trunc_normal_`); mmpretrain's
+        heads use bounds +-2 (twice the effective std).
+        """
+        super().init_weights()
+        lm_head = getattr(self.head, 'cls_head', None)
+        head_init = getattr(self.head, 'init_cfg', None)
+        if not isinstance(lm_head, nn.Linear) or (
+                isinstance(head_init, dict) and head_init.get('type') == 'Pretrained'):
+            return
+        pretrain_trunc_normal_(lm_head.weight)
+        if lm_head.bias is not None:
+            nn.init.zeros_(lm_head.bias)
 
     def train(self, mode: bool = True) -> 'BEiTMIM':
         """Set train mode for the student; the tokenizer always stays in eval mode."""

@@ -30,6 +30,17 @@ from mmpretrain.registry import MODELS
 ATTN_IMPLS = ('sdpa', 'explicit')
 
 
+def pretrain_trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
+    """The official BEiT pretraining init: normal(0, std) truncated at +-std.
+
+    unilm ``beit2/modeling_pretrain.py`` (and BEiT v1's) redefines ``trunc_normal_`` with
+    ``a=-std, b=std``, so the drawn weights have a standard deviation of about 0.54 * std
+    (0.0108 for std 0.02). mmengine's and timm's default bounds (+-2, absolute) cut nothing at
+    std 0.02; they are what the official fine-tuning / VQ-KD models use.
+    """
+    return trunc_normal_(tensor, std=std, a=-std, b=std)
+
+
 class FastBEiTAttention(BEiTAttention):
     """:class:`BEiTAttention` with a selectable attention kernel; same parameters and buffers.
 
@@ -161,20 +172,25 @@ class FastBEiTPretrainViT(BEiTPretrainViT):
         compile_layers(self.layers, compile)
 
     def init_weights(self) -> None:
-        """mmpretrain's init, then (``official_init``) the official BEiT one for the layers.
+        """mmpretrain's init, then (``official_init``) the official BEiT pretraining one.
 
-        mmpretrain's ``TransformerEncoderLayer.init_weights`` re-draws the FFN Linear layers
-        with Xavier-uniform after the config's TruncNormal; the official code uses
-        trunc-normal(0.02) and zero bias for every Linear, then divides the residual-branch
-        output weights by ``sqrt(2 * layer_id)``.
+        Official (unilm ``beit2/modeling_pretrain.py``): every Linear and the patch-embedding
+        conv trunc-normal(0.02) truncated at +-0.02 (:func:`pretrain_trunc_normal_`) with zero
+        bias, ``cls_token`` / ``mask_token`` the same, LayerNorm (1, 0), the shared relative
+        position bias zero, then residual-branch output weights divided by
+        ``sqrt(2 * layer_id)``. mmpretrain instead draws with bounds +-2 (twice the effective
+        std) and its ``TransformerEncoderLayer.init_weights`` re-draws the FFN Linear layers
+        with Xavier-uniform after the config's TruncNormal.
         """
         super().init_weights()
         if not self.official_init or (isinstance(self.init_cfg, dict)
                                       and self.init_cfg.get('type') == 'Pretrained'):
             return
-        for m in self.layers.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                pretrain_trunc_normal_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        pretrain_trunc_normal_(self.cls_token)
+        pretrain_trunc_normal_(self.mask_token)
         self.rescale_init_weight()

@@ -2,13 +2,15 @@
 
 Registered here:
     mmpretrain: ``CheckedImageNet``, ``CheckedCustomDataset`` (datasets),
-        ``SafeLoadImageFromFile`` (transform), ``SkippedImagesHook`` (hook);
+        ``SafeLoadImageFromFile``, ``TwoViewRandomResizedCrop`` (transforms),
+        ``SkippedImagesHook`` (hook);
     mmseg: ``SyntheticADE20KDataset``, ``CheckedADE20KDataset``, and the transform and hook;
     mmdet: ``CheckedCocoDataset``, and the transform and hook.
 """
 import importlib.util
 
 from .consistency import check_num_classes  # noqa: F401
+from .mim_crop import TwoViewRandomResizedCrop  # noqa: F401
 from .layout import (AnnotationError, DatasetLayoutError, check_ade20k_layout,  # noqa: F401
                      check_coco_json, check_coco_layout, check_imagenet_layout, check_seg_labels)
 from .synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SYNTHETIC_WNIDS,  # noqa: F401

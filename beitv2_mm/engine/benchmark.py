@@ -284,12 +284,17 @@ class Variant:
         flops_fn: optional callable counted by :func:`count_flops` instead of ``step``
             (e.g. one that skips the optimizer, whose FLOPs the counter does not see anyway).
         info: free-form description stored in the JSON (config, options).
+        rate: how ``images_per_s`` is computed from the timed steps: ``'median'`` (images /
+            median step time; compute steps, robust to outliers) or ``'mean'`` (all images /
+            total time; a dataloader, whose workers deliver batches in bursts from a prefetch
+            queue, so single fetches say nothing and only the average rate does).
     """
     name: str
     step: Callable[[], Any]
     images: int
     flops_fn: Optional[Callable[[], Any]] = None
     info: dict = field(default_factory=dict)
+    rate: str = 'median'
 
 
 #: ATen ops that are matrix-multiply kernels (every Linear, attention products, fused attention).
@@ -391,7 +396,8 @@ def run_alternating(variants: Sequence[Variant], steps: int, warmup: int,
             (:func:`profile_ops`) into ``profile``.
 
     Returns:
-        dict: per variant name: ``median_s``, ``images_per_s``, ``times_s``, ``peak_mem_bytes``,
+        dict: per variant name: ``median_s``, ``images_per_s`` (by the variant's ``rate``),
+        ``mean_images_per_s`` (all images / total time), ``times_s``, ``peak_mem_bytes``,
         ``flops_per_step``, ``tflops_per_s``, ``mfu`` (None where not applicable), ``profile``
         (None unless ``with_profile``).
     """
@@ -428,10 +434,15 @@ def run_alternating(variants: Sequence[Variant], steps: int, warmup: int,
     for variant in variants:
         times = timers[variant.name].seconds()
         median = statistics.median(times)
+        mean_rate = variant.images * len(times) / sum(times)
+        if variant.rate not in ('median', 'mean'):
+            raise ValueError(f'Variant {variant.name!r}: rate must be median or mean, '
+                             f'got {variant.rate!r}')
         n_flops = flops[variant.name]
         tflops = n_flops / median / 1e12 if n_flops else None
         results[variant.name] = dict(
-            images_per_s=variant.images / median, median_s=median, times_s=times,
+            images_per_s=variant.images / median if variant.rate == 'median' else mean_rate,
+            rate=variant.rate, mean_images_per_s=mean_rate, median_s=median, times_s=times,
             min_s=min(times), max_s=max(times), batch=variant.images,
             peak_mem_bytes=peaks[variant.name] or None,
             peak_mem_kind=('cuda max_memory_allocated' if device.type == 'cuda' else
@@ -559,7 +570,8 @@ def format_summary(workload: str, results: Dict[str, dict], baseline: Optional[s
     lines = []
     for name, res in results.items():
         mem = res.get('peak_mem_bytes')
-        parts = [f'{workload} [{name}]: {res["images_per_s"]:.3f} img/s',
+        rate = ('mean over ' if res.get('rate') == 'mean' else 'median ') + 'steps'
+        parts = [f'{workload} [{name}]: {res["images_per_s"]:.3f} img/s ({rate})',
                  f'median {res["median_s"] * 1e3:.1f} ms/step (batch {res["batch"]}, '
                  f'{len(res["times_s"])} steps)']
         if mem:
@@ -1143,6 +1155,10 @@ def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
                  data_root: Optional[str], seed: int = 0) -> tuple:
     """The config's real training dataloader; one 'step' = fetching one batch.
 
+    The workers keep ``num_workers * prefetch_factor`` batches ready (``info['prefetch_batches']``):
+    fetching those takes microseconds, so the caller warms up with at least that many fetches and
+    the variant's images/s is the mean rate (``rate='mean'``), not the median fetch.
+
     Returns:
         tuple: ``(Variant, info)``; the iterator restarts when the dataset is exhausted.
     """
@@ -1174,7 +1190,8 @@ def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
             state['it'] = iter(loader)
             return next(state['it'])
 
-    info = dict(config=config, batch_size=loader_cfg['batch_size'],
-                num_workers=loader_cfg.get('num_workers', 0),
+    workers = loader.num_workers
+    info = dict(config=config, batch_size=loader_cfg['batch_size'], num_workers=workers,
+                prefetch_batches=workers * (loader.prefetch_factor or 0),
                 dataset_size=len(loader.dataset))
-    return Variant('dataloader', step, loader_cfg['batch_size'], info=info), info
+    return Variant('dataloader', step, loader_cfg['batch_size'], info=info, rate='mean'), info

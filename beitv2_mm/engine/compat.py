@@ -19,6 +19,15 @@ fixed, and has a test in ``tests/engine/test_compat.py`` that fails without it.
    computed for ``interp2d`` on grid data.
 3. ``torch.cuda.amp.autocast`` is deprecated in torch 2.4+ and warns on every call in
    mmpretrain's VQKD/BEiT code paths; silenced here (the replacement behaves the same).
+4. mmpretrain's ``BEiTTransformerEncoderLayer`` applies stochastic depth twice to the FFN branch:
+   its ``FFN`` is built with ``dropout_layer=DropPath(drop_path_rate)`` and ``add_identity=False``,
+   and ``forward`` wraps the FFN output in ``self.drop_path`` again. With drop path p the FFN
+   branch is dropped with probability 1 - (1 - p)^2 and rescaled by 1 / (1 - p)^2; the official
+   ``Block`` (unilm ``beit2/modeling_finetune.py``) drops it with probability p. Every BEiT ViT
+   of the stack goes through this layer (MIM student and neck, fine-tune, UperNet, Mask R-CNN),
+   so every run with drop path > 0 trained a different model. Fix: after
+   ``BEiTTransformerEncoderLayer.__init__``, the FFN's own drop path is an ``nn.Identity``
+   (unless the config set ``ffn_cfg.dropout_layer`` itself); no parameters change.
 R. (reliability) mmengine writes checkpoints and the ``last_checkpoint`` pointer in place and
    deletes old checkpoints before writing the new one, so a kill during a save leaves a truncated
    or missing latest checkpoint; and ``--resume`` forgets RNG states, restarts a half-done epoch
@@ -30,6 +39,8 @@ R. (reliability) mmengine writes checkpoints and the ``last_checkpoint`` pointer
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import types
 import warnings
 
@@ -129,6 +140,27 @@ def _quiet_autocast_deprecation() -> None:
         'ignore', message=r'.*torch\.cuda\.amp\.autocast.*is deprecated', category=FutureWarning)
 
 
+# --------------------------------------------------------------------------- 4. drop path
+def _fix_beit_ffn_double_drop_path() -> None:
+    from mmpretrain.models.backbones.beit import BEiTTransformerEncoderLayer
+    from torch import nn
+
+    original = BEiTTransformerEncoderLayer.__init__
+    if getattr(original, 'single_drop_path', False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        ffn_cfg = signature.bind(self, *args, **kwargs).arguments.get('ffn_cfg') or {}
+        if 'dropout_layer' not in ffn_cfg and not self.ffn.add_identity:
+            self.ffn.dropout_layer = nn.Identity()  # ``forward`` applies self.drop_path
+
+    __init__.single_drop_path = True
+    BEiTTransformerEncoderLayer.__init__ = __init__
+
+
 # --------------------------------------------------------------------------- R. reliability
 # (owned by engineer "reliability": the code lives in engine/checkpoint.py and engine/resume.py)
 def _fix_reliable_checkpoints_and_resume() -> None:
@@ -144,6 +176,7 @@ FIXES = {
     'mmengine_torch_load_weights_only': _fix_mmengine_torch_load,
     'scipy_interp2d_removed': _fix_scipy_interp2d,
     'autocast_deprecation_warning': _quiet_autocast_deprecation,
+    'beit_ffn_double_drop_path': _fix_beit_ffn_double_drop_path,
     'reliable_checkpoints_and_resume': _fix_reliable_checkpoints_and_resume,
 }
 

@@ -11,6 +11,12 @@ Numerics follow the official ``beit2/norm_ema_quantizer.py``:
   ``z + (z_q - z).detach()``;
 * optional k-means init (cosine k-means, 10 iterations) on the first batch.
 
+One deliberate difference: distances, the nearest code and the EMA sums are computed in fp32
+even under autocast. The official code runs its distance ``einsum`` and ``z^T @ onehot`` in
+fp16 under AMP, where codes whose distances differ by less than fp16 resolution (~1e-3
+relative) tie arbitrarily; fp32 picks the nearest one. Tokens can therefore differ from an
+fp16 run of the official code at such near-ties (fp32 runs agree).
+
 Why not mmpretrain's ``NormEMAVectorQuantizer`` (same numerics otherwise):
 
 * its k-means init runs on each rank's own batch, so ranks start from different codebooks

@@ -194,13 +194,24 @@ class VQKDTokenizer(BaseModule):
 
     # ----------------------------------------------------------------- mmengine hooks
     def init_weights(self) -> None:
-        """Official init: trunc-normal(0.02) linears / tokens, LN (1, 0), residual rescale."""
+        """Official init (unilm ``beit2/modeling_finetune.py`` ``VisionTransformer``, the VQ-KD
+        encoder and decoder): every Linear trunc-normal(0.02) with zero bias, LN (1, 0),
+        ``cls_token`` trunc-normal(0.02), the patch-embedding conv left at PyTorch's default,
+        then residual-branch outputs divided by ``sqrt(2 * layer_id)``; task layers
+        trunc-normal(0.02), zero bias. (mmpretrain's ``TransformerEncoderLayer.init_weights``
+        re-draws the FFN Linear layers Xavier-uniform after the config's TruncNormal: undone.)
+        """
         if self.is_init:  # loaded from ``checkpoint``: keep those weights
             return
         super().init_weights()
         for vit in (self.encoder, self.decoder):
             if vit is None:
                 continue
+            for m in getattr(vit, 'layers', nn.ModuleList()).modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=0.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
             if getattr(vit, 'cls_token', None) is not None:
                 trunc_normal_(vit.cls_token, std=0.02)
             # official VisionTransformer.fix_init_weight: depth-scaled residual projections

@@ -3,8 +3,13 @@
 Per-layer relative position bias (the pretrain's shared one is copied into every layer by the
 checkpoint flow), no absolute position embedding, layer scale 0.1, mean pooling of the patch
 tokens + LayerNorm (``out_type='avg_featmap'``: ``ln2`` is BEiT's ``fc_norm``), no final norm,
-drop path 0.1, linear head (trunc-normal 0.02 init) with label smoothing 0.1, mixup 0.8 /
-cutmix 1.0. Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``.
+drop path 0.1, linear head with label smoothing 0.1, mixup 0.8 / cutmix 1.0. Pretrain
+checkpoint: ``model.backbone.init_cfg.checkpoint``.
+
+Head init: the official ``VisionTransformer`` draws the head trunc-normal(0.02) and then scales
+weight and bias by ``init_scale=0.001`` (``run_class_finetuning.py --init_scale`` default), so
+the head starts near zero; trunc-normal(std 2e-5) with mmengine's +-2 bounds is the same
+distribution (the bounds cut nothing at either scale).
 """
 model = dict(
     type='ImageClassifier',
@@ -29,7 +34,7 @@ model = dict(
         num_classes=1000,
         in_channels=768,
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.02)],
+        init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.02 * 0.001)],
     ),
     train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]),
 )

@@ -1,7 +1,9 @@
 """Fine-tune schedule (official BEiT v2, ViT-B): AdamW lr 5e-4 at batch 1024, wd 0.05,
 betas (0.9, 0.999), layer decay 0.65 (0.6 for 1600-epoch pretrains), no weight decay on norms,
-biases, q/v biases, cls token, position embeddings and layer-scale gammas; 20 warmup epochs
-(linear) then cosine to 1e-6, 100 epochs in total.
+biases, q/v biases, cls token, position embeddings and layer-scale gammas (the official rule:
+every 1-D parameter, every ``.bias``, ``cls_token``, ``pos_embed``); the relative position bias
+tables ARE decayed, as in the official commands (``--disable_weight_decay_on_rel_pos_bias`` is
+off by default and not passed); 20 warmup epochs (linear) then cosine to 1e-6, 100 epochs.
 """
 optim_wrapper = dict(
     type='OptimWrapper',
@@ -17,7 +19,6 @@ optim_wrapper = dict(
             '.cls_token': dict(decay_mult=0.0),
             '.pos_embed': dict(decay_mult=0.0),
             '.gamma': dict(decay_mult=0.0),
-            'relative_position_bias_table': dict(decay_mult=0.0),
         }),
 )
 param_scheduler = [

@@ -11,7 +11,7 @@ train_pipeline = [
     dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(
-        type='RandomResizedCropAndInterpolationWithTwoPic',
+        type='TwoViewRandomResizedCrop',
         size=224,
         second_size=224,
         interpolation='bicubic',

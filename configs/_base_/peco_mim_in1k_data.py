@@ -20,7 +20,7 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandomResizedCropAndInterpolationWithTwoPic', size=224, second_size=224,
+    dict(type='TwoViewRandomResizedCrop', size=224, second_size=224,
          interpolation='bicubic', second_interpolation='bicubic', scale=(0.08, 1.0)),
     dict(type='BlockwiseMaskGenerator', input_size=14, num_masking_patches=num_masking_patches,
          min_num_patches=16, min_aspect=0.3),

@@ -68,18 +68,12 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='BEiTLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        layer_decay_rate=0.75,
-        custom_keys={
-            '.ln': dict(decay_mult=0.0),
-            '.bias': dict(decay_mult=0.0),
-            'q_bias': dict(decay_mult=0.0),
-            'v_bias': dict(decay_mult=0.0),
-            '.cls_token': dict(decay_mult=0.0),
-            '.pos_embed': dict(decay_mult=0.0),
-            '.gamma': dict(decay_mult=0.0),
-            'relative_position_bias_table': dict(decay_mult=0.0),
-        }),
+    # The official rule (beit2/semantic_segmentation/mmcv_custom/
+    # layer_decay_optimizer_constructor.py): no weight decay for 1-D parameters (norms of the
+    # backbone, neck and heads, q/v biases, layer-scale gammas) and biases; everything else,
+    # the relative position bias tables and ``backbone.cls_token`` included, is decayed (its
+    # ``name in ('pos_embed', 'cls_token')`` test never matches a ``backbone.``-prefixed name).
+    paramwise_cfg=dict(layer_decay_rate=0.75, bias_decay_mult=0.0, flat_decay_mult=0.0),
 )
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),

@@ -31,7 +31,7 @@ data_preprocessor = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandomResizedCropAndInterpolationWithTwoPic', size=img_size,
+    dict(type='TwoViewRandomResizedCrop', size=img_size,
          second_size=img_size, interpolation='bicubic', second_interpolation='bicubic',
          scale=(0.2, 1.0)),
     dict(type='BlockwiseMaskGenerator', input_size=grid, num_masking_patches=num_masked_patches,

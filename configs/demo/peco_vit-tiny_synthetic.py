@@ -27,7 +27,7 @@ data_preprocessor = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandomResizedCropAndInterpolationWithTwoPic', size=64, second_size=64,
+    dict(type='TwoViewRandomResizedCrop', size=64, second_size=64,
          interpolation='bicubic', second_interpolation='bicubic', scale=(0.5, 1.0)),
     dict(type='BlockwiseMaskGenerator', input_size=8, num_masking_patches=num_masking_patches,
          min_num_patches=4, min_aspect=0.3),

@@ -63,3 +63,25 @@ def test_last_row_and_column_are_masked_as_often_as_the_first():
 def test_impossible_count_is_rejected_with_the_setting_named():
     with pytest.raises(ValueError, match='num_masking_patches'):
         _generator(input_size=4, num_masking_patches=17)
+
+
+def test_top_up_draws_uniformly_from_the_unmasked_patches():
+    """When block sampling stalls the official BEiT v2 generator fills the count with patches
+    drawn uniformly from the unmasked ones (not, e.g., only next to the blocks)."""
+    np.random.seed(3)
+    base = np.zeros((14, 14), dtype=int)
+    base[:7, :7] = 1  # one block in the top-left quarter
+    free = base == 0
+    hits = np.zeros((14, 14))
+    for _ in range(3000):
+        mask = base.copy()
+        type(_generator(input_size=14, num_masking_patches=75))._top_up(mask, 26)
+        assert mask.sum() == 49 + 26 and (mask >= base).all()
+        hits += mask - base
+    assert hits[~free].sum() == 0
+    freq = hits[free] / 3000
+    # each of the 147 free patches is drawn with probability 26 / 147 = 0.177
+    assert abs(freq.mean() - 26 / 147) < 1e-9
+    assert freq.min() > 0.14 and freq.max() < 0.215
+    # patches touching the block are not preferred over the far corner
+    assert abs(hits[7, :7].mean() - hits[13, 7:].mean()) / 3000 < 0.03

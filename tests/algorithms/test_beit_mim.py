@@ -230,3 +230,35 @@ def test_mmpretrain_vqkd_tokens_equal_its_quantizer_without_touching_it():
     assert all(torch.equal(before[k], v) for k, v in vqkd.state_dict().items())
     torch.testing.assert_close(ours, vqkd(x))  # the stock path (which moves cluster_size)
     assert not torch.equal(before['quantize.cluster_size'], vqkd.state_dict()['quantize.cluster_size'])
+
+
+def test_aggregation_neck_has_the_official_init():
+    """Official cls_pt_layers keep PyTorch's default Linear init (built after the model's
+    _init_weights pass); fix_init_cls_pt_weight divides proj/fc2 by sqrt(2 * (early + i + 1))."""
+    torch.manual_seed(0)
+    model = _tiny_v2_model()
+    model.init_weights()
+    neck = model.neck
+    for i, layer in enumerate(neck.patch_aggregation):
+        scale = (2.0 * (neck.early_layers + i + 1)) ** 0.5
+        fc1, fc2, proj = layer.ffn.layers[0][0], layer.ffn.layers[1], layer.attn.proj
+        for linear, div in ((fc1, 1.0), (fc2, scale), (proj, scale)):
+            bound = linear.in_features ** -0.5  # kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in))
+            assert linear.weight.abs().max() <= bound / div + 1e-7
+            torch.testing.assert_close(linear.weight.std().item(), bound / 3 ** 0.5 / div,
+                                       rtol=0.15, atol=0)
+            assert linear.bias.any() and linear.bias.abs().max() <= bound  # not zeroed
+        assert not layer.attn.q_bias.any() and not layer.attn.v_bias.any()
+
+
+def test_student_and_lm_head_have_the_official_pretraining_init():
+    """unilm beit2/modeling_pretrain.py: trunc-normal(0.02) truncated at +-0.02, zero bias."""
+    torch.manual_seed(0)
+    model = _tiny_v2_model()
+    model.init_weights()
+    lm_head = model.head.cls_head
+    assert lm_head.weight.abs().max() <= 0.02 and not lm_head.bias.any()
+    torch.testing.assert_close(lm_head.weight.std().item(), 0.02 * 0.5396, rtol=0.1, atol=0)
+    qkv = model.backbone.layers[0].attn.qkv.weight
+    assert qkv.abs().max() <= 0.02
+    torch.testing.assert_close(qkv.std().item(), 0.02 * 0.5396, rtol=0.1, atol=0)

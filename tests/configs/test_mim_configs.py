@@ -61,7 +61,7 @@ def test_official_recipe_values():
     v1 = _load('configs/beitv1_vitb_mim.py')
     assert v1.model.neck is None and v1.model.target_generator.type == 'DALLETokenizer'
     crop = [t for t in v1.train_dataloader.dataset.pipeline
-            if t['type'] == 'RandomResizedCropAndInterpolationWithTwoPic'][0]
+            if t['type'] == 'TwoViewRandomResizedCrop'][0]
     assert crop['second_size'] == 112
 
 

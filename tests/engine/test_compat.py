@@ -148,3 +148,35 @@ def test_mmseg_beit_geometric_interpolation_224_to_512():
     out = BEiT._geometric_sequence_interpolation(None, src, dst, table, heads)
     assert out.shape == (dst * dst, heads)
     assert torch.isfinite(out).all()
+
+
+# ----------------------------------------------------------------- BEiT FFN drop path
+@pytest.mark.parametrize('p', [0.5, 0.2])
+def test_beit_layer_drops_the_ffn_branch_once(p):
+    """Stock mmpretrain drops the FFN branch with probability 1 - (1 - p)^2 and scales kept
+    samples by 1 / (1 - p)^2; the official Block (and the fixed layer): p and 1 / (1 - p)."""
+    from mmpretrain.models.backbones.beit import BEiTTransformerEncoderLayer
+
+    torch.manual_seed(0)
+    layer = BEiTTransformerEncoderLayer(
+        embed_dims=8, num_heads=2, feedforward_channels=16, layer_scale_init_value=0.1,
+        window_size=None, use_rel_pos_bias=False, drop_path_rate=p)
+    layer.gamma_1.data.zero_()  # no attention branch: output = x + drop_path(FFN branch)
+    x = torch.randn(4000, 3, 8)
+    with torch.no_grad():
+        full = layer.eval()(x, rel_pos_bias=None) - x
+        dropped = layer.train()(x, rel_pos_bias=None) - x
+    ratio = dropped.flatten(1).norm(dim=1) / full.flatten(1).norm(dim=1)
+    kept = ratio > 1e-6
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.03
+    torch.testing.assert_close(ratio[kept], torch.full_like(ratio[kept], 1 / (1 - p)))
+
+
+def test_beit_ffn_drop_path_set_by_the_config_is_kept():
+    from mmpretrain.models.backbones.beit import BEiTTransformerEncoderLayer
+
+    layer = BEiTTransformerEncoderLayer(
+        embed_dims=8, num_heads=2, feedforward_channels=16, layer_scale_init_value=0.1,
+        window_size=None, use_rel_pos_bias=False, drop_path_rate=0.1,
+        ffn_cfg=dict(add_identity=False, dropout_layer=dict(type='Dropout', drop_prob=0.3)))
+    assert isinstance(layer.ffn.dropout_layer, torch.nn.Dropout)

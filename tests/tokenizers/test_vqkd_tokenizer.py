@@ -108,3 +108,18 @@ def test_checkpoint_errors_name_file_and_keys(tmp_path):
     assert 'other.pth' in msg
     assert 'shape mismatch for quantizer.codebook: checkpoint (32, 8) vs module (64, 8)' in msg
     assert 'encode_task_layer.0.bias' in msg
+
+
+def test_init_is_the_official_one():
+    """Encoder/decoder Linear layers trunc-normal(0.02) with zero bias (mmpretrain's ViT layers
+    re-draw the FFN Xavier-uniform: std sqrt(2 / (fan_in + fan_out)), not 0.02), residual
+    outputs divided by sqrt(2 * layer_id)."""
+    tok = build()
+    tok.init_weights()
+    for vit in (tok.encoder, tok.decoder):
+        for i, layer in enumerate(vit.layers):
+            fc1, fc2 = layer.ffn.layers[0][0], layer.ffn.layers[1]
+            torch.testing.assert_close(fc1.weight.std().item(), 0.02, rtol=0.12, atol=0)
+            torch.testing.assert_close(fc2.weight.std().item(), 0.02 / (2 * (i + 1)) ** 0.5,
+                                       rtol=0.12, atol=0)
+            assert not fc1.bias.any() and not fc2.bias.any()

@@ -1,6 +1,7 @@
 """tools/benchmark.py and beitv2_mm.engine.benchmark on tiny models (no timing assertions)."""
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,28 @@ def test_data_pipeline_with_workers(bench_tool, tmp_path):
                            '--json', str(path)])
     data = _check_result(out, path, ['dataloader'])
     assert data['dataloader']['num_workers'] == 1 and data['dataloader']['dataset_size'] == 8
+    # the worker's prefetched batches are drained before timing, and the rate is the mean one
+    assert data['dataloader']['prefetch_batches'] == 2
+    assert data['settings']['warmup'] == 2
+    res = data['results']['dataloader']
+    assert res['rate'] == 'mean'
+    assert res['images_per_s'] == pytest.approx(2 * 2 / sum(res['times_s']))
+
+
+def test_mean_rate_is_total_images_over_total_time(bench):
+    """A prefetching loader returns most batches at once and some after a long wait: the median
+    fetch would say 'infinitely fast'; the mean rate is what training sees."""
+    delays = iter([0.0, 0.0, 0.0, 0.03] * 3)
+
+    def fetch():
+        time.sleep(next(delays))
+
+    variant = bench.Variant('loader', fetch, 8, rate='mean')
+    res = bench.run_alternating([variant], steps=12, warmup=0, device=torch.device('cpu'),
+                                count_flops_too=False)['loader']
+    assert res['images_per_s'] == pytest.approx(8 * 12 / sum(res['times_s']))
+    assert res['images_per_s'] < 8 * 12 / 0.09 * 1.01  # ~1000 img/s, not 8 / ~0 s
+    assert res['median_s'] < 0.01
 
 
 def test_resolve_arch_and_peaks(bench):

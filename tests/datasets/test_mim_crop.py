@@ -1,0 +1,77 @@
+"""TwoViewRandomResizedCrop: the official BEiT two-view crop (PIL resize, inclusive bounds)."""
+import numpy as np
+import pytest
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+import beitv2_mm  # noqa: F401
+from mmpretrain.registry import TRANSFORMS
+
+
+def _crop(**kwargs):
+    cfg = dict(type='TwoViewRandomResizedCrop', size=24, second_size=16,
+               interpolation='bicubic', second_interpolation='lanczos', scale=(0.2, 1.0))
+    cfg.update(kwargs)
+    return TRANSFORMS.build(cfg)
+
+
+def test_views_equal_torchvision_resized_crop_on_pil_images():
+    """The official transform: torchvision F.resized_crop on the PIL image, for both views."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    t = _crop()
+    for seed in range(5):
+        np.random.seed(seed)
+        top, left, h, w = t.get_params(img, t.scale, t.ratio)
+        np.random.seed(seed)
+        student, tokenizer = t.transform({'img': img})['img']
+        pil = Image.fromarray(img)
+        ref_student = TF.resized_crop(pil, top, left, h, w, [24, 24],
+                                      TF.InterpolationMode.BICUBIC)
+        ref_tokenizer = TF.resized_crop(pil, top, left, h, w, [16, 16],
+                                        TF.InterpolationMode.LANCZOS)
+        np.testing.assert_array_equal(student, np.asarray(ref_student))
+        np.testing.assert_array_equal(tokenizer, np.asarray(ref_tokenizer))
+
+
+def test_downscaling_is_antialiased():
+    """A 1-pixel checkerboard shrunk 2.4x is flat grey with PIL's filters; OpenCV (mmpretrain's
+    RandomResizedCropAndInterpolationWithTwoPic) samples it without a low-pass filter."""
+    board = ((np.indices((96, 96)).sum(0) % 2) * 255).astype(np.uint8)
+    img = np.repeat(board[..., None], 3, axis=2)
+    ours = _crop(size=40, second_size=None, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    stock = TRANSFORMS.build(dict(type='RandomResizedCropAndInterpolationWithTwoPic', size=40,
+                                  interpolation='bicubic', scale=(1.0, 1.0), ratio=(1.0, 1.0)))
+    ours_out = ours.transform({'img': img})['img'].astype(float)
+    stock_out = stock.transform({'img': img})['img'].astype(float)
+    assert ours_out.std() < 3 and abs(ours_out.mean() - 127.5) < 3
+    assert stock_out.std() > 30
+
+
+def test_crops_reach_the_bottom_right_edge_and_the_full_image():
+    """Official: random.randint(0, H - h) (inclusive) and w <= W; mmpretrain: exclusive, w < W."""
+    img = np.zeros((20, 20, 3), np.uint8)
+    t = _crop(scale=(0.25, 0.25), ratio=(1.0, 1.0))
+    np.random.seed(0)
+    corners = {t.get_params(img, t.scale, t.ratio)[:2] for _ in range(2000)}
+    assert (10, 10) in corners and (0, 0) in corners
+    assert all(0 <= top <= 10 and 0 <= left <= 10 for top, left in corners)
+    # a full-image crop is drawn (not the fallback): random corner draws are skipped
+    np.random.seed(1)
+    assert t.get_params(img, (1.0, 1.0), (1.0, 1.0)) == (0, 0, 20, 20)
+
+
+def test_single_view_and_fallback_to_central_crop():
+    img = np.zeros((10, 40, 3), np.uint8)  # aspect 4 > 4/3: no draw fits at scale 1
+    t = _crop(second_size=None)
+    np.random.seed(0)
+    assert t.get_params(img, (1.0, 1.0), (3 / 4, 4 / 3)) == (0, 13, 10, 13)
+    out = t.transform({'img': img})['img']
+    assert isinstance(out, np.ndarray) and out.shape == (24, 24, 3)
+
+
+@pytest.mark.parametrize('interpolation', ['random', 'bilinear'])
+def test_random_interpolation_is_supported(interpolation):
+    img = np.random.default_rng(0).integers(0, 256, (30, 30, 3), dtype=np.uint8)
+    student, tokenizer = _crop(interpolation=interpolation).transform({'img': img})['img']
+    assert student.shape == (24, 24, 3) and tokenizer.shape == (16, 16, 3)
