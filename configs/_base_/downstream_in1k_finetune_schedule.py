@@ -4,9 +4,11 @@ biases, q/v biases, cls token, position embeddings and layer-scale gammas (the o
 every 1-D parameter, every ``.bias``, ``cls_token``, ``pos_embed``); the relative position bias
 tables ARE decayed, as in the official commands (``--disable_weight_decay_on_rel_pos_bias`` is
 off by default and not passed); 20 warmup epochs (linear) then cosine to 1e-6, 100 epochs.
+Mixed precision as the official runs (fp16 autocast, dynamic loss scale); without a GPU
+tools/train.py runs it as bf16 CPU autocast (``CPUAutocastOptimWrapper``).
 """
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='AmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05, betas=(0.9, 0.999), eps=1e-8),
     constructor='BEiTLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(

@@ -64,8 +64,10 @@ model = dict(
     train_cfg=dict(),
     test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)),
 )
+# fp16 mixed precision (dynamic loss scale) as the official runs (IterBasedRunnerAmp); without
+# a GPU tools/train.py runs it as bf16 CPU autocast (CPUAutocastOptimWrapper)
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='AmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='BEiTLayerDecayOptimWrapperConstructor',
     # The official rule (beit2/semantic_segmentation/mmcv_custom/

@@ -62,7 +62,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(optimizer=dict(lr=2e-3))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=2e-3))  # fp32 on the CPU
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=10),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=10, end=max_iters),

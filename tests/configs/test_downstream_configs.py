@@ -77,9 +77,18 @@ def test_recipe_numbers():
     assert ft.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.65
     assert ft.optim_wrapper.optimizer.lr == 5e-4 and ft.train_cfg.max_epochs == 100
     assert ft.model.backbone.drop_path_rate == 0.1
-    assert _load('configs/finetune_in1k_1600e.py').optim_wrapper.paramwise_cfg.layer_decay_rate \
-        == 0.6
+    ft_1600 = _load('configs/finetune_in1k_1600e.py')
+    assert ft_1600.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.6
+    assert ft_1600.model.backbone.drop_path_rate == 0.2  # "0.2 for 1600 epochs pretrained"
+    ft_l = _load('configs/finetune_in1k_vitl.py')  # the 87.3 recipe: 1600-epoch ViT-L pretrain
+    assert ft_l.optim_wrapper.optimizer.lr == 2e-4
+    assert ft_l.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.8
+    # the official head init: trunc-normal(0.02) x init_scale 0.001
+    assert ft.model.head.init_cfg[0].std == pytest.approx(2e-5)
+    # mixed precision as the official runs
+    assert ft.optim_wrapper.type == 'AmpOptimWrapper'
     seg = _load('configs/upernet_ade20k.py')
+    assert seg.optim_wrapper.type == 'AmpOptimWrapper'
     assert seg.model.backbone.out_indices == [3, 5, 7, 11]
     assert seg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.75
     assert seg.optim_wrapper.optimizer.lr == 5e-5 and seg.train_cfg.max_iters == 160000
@@ -89,6 +98,7 @@ def test_recipe_numbers():
     assert seg_l.optim_wrapper.optimizer.lr == 4e-5
     assert seg_l.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.9
     assert seg_l.model.backbone.drop_path_rate == 0.2
+    assert seg_l.model.decode_head.channels == 1024  # official ViT-L UperNet width
     det = _load('configs/mask_rcnn_coco.py')
     assert det.optim_wrapper.type == 'AmpOptimWrapper'
     assert det.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.7

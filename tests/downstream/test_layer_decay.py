@@ -41,11 +41,24 @@ def test_per_layer_lr_scales(config, decay):
     assert seen_layers == set(range(num_layers))
     # heads and neck are in the optimizer at full lr
     assert any(not n.startswith('backbone.') for n in groups)
-    # no-decay keys (fine-tune / segmentation configs)
-    if 'custom_keys' in cfg.optim_wrapper.paramwise_cfg:
+    # weight decay as the official code of each task: none on 1-D parameters and biases; the
+    # relative position bias tables are decayed (fine-tune: --disable_weight_decay_on_rel_pos_bias
+    # is off; segmentation: only 1-D and .bias are exempt, so cls_token is decayed too)
+    wd = cfg.optim_wrapper.optimizer.weight_decay
+    if 'mask_rcnn' not in config:
         assert groups['backbone.layers.0.attn.q_bias']['weight_decay'] == 0.0
-        assert groups['backbone.layers.0.attn.qkv.weight']['weight_decay'] == \
-            cfg.optim_wrapper.optimizer.weight_decay
+        assert groups['backbone.layers.0.ln1.weight']['weight_decay'] == 0.0
+        assert groups['backbone.layers.0.gamma_1']['weight_decay'] == 0.0
+        assert groups['backbone.layers.0.attn.proj.bias']['weight_decay'] == 0.0
+        assert groups['backbone.layers.0.attn.qkv.weight']['weight_decay'] == wd
+        assert groups['backbone.layers.0.attn.relative_position_bias_table'][
+            'weight_decay'] == wd
+        assert groups['backbone.cls_token']['weight_decay'] == (
+            wd if 'upernet' in config else 0.0)
+    if 'upernet' in config:  # norms of the neck and heads are 1-D: no decay either
+        norm_weights = [n for n in groups if not n.startswith('backbone.')
+                        and groups[n]['params'][0].dim() == 1]
+        assert norm_weights and all(groups[n]['weight_decay'] == 0.0 for n in norm_weights)
 
 
 @pytest.mark.parametrize('config', ['configs/demo/upernet_vit-tiny_synthetic.py',
