@@ -31,7 +31,7 @@ data_preprocessor = dict(
     to_rgb=True)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
+    dict(type='PILColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(
         type='TwoViewRandomResizedCrop',

@@ -1,4 +1,4 @@
-"""TwoViewRandomResizedCrop: the official BEiT two-view crop (PIL resize, inclusive bounds)."""
+"""PILColorJitter and TwoViewRandomResizedCrop: the official BEiT MIM pipeline steps, fast."""
 import numpy as np
 import pytest
 import torchvision.transforms.functional as TF
@@ -75,3 +75,45 @@ def test_random_interpolation_is_supported(interpolation):
     img = np.random.default_rng(0).integers(0, 256, (30, 30, 3), dtype=np.uint8)
     student, tokenizer = _crop(interpolation=interpolation).transform({'img': img})['img']
     assert student.shape == (24, 24, 3) and tokenizer.shape == (16, 16, 3)
+
+
+def test_same_size_views_are_resized_once_and_independent():
+    """BEiT v2 resizes the crop to 224 px bicubic twice: computed once, two arrays."""
+    img = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    same = _crop(second_size=24, second_interpolation='bicubic')
+    np.random.seed(4)
+    student, tokenizer = same.transform({'img': img})['img']
+    np.testing.assert_array_equal(student, tokenizer)
+    assert student is not tokenizer and student.flags.writeable and tokenizer.flags.writeable
+    np.random.seed(4)
+    top, left, h, w = same.get_params(img, same.scale, same.ratio)
+    ref = TF.resized_crop(Image.fromarray(img), top, left, h, w, [24, 24],
+                          TF.InterpolationMode.BICUBIC)
+    np.testing.assert_array_equal(student, np.asarray(ref))
+
+
+def test_color_jitter_equals_mmpretrain_pillow_backend_bit_for_bit():
+    img = np.random.default_rng(2).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    cfg = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.)
+    ours = TRANSFORMS.build(dict(type='PILColorJitter', **cfg))
+    stock = TRANSFORMS.build(dict(type='ColorJitter', backend='pillow', **cfg))
+    for seed in range(8):
+        np.random.seed(seed)
+        a = ours.transform({'img': img.copy()})['img']
+        np.random.seed(seed)
+        b = stock.transform({'img': img.copy()})['img']
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == np.uint8 and a.flags.writeable and a.flags.c_contiguous
+    assert not np.array_equal(a, img)  # it did jitter
+
+
+def test_color_jitter_hue_goes_through_the_parent_and_rejects_cv2():
+    img = np.random.default_rng(3).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    with_hue = TRANSFORMS.build(dict(type='PILColorJitter', hue=0.1))
+    stock = TRANSFORMS.build(dict(type='ColorJitter', hue=0.1, backend='pillow'))
+    np.random.seed(0)
+    a = with_hue.transform({'img': img.copy()})['img']
+    np.random.seed(0)
+    np.testing.assert_array_equal(a, stock.transform({'img': img.copy()})['img'])
+    with pytest.raises(ValueError, match='backend'):
+        TRANSFORMS.build(dict(type='PILColorJitter', brightness=0.4, backend='cv2'))
