@@ -63,6 +63,13 @@ def test_official_recipe_values():
     crop = [t for t in v1.train_dataloader.dataset.pipeline
             if t['type'] == 'TwoViewRandomResizedCrop'][0]
     assert crop['second_size'] == 112
+    # unilm beit/run_beit_pretraining.py --opt_betas default, not overridden by its README command
+    assert v1.optim_wrapper.optimizer.betas == (0.9, 0.98)
+    assert _load('configs/peco/peco_vitb_mim.py').optim_wrapper.optimizer.betas == (0.9, 0.98)
+    # the official pipeline's colour jitter and two-view crop (PIL) in every MIM recipe
+    for cfg in (v2, v1, _load('configs/peco/peco_vitb_mim.py')):
+        types = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+        assert 'PILColorJitter' in types and 'TwoViewRandomResizedCrop' in types
 
 
 def _one_step(cfg, img_size, tok_size, batch=1):
