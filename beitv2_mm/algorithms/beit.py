@@ -42,7 +42,7 @@ from mmpretrain.models.selfsup.beit import BEiT, VQKD
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..backbones.beit_vit import pretrain_trunc_normal_, use_fast_attention
+from ..backbones.beit_vit import loads_pretrained, pretrain_trunc_normal_, use_fast_attention
 
 # Prefixes a tokenizer's weights can carry inside a training checkpoint, most specific first.
 TOKENIZER_PREFIXES = ('target_generator.', 'tokenizer.', 'model.', 'module.')
@@ -92,7 +92,7 @@ class BEiTV2AggregationNeck(BEiTV2Neck):
         trunc-normal(0.02) and loses the rescale).
         """
         super().init_weights()
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+        if loads_pretrained(self.init_cfg):
             return
         for m in self.patch_aggregation.modules():
             if isinstance(m, (nn.Linear, nn.LayerNorm)):
@@ -252,9 +252,7 @@ class BEiTMIM(BEiT):
         """
         super().init_weights()
         lm_head = getattr(self.head, 'cls_head', None)
-        head_init = getattr(self.head, 'init_cfg', None)
-        if not isinstance(lm_head, nn.Linear) or (
-                isinstance(head_init, dict) and head_init.get('type') == 'Pretrained'):
+        if not isinstance(lm_head, nn.Linear) or loads_pretrained(getattr(self.head, 'init_cfg', None)):
             return
         pretrain_trunc_normal_(lm_head.weight)
         if lm_head.bias is not None:

@@ -41,6 +41,12 @@ def pretrain_trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Ten
     return trunc_normal_(tensor, std=std, a=-std, b=std)
 
 
+def loads_pretrained(init_cfg) -> bool:
+    """Whether an mmengine ``init_cfg`` loads weights (``type='Pretrained'``): then an
+    ``init_weights`` override must not re-draw them."""
+    return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
+
+
 class FastBEiTAttention(BEiTAttention):
     """:class:`BEiTAttention` with a selectable attention kernel; same parameters and buffers.
 
@@ -183,8 +189,7 @@ class FastBEiTPretrainViT(BEiTPretrainViT):
         with Xavier-uniform after the config's TruncNormal.
         """
         super().init_weights()
-        if not self.official_init or (isinstance(self.init_cfg, dict)
-                                      and self.init_cfg.get('type') == 'Pretrained'):
+        if not self.official_init or loads_pretrained(self.init_cfg):
             return
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Conv2d)):

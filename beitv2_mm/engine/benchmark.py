@@ -33,7 +33,6 @@ import contextlib
 import copy
 import datetime
 import json
-import math
 import os
 import platform
 import re
@@ -296,6 +295,12 @@ class Variant:
     info: dict = field(default_factory=dict)
     rate: str = 'median'
 
+    def __post_init__(self):
+        # checked here, not after minutes of timed steps
+        if self.rate not in ('median', 'mean'):
+            raise ValueError(f'Variant {self.name!r}: rate must be median or mean, '
+                             f'got {self.rate!r}')
+
 
 #: ATen ops that are matrix-multiply kernels (every Linear, attention products, fused attention).
 MATMUL_OPS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm',
@@ -435,9 +440,6 @@ def run_alternating(variants: Sequence[Variant], steps: int, warmup: int,
         times = timers[variant.name].seconds()
         median = statistics.median(times)
         mean_rate = variant.images * len(times) / sum(times)
-        if variant.rate not in ('median', 'mean'):
-            raise ValueError(f'Variant {variant.name!r}: rate must be median or mean, '
-                             f'got {variant.rate!r}')
         n_flops = flops[variant.name]
         tflops = n_flops / median / 1e12 if n_flops else None
         results[variant.name] = dict(

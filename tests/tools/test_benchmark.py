@@ -187,6 +187,8 @@ def test_mean_rate_is_total_images_over_total_time(bench):
     assert res['images_per_s'] == pytest.approx(8 * 12 / sum(res['times_s']))
     assert res['images_per_s'] < 8 * 12 / 0.09 * 1.01  # ~1000 img/s, not 8 / ~0 s
     assert res['median_s'] < 0.01
+    with pytest.raises(ValueError, match='rate must be median or mean'):
+        bench.Variant('loader', fetch, 8, rate='mode')  # at construction, before any timing
 
 
 def test_resolve_arch_and_peaks(bench):
