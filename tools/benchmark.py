@@ -38,6 +38,17 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+
+
+def compile_cfg(mode):
+    """``--compile [MODE]`` -> the ``compile`` option of the fast models (False, True or
+    ``dict(mode=MODE)``)."""
+    if mode is None:
+        return False
+    return True if mode == 'default' else dict(mode=mode)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('--arch', default='base',
@@ -51,8 +62,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     common.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32')
     common.add_argument('--attn', choices=('sdpa', 'explicit'), default='sdpa',
                         help='attention path of this project\'s models (default: sdpa)')
-    common.add_argument('--compile', action='store_true',
-                        help='torch.compile the transformer layers of the fast path')
+    common.add_argument('--compile', nargs='?', const='default', default=None,
+                        choices=COMPILE_MODES, metavar='MODE',
+                        help='torch.compile the transformer layers of the fast path (mim: '
+                             'student, aggregation neck and tokenizer encoder; vqkd and '
+                             'tokenize: the tokenizer), optionally with a torch.compile mode: '
+                             + ', '.join(COMPILE_MODES))
     common.add_argument('--no-fused', action='store_true',
                         help='plain (for-loop/foreach) AdamW instead of fused AdamW')
     common.add_argument('--steps', type=int, default=10, help='timed steps per variant')
@@ -123,6 +138,9 @@ def main(argv=None) -> dict:
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit(f'--device {args.device}: CUDA is not available on this machine')
     batch = args.batch or (128 if device.type == 'cuda' else 4)
+    if args.compile and args.workload in ('upernet', 'data'):
+        raise SystemExit(f'--compile is not implemented for the {args.workload} workload '
+                         '(mim, vqkd and tokenize have it)')
     if args.workload != 'data' and args.img_size % 16:
         raise SystemExit(f'--img-size {args.img_size} must be a multiple of 16 (patch size)')
     arch = bench.resolve_arch(args.arch)
@@ -135,7 +153,8 @@ def main(argv=None) -> dict:
     if args.workload == 'mim':
         stock_model_cfg, stock_optim_cfg = bench.stock_mim_config(arch, tok_arch, args.img_size)
         fast_model_cfg, fast_optim_cfg = bench.fast_mim_config(
-            arch, tok_arch, args.img_size, attn=args.attn, compile_layers=args.compile,
+            arch, tok_arch, args.img_size, attn=args.attn,
+            compile_layers=compile_cfg(args.compile),
             config=args.config, select_rows=not args.no_select_rows,
             student_attn=args.student_attn)
         setups = []
@@ -165,11 +184,12 @@ def main(argv=None) -> dict:
     elif args.workload == 'vqkd':
         variants = bench.vqkd_variants(tok_arch, batch, args.img_size, device, args.precision,
                                        args.attn, args.compare, fused, args.teacher_dim,
-                                       args.seed)
+                                       args.seed, compile_layers=compile_cfg(args.compile))
         baseline = 'explicit' if args.compare else None
     elif args.workload == 'tokenize':
         variants = bench.tokenize_variants(tok_arch, batch, args.img_size, device,
-                                           args.precision, args.attn, args.compare, args.seed)
+                                           args.precision, args.attn, args.compare, args.seed,
+                                           compile_layers=compile_cfg(args.compile))
         baseline = args.compare
     elif args.workload == 'upernet':
         variants = bench.upernet_variants(arch, batch, args.img_size, device, args.precision,

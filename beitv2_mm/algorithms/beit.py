@@ -42,7 +42,8 @@ from mmpretrain.models.selfsup.beit import BEiT, VQKD
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..backbones.beit_vit import loads_pretrained, pretrain_trunc_normal_, use_fast_attention
+from ..backbones.beit_vit import (compile_layers, loads_pretrained, pretrain_trunc_normal_,
+                                  use_fast_attention)
 
 # Prefixes a tokenizer's weights can carry inside a training checkpoint, most specific first.
 TOKENIZER_PREFIXES = ('target_generator.', 'tokenizer.', 'model.', 'module.')
@@ -64,12 +65,14 @@ class BEiTV2AggregationNeck(BEiTV2Neck):
         backbone_arch (str | dict): ``'base'``/``'large'`` or a dict with ``embed_dims``,
             ``num_layers`` (or ``depth``), ``num_heads``, ``feedforward_channels``.
         attn_impl (str): ``'sdpa'`` or ``'explicit'`` (see :mod:`beitv2_mm.backbones`).
+        compile (bool | dict): ``torch.compile`` each aggregation layer
+            (see :func:`beitv2_mm.backbones.beit_vit.compile_layers`).
         **kwargs: The other :class:`BEiTV2Neck` arguments (``num_layers``, ``early_layers``,
             ``drop_path_rate``, ``layer_scale_init_value``, ...).
     """
 
     def __init__(self, backbone_arch: Union[str, dict] = 'base', attn_impl: str = 'sdpa',
-                 **kwargs) -> None:
+                 compile=False, **kwargs) -> None:
         if isinstance(backbone_arch, dict):
             backbone_arch = dict(backbone_arch)
             depth = backbone_arch.get('depth', backbone_arch.get('num_layers'))
@@ -80,6 +83,7 @@ class BEiTV2AggregationNeck(BEiTV2Neck):
         super().__init__(backbone_arch=backbone_arch, **kwargs)
         self.attn_impl = attn_impl
         use_fast_attention(self, attn_impl)
+        compile_layers(self.patch_aggregation, compile)
 
     def init_weights(self) -> None:
         """The official init of the aggregation layers (``cls_pt_layers``).

@@ -38,12 +38,14 @@ import platform
 import re
 import statistics
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 
+from . import compat
 from .checkpoint import atomic_write_text
 
 # --------------------------------------------------------------------------- architectures
@@ -665,7 +667,7 @@ def stock_mim_config(arch: dict, tokenizer_arch: dict, img_size: int) -> tuple:
 
 
 def fast_mim_config(arch: dict, tokenizer_arch: dict, img_size: int, attn: str = 'sdpa',
-                    compile_layers: bool = False, config: Optional[str] = None,
+                    compile_layers=False, config: Optional[str] = None,
                     num_codes: int = 8192, select_rows: bool = True,
                     student_attn: Optional[str] = None) -> tuple:
     """This project's BEiT v2 model and optim-wrapper configs at ``arch``/``img_size``.
@@ -678,6 +680,10 @@ def fast_mim_config(arch: dict, tokenizer_arch: dict, img_size: int, attn: str =
 
     Args:
         attn (str): Attention of the tokenizer (and of the student unless ``student_attn``).
+        compile_layers (bool | dict): ``torch.compile`` every transformer layer: student,
+            aggregation neck and tokenizer encoder (the two row-selective last layers stay
+            eager); a dict gives ``torch.compile`` options (see
+            :func:`beitv2_mm.backbones.beit_vit.compile_layers`).
         select_rows (bool): Use :class:`beitv2_mm.algorithms.selective_beit.SelectiveBEiTMIM` (the
             two last layers only for the rows the loss reads) instead of ``BEiTMIM``.
         student_attn (str, optional): Attention of the student and the neck.
@@ -714,9 +720,9 @@ def fast_mim_config(arch: dict, tokenizer_arch: dict, img_size: int, attn: str =
         model['type'] = 'BEiTMIM'
     model['num_masked_patches'] = num_masked_patches(grid)
     model['backbone'].update(arch=dict(arch), img_size=img_size, attn_impl=student_attn,
-                             compile=bool(compile_layers))
+                             compile=compile_layers or False)
     model['neck'].update(backbone_arch=dict(arch), early_layers=depth - 3,
-                         attn_impl=student_attn)
+                         attn_impl=student_attn, compile=compile_layers or False)
     model['head']['embed_dims'] = arch['embed_dims']
     model['head']['num_embed'] = num_codes
     tokenizer = model['target_generator']
@@ -728,6 +734,7 @@ def fast_mim_config(arch: dict, tokenizer_arch: dict, img_size: int, attn: str =
     base_encoder.update({k: v for k, v in encoder.items() if k not in ('arch', 'img_size')})
     base_encoder['type'] = 'FastBEiTViT'
     base_encoder['attn_impl'] = attn
+    base_encoder['compile'] = compile_layers or False
     tokenizer['encoder'] = base_encoder
     return model, optim
 
@@ -816,7 +823,8 @@ def make_mim_setup(name: str, model_cfg: dict, optim_cfg: dict, batch: int, img_
     ``train_step`` is what mmengine's loop calls: data preprocessor, forward, loss, backward,
     gradient clipping, optimizer step, zero grad. On a CPU, bf16/fp16 autocast wraps it
     (mmengine's ``AmpOptimWrapper`` is GPU-only); on a GPU, ``AmpOptimWrapper`` does it,
-    except for the ``fast`` path in bf16 (autocast without a loss scaler).
+    except for the ``fast`` path in bf16 (autocast without a loss scaler). The stock side
+    (``fast=False``) clips gradients with mmengine's own ``_clip_grad`` (a host sync).
     """
     _default_scope('mmpretrain')
     torch.manual_seed(seed)
@@ -827,6 +835,12 @@ def make_mim_setup(name: str, model_cfg: dict, optim_cfg: dict, batch: int, img_
     optim_cfg = optim_wrapper_cfg(optim_cfg, precision, device, fused,
                                   bf16_without_scaler=fast)
     optim_wrapper = _build_optim_wrapper(model, optim_cfg)
+    if not fast:
+        # the stock step as mmengine ships it: float(grad_norm) after backward (compat fix 5
+        # removes that sync for every OptimWrapper once beitv2_mm is imported)
+        stock_clip = compat.ORIGINALS.get('OptimWrapper._clip_grad')
+        if stock_clip is not None:
+            optim_wrapper._clip_grad = types.MethodType(stock_clip, optim_wrapper)
     data = to_device(mim_batch(batch, img_size, seed=seed), device)
     # autocast here unless mmengine's AmpOptimWrapper does it (GPU, stock / fp16)
     outer = (contextlib.nullcontext() if optim_cfg['type'] == 'AmpOptimWrapper'
@@ -866,16 +880,19 @@ def stock_vqkd_config(tokenizer_arch: dict, img_size: int) -> dict:
 
 def fast_tokenizer_config(tokenizer_arch: dict, img_size: int, attn: str = 'sdpa',
                           decoder: Optional[dict] = None, teacher_dim: int = 512,
-                          num_codes: int = 8192, frozen: bool = True) -> dict:
-    """This project's ``VQKDTokenizer`` with a ``FastBEiTViT`` encoder (and decoder)."""
+                          num_codes: int = 8192, frozen: bool = True,
+                          compile_layers=False) -> dict:
+    """This project's ``VQKDTokenizer`` with a ``FastBEiTViT`` encoder (and decoder), their
+    layers ``torch.compile``d with ``compile_layers`` (bool or options dict)."""
     from beitv2_mm.tokenizers.vqkd import vqkd_vit_cfg
 
     encoder = vqkd_vit_cfg(arch=dict(tokenizer_arch), img_size=img_size)
-    encoder.update(type='FastBEiTViT', attn_impl=attn)
+    encoder.update(type='FastBEiTViT', attn_impl=attn, compile=compile_layers or False)
     cfg = dict(type='VQKDTokenizer', encoder=encoder, decoder=None, input_range=(-1, 1),
                frozen=frozen, kmeans_init=False, num_codes=num_codes, target_dim=teacher_dim)
     if decoder is not None:
-        cfg['decoder'] = dict(decoder, type='FastBEiTViT', attn_impl=attn)
+        cfg['decoder'] = dict(decoder, type='FastBEiTViT', attn_impl=attn,
+                              compile=compile_layers or False)
     return cfg
 
 
@@ -888,7 +905,7 @@ def tokenizer_inputs(batch: int, img_size: int, device: torch.device, seed: int 
 
 def tokenize_variants(tokenizer_arch: dict, batch: int, img_size: int, device: torch.device,
                       precision: str, attn: str, compare: Optional[str],
-                      seed: int = 0) -> List[Variant]:
+                      seed: int = 0, compile_layers=False) -> List[Variant]:
     """Tokenizer inference: ``get_codebook_indices`` under ``inference_mode``.
 
     ``compare='mmpretrain'`` adds mmpretrain's ``VQKD`` (eval mode, ``no_grad``, as its
@@ -897,7 +914,8 @@ def tokenize_variants(tokenizer_arch: dict, batch: int, img_size: int, device: t
     """
     _default_scope('mmpretrain')
     torch.manual_seed(seed)
-    fast = _build_model(fast_tokenizer_config(tokenizer_arch, img_size, attn), device).eval()
+    fast = _build_model(fast_tokenizer_config(tokenizer_arch, img_size, attn,
+                                              compile_layers=compile_layers), device).eval()
     images = tokenizer_inputs(batch, img_size, device, seed)
     cast = autocast_context(device, precision)
     variants = []
@@ -906,7 +924,8 @@ def tokenize_variants(tokenizer_arch: dict, batch: int, img_size: int, device: t
         with torch.inference_mode(), cast:
             return fast.get_codebook_indices(images)
 
-    variants.append(Variant('fast', fast_step, batch, info=dict(attn=attn)))
+    variants.append(Variant('fast', fast_step, batch,
+                            info=dict(attn=attn, compile=compile_layers or False)))
     if compare == 'mmpretrain':
         stock = _build_model(stock_vqkd_config(tokenizer_arch, img_size), device).eval()
         mark_stock_codebook_ready(_Holder(stock))
@@ -1009,7 +1028,8 @@ def vqkd_step_fn(tokenizer: torch.nn.Module, teacher: torch.nn.Module, optimizer
 
 def vqkd_variants(tokenizer_arch: dict, batch: int, img_size: int, device: torch.device,
                   precision: str, attn: str, compare: Optional[str], fused: bool = True,
-                  teacher_dim: int = 512, seed: int = 0) -> List[Variant]:
+                  teacher_dim: int = 512, seed: int = 0,
+                  compile_layers=False) -> List[Variant]:
     """VQ-KD training step: teacher forward + tokenizer encode/quantize/decode + backward +
     AdamW (official hyper-parameters). No stock trainer exists (mmpretrain's ``VQKD`` is
     inference-only), so ``compare='explicit'`` compares against the explicit attention path
@@ -1028,7 +1048,8 @@ def vqkd_variants(tokenizer_arch: dict, batch: int, img_size: int, device: torch
     for name, impl in [('fast', attn)] + ([('explicit', 'explicit')] if compare else []):
         torch.manual_seed(seed)
         cfg = fast_tokenizer_config(tokenizer_arch, img_size, impl, decoder=decoder,
-                                    teacher_dim=teacher_dim, frozen=False)
+                                    teacher_dim=teacher_dim, frozen=False,
+                                    compile_layers=compile_layers if name == 'fast' else False)
         tokenizer = _build_model(cfg, device).train()
         teacher = RandomTeacher(tokenizer_arch, img_size, teacher_dim, impl).to(device)
         if built:
@@ -1041,7 +1062,9 @@ def vqkd_variants(tokenizer_arch: dict, batch: int, img_size: int, device: torch
                                       **({'fused': True} if fused else {}))
         fb = vqkd_step_fn(tokenizer, teacher, optimizer, images, device, precision)
         variants.append(Variant(name, fb, batch, flops_fn=lambda fb=fb: fb(update=False),
-                                info=dict(attn=impl, fused_adamw=fused)))
+                                info=dict(attn=impl, fused_adamw=fused,
+                                          compile=(compile_layers or False) if name == 'fast'
+                                          else False)))
     return variants
 
 
@@ -1182,6 +1205,11 @@ def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
             loader_cfg['persistent_workers'] = False
     if data_root:
         loader_cfg['dataset']['data_root'] = data_root
+    # what the runner's setup_env does before it builds the loader: above all
+    # cv2.setNumThreads(0), without which every worker's OpenCV calls start a thread per core
+    from mmengine.utils.dl_utils import set_multi_processing
+    mp_cfg = dict(cfg.get('env_cfg', {}).get('mp_cfg') or {})
+    set_multi_processing(**mp_cfg, distributed=False)
     loader = Runner.build_dataloader(loader_cfg, seed=seed)
     state = {'it': iter(loader)}
 
@@ -1194,6 +1222,7 @@ def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
 
     workers = loader.num_workers
     info = dict(config=config, batch_size=loader_cfg['batch_size'], num_workers=workers,
+                mp_cfg=mp_cfg,
                 prefetch_batches=workers * (loader.prefetch_factor or 0),
                 dataset_size=len(loader.dataset))
     return Variant('dataloader', step, loader_cfg['batch_size'], info=info, rate='mean'), info

@@ -151,3 +151,68 @@ def test_compile_option_keeps_state_dict_keys():
     plain = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8)
     compiled = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, compile=True)
     assert list(plain.state_dict()) == list(compiled.state_dict())
+
+
+def test_compiled_layers_run_under_inference_mode():
+    """The frozen tokenizer runs its (compiled) encoder under ``inference_mode``; dynamo's
+    guard on mmpretrain's numpy drop-path rates failed there on the first call."""
+    torch.manual_seed(0)
+    plain = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, drop_path_rate=0.1)
+    plain.eval()  # (mmpretrain's ``train`` returns None)
+    compiled = copy.deepcopy(plain)
+    from beitv2_mm.backbones.beit_vit import compile_layers
+    compile_layers(compiled.layers, dict(backend='eager'))  # dynamo's guards, no codegen
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        expected = plain(x)
+        for _ in range(2):  # the second call goes through the guards
+            got = compiled(x)
+    torch.testing.assert_close(got[-1], expected[-1])
+
+
+def test_aggregation_neck_compile_option_keeps_keys():
+    from beitv2_mm.algorithms.beit import BEiTV2AggregationNeck
+
+    arch = dict(ARCH, num_layers=4)
+    plain = BEiTV2AggregationNeck(backbone_arch=arch, early_layers=1, num_layers=2)
+    compiled = BEiTV2AggregationNeck(backbone_arch=arch, early_layers=1, num_layers=2,
+                                     compile=dict(backend='eager'))
+    assert list(plain.state_dict()) == list(compiled.state_dict())
+    assert all(getattr(layer, '_compiled_call_impl', None) is not None
+               for layer in compiled.patch_aggregation)
+
+
+@pytest.mark.parametrize('size', [(32, 32), (35, 45)])
+def test_patch_conv_as_matmul_equals_conv(size):
+    from beitv2_mm.backbones.beit_vit import PatchConv2d, use_matmul_patch_embed
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 16, kernel_size=8, stride=8)
+    fast = copy.deepcopy(conv)
+    assert use_matmul_patch_embed(fast) == 1 and isinstance(fast, PatchConv2d)
+    x = torch.randn(2, 3, *size)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_conv, out_fast = conv(xa), fast(xb)
+    torch.testing.assert_close(out_fast, out_conv, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(out_conv)
+    out_conv.backward(grad)
+    out_fast.backward(grad)
+    torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast.weight.grad, conv.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast.bias.grad, conv.bias.grad, rtol=1e-4, atol=1e-4)
+    # PatchEmbed's flatten(2).transpose(1, 2) of the result is contiguous: no copy
+    assert out_fast.flatten(2).transpose(1, 2).is_contiguous()
+
+
+def test_only_patchifying_convs_are_switched():
+    from beitv2_mm.backbones.beit_vit import use_matmul_patch_embed
+
+    convs = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1),
+                                torch.nn.Conv2d(4, 4, 2, stride=1),
+                                torch.nn.Conv2d(4, 4, 2, stride=2, groups=2))
+    assert use_matmul_patch_embed(convs) == 0
+    assert all(type(c) is torch.nn.Conv2d for c in convs)
+    model = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8)
+    assert type(model.patch_embed.projection).__name__ == 'PatchConv2d'
+    assert list(model.state_dict()) == list(
+        BEiTViT(arch=ARCH, img_size=32, patch_size=8).state_dict())

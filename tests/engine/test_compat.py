@@ -180,3 +180,79 @@ def test_beit_ffn_drop_path_set_by_the_config_is_kept():
         window_size=None, use_rel_pos_bias=False, drop_path_rate=0.1,
         ffn_cfg=dict(add_identity=False, dropout_layer=dict(type='Dropout', drop_prob=0.3)))
     assert isinstance(layer.ffn.dropout_layer, torch.nn.Dropout)
+
+
+# ----------------------------------------------------------------- grad-norm sync
+class _NoHostRead(torch.Tensor):
+    """A norm that fails when something reads it on the host (a sync on a GPU)."""
+
+    def __float__(self):
+        raise AssertionError('the grad norm was read on the host inside the step')
+
+    def item(self):
+        raise AssertionError('the grad norm was read on the host inside the step')
+
+
+def _clipping_wrapper(hub_name):
+    from mmengine.logging import MessageHub
+    from mmengine.optim import OptimWrapper
+
+    hub = MessageHub.get_instance(hub_name)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1),
+                           clip_grad=dict(max_norm=0.5))
+    wrapper.message_hub = hub
+    return model, wrapper, hub
+
+
+def test_clip_grad_keeps_the_norm_on_the_device():
+    """Stock mmengine calls float(grad_norm) between backward and optimizer step."""
+    from beitv2_mm.engine.compat import publish_pending_grad_norm
+
+    model, wrapper, hub = _clipping_wrapper('compat-grad-norm')
+    loss = model(torch.randn(8, 4)).pow(2).sum()
+    loss.backward()
+    expected = torch.cat([p.grad.flatten() for p in model.parameters()]).norm()
+    stock_clip = wrapper.clip_func
+    wrapper.clip_func = lambda params, **kw: stock_clip(params, **kw).as_subclass(_NoHostRead)
+    wrapper.step()  # raises if the step reads the norm on the host
+    assert 'train/grad_norm' not in hub.log_scalars
+    clipped = torch.cat([p.grad.flatten() for p in model.parameters()]).norm()
+    torch.testing.assert_close(clipped, torch.tensor(0.5), rtol=1e-4, atol=0)  # still clipped
+    wrapper.pending_grad_norm = wrapper.pending_grad_norm.as_subclass(torch.Tensor)
+    publish_pending_grad_norm(wrapper)
+    assert hub.log_scalars['train/grad_norm'].current() == pytest.approx(float(expected))
+    publish_pending_grad_norm(wrapper)  # published once
+    assert len(hub.log_scalars['train/grad_norm'].data[0]) == 1
+
+
+def test_runner_logs_every_steps_grad_norm(tmp_path):
+    """In a run, RuntimeInfoHook publishes each iteration's norm before the other hooks."""
+    import os.path as osp
+    import sys
+
+    from mmengine.hooks import Hook
+    from mmengine.registry import HOOKS
+
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+    from toy_train import build_cfg, run
+
+    seen = []
+
+    @HOOKS.register_module(force=True)
+    class GradNormProbeHook(Hook):
+        priority = 'NORMAL'
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            buffer = runner.message_hub.log_scalars['train/grad_norm']
+            seen.append((runner.iter + 1, len(buffer.data[0]), buffer.current()))
+
+    cfg = build_cfg(str(tmp_path / 'norms'), max_iters=5, ckpt_interval=100,
+                    extra_hooks=[dict(type='GradNormProbeHook')],
+                    optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05),
+                                       clip_grad=dict(max_norm=10.0)))
+    runner = run(cfg)
+    assert [(i, n) for i, n, _ in seen] == [(i, i) for i in range(1, 6)]
+    assert all(norm > 0 for _, _, norm in seen)
+    assert runner.optim_wrapper.pending_grad_norm is None
