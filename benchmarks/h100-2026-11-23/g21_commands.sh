@@ -2,7 +2,7 @@
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD
-python3 .whl/mk_inet_par.py /tmp/inet
+python3 .whl/mk_inet_par.py /tmp/inet  # the script is g17_make_imagenet_sized_jpegs.py here
 lscpu | grep -i "model name\|^CPU(s)"
 D="tools/benchmark.py data --config configs/beitv2_vitb_mim.py --data-root /tmp/inet --batch 128"
 for w in 10 15; do

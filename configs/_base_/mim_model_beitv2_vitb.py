@@ -1,6 +1,10 @@
 # BEiT v2 ViT-B/16 MIM model: FastBEiTPretrainViT student (shared relative position bias,
 # layer scale 0.1), patch aggregation over layer 9 + last [CLS] (2 layers) sharing the lm head,
 # frozen VQ-KD tokenizer (8192 x 32 codebook) read from model.target_generator.checkpoint.
+# On a GPU, torch.compile of every transformer layer makes the step 1.25x faster (H100 bf16:
+# BENCHMARKS.md runs g15 vs g16; the first steps compile):
+#   --cfg-options model.backbone.compile=True model.neck.compile=True \
+#                 model.target_generator.encoder.compile=True
 # which method made the checkpoints (downstream results files and the leaderboard read it)
 pretrain_method = 'beitv2'
 layer_scale_init_value = 0.1

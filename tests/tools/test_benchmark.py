@@ -107,6 +107,53 @@ def test_one_training_step_same_loss_after_update(bench):
     torch.testing.assert_close(after[1], after[0], rtol=1e-4, atol=1e-4)
 
 
+def test_compiled_fast_step_matches_eager(bench):
+    """``--compile`` compiles student, neck and tokenizer layers (dynamo with the eager backend
+    here: the same graphs without a C++ toolchain) and trains exactly as the eager step."""
+    arch = bench.resolve_arch(TINY)
+    device = torch.device('cpu')
+    eager = bench.make_mim_setup('fast', *bench.fast_mim_config(arch, arch, 32), 2, 32, 'fp32',
+                                 device, True, seed=3, fast=True)
+    compiled = bench.make_mim_setup(
+        'fast', *bench.fast_mim_config(arch, arch, 32, compile_layers=dict(backend='eager')),
+        2, 32, 'fp32', device, True, seed=3, fast=True)
+    compiled.model.load_state_dict(eager.model.state_dict())
+    model = compiled.model
+    for layers in (model.backbone.layers, model.neck.patch_aggregation,
+                   model.target_generator.encoder.layers):
+        assert all(layer._compiled_call_impl is not None for layer in layers)
+    for _ in range(2):
+        eager.step()
+        compiled.step()
+    with torch.no_grad():
+        after = [bench.mim_loss(s.model, eager.data) for s in (eager, compiled)]
+    torch.testing.assert_close(after[1], after[0], rtol=1e-5, atol=1e-5)
+
+
+def test_stock_side_keeps_mmengines_grad_norm_sync(bench):
+    """The comparison times mmpretrain's step as shipped: mmengine's ``_clip_grad`` with its
+    ``float(grad_norm)``; the fast side uses compat fix 5 (no host read in the step)."""
+    from mmengine.logging import MessageHub
+
+    from beitv2_mm.engine import compat
+    arch = bench.resolve_arch(TINY)
+    device = torch.device('cpu')
+    stock = bench.make_mim_setup('mmpretrain', *bench.stock_mim_config(arch, arch, 32), 2, 32,
+                                 'fp32', device, False, seed=4)
+    fast = bench.make_mim_setup('fast', *bench.fast_mim_config(arch, arch, 32), 2, 32, 'fp32',
+                                device, True, seed=4, fast=True)
+    assert stock.optim_wrapper._clip_grad.__func__ is compat.ORIGINALS['OptimWrapper._clip_grad']
+    assert '_clip_grad' not in vars(fast.optim_wrapper)  # the class's: compat fix 5
+    hub = MessageHub.get_current_instance()
+    before = len(hub.log_scalars['train/grad_norm'].data[0]) \
+        if 'train/grad_norm' in hub.log_scalars else 0
+    stock.step()
+    assert len(hub.log_scalars['train/grad_norm'].data[0]) == before + 1  # logged at once
+    fast.step()
+    assert len(hub.log_scalars['train/grad_norm'].data[0]) == before + 1  # kept on the device
+    assert isinstance(fast.optim_wrapper.pending_grad_norm, torch.Tensor)
+
+
 def test_tokenize_compare_same_tokens(bench, bench_tool, tmp_path):
     path = tmp_path / 'tok.json'
     out = bench_tool.main(['tokenize', *COMMON, '--compare', 'mmpretrain', '--json', str(path)])
