@@ -66,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         choices=COMPILE_MODES, metavar='MODE',
                         help='torch.compile the transformer layers of the fast path (mim: '
                              'student, aggregation neck and tokenizer encoder; vqkd and '
-                             'tokenize: the tokenizer), optionally with a torch.compile mode: '
+                             'tokenize: the tokenizer; upernet: the backbone), optionally with '
+                             'a torch.compile mode: '
                              + ', '.join(COMPILE_MODES))
     common.add_argument('--no-fused', action='store_true',
                         help='plain (for-loop/foreach) AdamW instead of fused AdamW')
@@ -108,6 +109,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     uper = sub.add_parser('upernet', parents=[common], help='UperNet training step')
     uper.add_argument('--compare', choices=('mmpretrain', 'explicit'), default=None,
                       help='also run it on the stock mmpretrain.BEiTViT backbone')
+    uper.add_argument('--channels-last', action='store_true',
+                      help='fast side: convolution weights in torch.channels_last format')
     data = sub.add_parser('data', parents=[common], help='training dataloader images/s')
     data.add_argument('--config', required=True, help='config whose train_dataloader to time')
     data.add_argument('--data-root', default=None,
@@ -138,9 +141,9 @@ def main(argv=None) -> dict:
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit(f'--device {args.device}: CUDA is not available on this machine')
     batch = args.batch or (128 if device.type == 'cuda' else 4)
-    if args.compile and args.workload in ('upernet', 'data'):
-        raise SystemExit(f'--compile is not implemented for the {args.workload} workload '
-                         '(mim, vqkd and tokenize have it)')
+    if args.compile and args.workload == 'data':
+        raise SystemExit('--compile applies to the model workloads (mim, vqkd, tokenize, '
+                         'upernet), not to data')
     if args.workload != 'data' and args.img_size % 16:
         raise SystemExit(f'--img-size {args.img_size} must be a multiple of 16 (patch size)')
     arch = bench.resolve_arch(args.arch)
@@ -193,7 +196,9 @@ def main(argv=None) -> dict:
         baseline = args.compare
     elif args.workload == 'upernet':
         variants = bench.upernet_variants(arch, batch, args.img_size, device, args.precision,
-                                          args.attn, args.compare, fused, args.seed)
+                                          args.attn, args.compare, fused, args.seed,
+                                          compile_layers=compile_cfg(args.compile),
+                                          channels_last=args.channels_last)
         baseline = args.compare
     else:  # data
         variant, info = bench.data_variant(args.config, args.batch, args.workers,
@@ -239,6 +244,7 @@ def main(argv=None) -> dict:
                       student_attn=getattr(args, 'student_attn', None) or args.attn,
                       select_rows=(args.workload == 'mim' and not args.no_select_rows),
                       compile=args.compile,
+                      channels_last=getattr(args, 'channels_last', False),
                       fused_adamw=fused, steps=args.steps, warmup=args.warmup,
                       compare=args.compare),
         environment=bench.environment(device),

@@ -1070,11 +1070,12 @@ def vqkd_variants(tokenizer_arch: dict, batch: int, img_size: int, device: torch
 
 # --------------------------------------------------------------------------- UperNet
 def upernet_model_config(arch: dict, img_size: int, backbone_type: str, attn: str,
-                         num_classes: int = 150) -> dict:
+                         num_classes: int = 150, compile_layers=False) -> dict:
     """mmseg UperNet + FCN auxiliary head on a BEiT ViT (the ADE20K recipe's structure).
 
     ``backbone_type`` ``'mmpretrain.BEiTViT'`` is the stock backbone, ``'FastBEiTViT'``
-    this project's (SDPA attention). Four features from evenly spaced layers (3/5/7/11 for
+    this project's (SDPA attention; its layers ``torch.compile``d with ``compile_layers``,
+    bool or options dict). Four features from evenly spaced layers (3/5/7/11 for
     12 layers), a ViT-to-pyramid neck (x4, x2, x1, x0.5), channels min(768, 4*embed_dims).
     """
     depth, dims = arch['num_layers'], arch['embed_dims']
@@ -1087,7 +1088,7 @@ def upernet_model_config(arch: dict, img_size: int, backbone_type: str, attn: st
                     use_shared_rel_pos_bias=False, layer_scale_init_value=0.1,
                     drop_path_rate=0.15)
     if backbone_type != 'mmpretrain.BEiTViT':
-        backbone['attn_impl'] = attn
+        backbone.update(attn_impl=attn, compile=compile_layers or False)
     channels = min(768, 4 * dims)
     norm = dict(type='SyncBN' if torch.distributed.is_initialized() else 'BN',
                 requires_grad=True)
@@ -1132,8 +1133,13 @@ def upernet_batch(batch: int, img_size: int, num_classes: int, seed: int = 0) ->
 
 def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device,
                      precision: str, attn: str, compare: Optional[str], fused: bool = True,
-                     seed: int = 0) -> List[Variant]:
-    """UperNet training step (ADE20K recipe's optimizer: AdamW lr 5e-5 wd 0.05).
+                     seed: int = 0, compile_layers=False,
+                     channels_last: bool = False) -> List[Variant]:
+    """UperNet training step (ADE20K recipe's optimizer: AdamW lr 5e-5 wd 0.05); the fast
+    side's backbone layers are compiled with ``compile_layers``, and with ``channels_last``
+    its convolution weights (neck and heads) are in ``torch.channels_last`` memory format
+    (the ViT's feature maps already come out channels-last: (B, N, C) tokens viewed as
+    (B, C, h, w)).
 
     ``compare='mmpretrain'`` (or ``'explicit'``) adds the same model on the stock
     ``mmpretrain.BEiTViT`` backbone with the same weights and mmengine's default AdamW.
@@ -1152,11 +1158,15 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
         entries.append((compare, 'mmpretrain.BEiTViT', False))
     for name, backbone_type, use_fused in entries:
         torch.manual_seed(seed)
-        model = _build_model(upernet_model_config(arch, img_size, backbone_type, attn,
-                                                  num_classes), device, SEG_MODELS).train()
+        model = _build_model(upernet_model_config(
+            arch, img_size, backbone_type, attn, num_classes,
+            compile_layers=compile_layers if name == 'fast' else False),
+            device, SEG_MODELS).train()
         if first is not None:
             model.load_state_dict(first.state_dict())
         first = first or model
+        if channels_last and name == 'fast':
+            model.to(memory_format=torch.channels_last)
         optim_cfg = optim_wrapper_cfg(
             dict(optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.05)),
             precision, device, use_fused, bf16_without_scaler=(name == 'fast'))
@@ -1169,8 +1179,10 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
             with outer:
                 return model.train_step(data, optim)
 
-        variants.append(Variant(name, step, batch, info=dict(backbone=backbone_type,
-                                                             fused_adamw=use_fused)))
+        variants.append(Variant(name, step, batch, info=dict(
+            backbone=backbone_type, fused_adamw=use_fused,
+            compile=(compile_layers or False) if name == 'fast' else False,
+            channels_last=bool(channels_last and name == 'fast'))))
     init_default_scope('mmpretrain')
     return variants
 

@@ -256,3 +256,69 @@ def test_runner_logs_every_steps_grad_norm(tmp_path):
     assert [(i, n) for i, n, _ in seen] == [(i, i) for i in range(1, 6)]
     assert all(norm > 0 for _, _, norm in seen)
     assert runner.optim_wrapper.pending_grad_norm is None
+
+
+# ----------------------------------------------------------------- mmseg acc_seg and logit resize
+def test_acc_seg_equals_mmseg_accuracy_without_topk():
+    import importlib
+
+    import mmseg.models.decode_heads.decode_head as decode_head
+    mmseg_accuracy = importlib.import_module('mmseg.models.losses.accuracy').accuracy
+
+    torch.manual_seed(0)
+    pred = torch.randn(2, 150, 16, 16)
+    target = torch.randint(0, 150, (2, 16, 16))
+    target[0, :4] = 255
+    target[:, :, 0] = pred.argmax(1)[:, :, 0]  # some correct pixels
+    assert decode_head.accuracy is not mmseg_accuracy  # patched where the heads look it up
+    for ignore in (255, None):
+        ours = decode_head.accuracy(pred, target, ignore_index=ignore)
+        theirs = mmseg_accuracy(pred, target, ignore_index=ignore)
+        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+    # other arguments still go to mmseg's function
+    top5 = decode_head.accuracy(pred, target, topk=(1, 5), ignore_index=255)
+    torch.testing.assert_close(top5[1], mmseg_accuracy(pred, target, topk=5, ignore_index=255))
+    empty = decode_head.accuracy(pred[:0], target[:0], ignore_index=255)
+    assert float(empty) == 0.0
+
+
+@pytest.mark.parametrize('shape,size', [((2, 3, 32, 32), (128, 128)), ((1, 2, 7, 9), (30, 17)),
+                                        ((1, 2, 32, 32), (16, 16))])
+def test_bilinear_resize_as_matmuls_equals_interpolate(shape, size):
+    import torch.nn.functional as F
+
+    from beitv2_mm.engine.compat import bilinear_resize
+
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    expected = F.interpolate(x, size, mode='bilinear', align_corners=False)
+    got = bilinear_resize(x, size)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(expected)
+    g_expected, = torch.autograd.grad(expected, x, grad)
+    g_got, = torch.autograd.grad(got, x, grad)
+    torch.testing.assert_close(g_got, g_expected, rtol=1e-12, atol=1e-12)
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # computed in the input's dtype
+        assert bilinear_resize(x.detach().float(), size).dtype == torch.float32
+
+
+def test_decode_head_resize_uses_matmuls_only_for_cuda_bilinear(monkeypatch):
+    import mmseg.models.decode_heads.decode_head as decode_head
+
+    from beitv2_mm.engine import compat
+
+    calls = []
+    monkeypatch.setattr(compat, 'bilinear_resize', lambda x, size: calls.append(size) or x)
+    x = torch.randn(1, 2, 4, 4)
+    out = decode_head.resize(x, size=(8, 8), mode='bilinear', align_corners=False)
+    assert out.shape == (1, 2, 8, 8) and not calls  # CPU: mmseg's resize
+
+    class FakeCuda(torch.Tensor):
+        @property
+        def device(self):
+            return torch.device('cuda')
+
+    decode_head.resize(x.as_subclass(FakeCuda), size=(8, 8), mode='bilinear',
+                       align_corners=False)
+    decode_head.resize(x.as_subclass(FakeCuda), size=(8, 8), mode='bilinear',
+                       align_corners=True)
+    assert calls == [(8, 8)]

@@ -176,9 +176,12 @@ def test_vqkd_compare_explicit(bench_tool, tmp_path):
 def test_upernet_compare_stock_backbone(bench_tool, tmp_path):
     path = tmp_path / 'uper.json'
     out = bench_tool.main(['upernet', *COMMON, '--compare', 'mmpretrain', '--no-flops',
-                           '--json', str(path)])
+                           '--channels-last', '--json', str(path)])
     data = _check_result(out, path, ['fast', 'mmpretrain'])
     assert data['results']['mmpretrain']['info']['backbone'] == 'mmpretrain.BEiTViT'
+    assert data['results']['fast']['info']['channels_last'] is True
+    assert data['results']['mmpretrain']['info']['channels_last'] is False
+    assert data['settings']['channels_last'] is True
 
 
 def _write_imagenet_layout(root: Path, per_class: int = 4):
@@ -288,3 +291,23 @@ def test_profile_annotations_are_not_kernels(bench):
                                    'direct_copy_kernel_cuda(at::TensorIteratorBase&)::'
                                    '{lambda()#3}::operator()() const>')
     assert not bench.is_annotation('nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_bias_TNN')
+
+
+def test_compile_flag(bench_tool, bench):
+    """``--compile [MODE]`` -> the models' ``compile`` option; the data workload refuses it."""
+    assert bench_tool.parse_args(['mim']).compile is None
+    assert bench_tool.compile_cfg(bench_tool.parse_args(['mim', '--compile']).compile) is True
+    mode = bench_tool.parse_args(['upernet', '--compile', 'reduce-overhead']).compile
+    assert bench_tool.compile_cfg(mode) == dict(mode='reduce-overhead')
+    assert bench_tool.compile_cfg(None) is False
+    with pytest.raises(SystemExit):
+        bench_tool.parse_args(['mim', '--compile', 'fastest'])
+    with pytest.raises(SystemExit, match='not to data'):
+        bench_tool.main(['data', '--config', 'configs/beitv2_vitb_mim.py', '--compile'])
+    arch = bench.resolve_arch(TINY)
+    cfg = bench.upernet_model_config(arch, 64, 'mmpretrain.FastBEiTViT', 'sdpa',
+                                     compile_layers=dict(mode='max-autotune'))
+    assert cfg['backbone']['compile'] == dict(mode='max-autotune')
+    stock = bench.upernet_model_config(arch, 64, 'mmpretrain.BEiTViT', 'sdpa',
+                                       compile_layers=True)
+    assert 'compile' not in stock['backbone']
