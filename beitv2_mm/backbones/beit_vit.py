@@ -128,7 +128,7 @@ class PatchConv2d(nn.Conv2d):
     as one matmul over the flattened patches; same parameters, same result.
 
     cuDNN runs the 16x16/16 patch convolution of a ViT poorly on an H100 (bf16, batch 128 at
-    224 px: 0.7 ms forward plus NCHW->NHWC transposes, for about 60 GFLOP), and the GEMM is
+    224 px: 0.7 ms forward plus NCHW->NHWC transposes, for 30 GFLOP per call), and the GEMM is
     what the FLOPs are. Any other convolution (or ``padding_mode`` other than zeros) goes
     through ``nn.Conv2d.forward``. The output is the conv's ``(B, C_out, h, w)`` as a
     channels-last view, so ``PatchEmbed``'s ``flatten(2).transpose(1, 2)`` costs no copy.
