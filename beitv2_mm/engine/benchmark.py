@@ -1047,9 +1047,10 @@ def vqkd_variants(tokenizer_arch: dict, batch: int, img_size: int, device: torch
     built = {}
     for name, impl in [('fast', attn)] + ([('explicit', 'explicit')] if compare else []):
         torch.manual_seed(seed)
+        compiled = (compile_layers or False) if name == 'fast' else False
         cfg = fast_tokenizer_config(tokenizer_arch, img_size, impl, decoder=decoder,
                                     teacher_dim=teacher_dim, frozen=False,
-                                    compile_layers=compile_layers if name == 'fast' else False)
+                                    compile_layers=compiled)
         tokenizer = _build_model(cfg, device).train()
         teacher = RandomTeacher(tokenizer_arch, img_size, teacher_dim, impl).to(device)
         if built:
@@ -1062,9 +1063,7 @@ def vqkd_variants(tokenizer_arch: dict, batch: int, img_size: int, device: torch
                                       **({'fused': True} if fused else {}))
         fb = vqkd_step_fn(tokenizer, teacher, optimizer, images, device, precision)
         variants.append(Variant(name, fb, batch, flops_fn=lambda fb=fb: fb(update=False),
-                                info=dict(attn=impl, fused_adamw=fused,
-                                          compile=(compile_layers or False) if name == 'fast'
-                                          else False)))
+                                info=dict(attn=impl, fused_adamw=fused, compile=compiled)))
     return variants
 
 
@@ -1158,10 +1157,10 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
         entries.append((compare, 'mmpretrain.BEiTViT', False))
     for name, backbone_type, use_fused in entries:
         torch.manual_seed(seed)
-        model = _build_model(upernet_model_config(
-            arch, img_size, backbone_type, attn, num_classes,
-            compile_layers=compile_layers if name == 'fast' else False),
-            device, SEG_MODELS).train()
+        compiled = (compile_layers or False) if name == 'fast' else False
+        model = _build_model(upernet_model_config(arch, img_size, backbone_type, attn,
+                                                  num_classes, compile_layers=compiled),
+                             device, SEG_MODELS).train()
         if first is not None:
             model.load_state_dict(first.state_dict())
         first = first or model
@@ -1180,8 +1179,7 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
                 return model.train_step(data, optim)
 
         variants.append(Variant(name, step, batch, info=dict(
-            backbone=backbone_type, fused_adamw=use_fused,
-            compile=(compile_layers or False) if name == 'fast' else False,
+            backbone=backbone_type, fused_adamw=use_fused, compile=compiled,
             channels_last=bool(channels_last and name == 'fast'))))
     init_default_scope('mmpretrain')
     return variants

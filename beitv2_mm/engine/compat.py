@@ -251,25 +251,32 @@ def pixel_accuracy(pred, target, ignore_index=None):
         return correct_k * 100.0 / (total.float() + eps)
 
 
-def _fix_mmseg_accuracy() -> None:
+def _patch_mmseg_decode_head(name: str, build) -> None:
+    """Replace ``mmseg.models.decode_heads.decode_head.<name>`` (the function ``BaseDecodeHead``
+    calls) by ``build(original)``, once; the original goes to :data:`ORIGINALS`."""
     try:
         import mmseg.models.decode_heads.decode_head as decode_head
     except ImportError:  # mmseg is optional (segmentation only)
         return
-    original = decode_head.accuracy
-    if getattr(original, 'sync_free', False):
+    original = getattr(decode_head, name)
+    if getattr(original, 'beitv2_mm_patched', False):
         return
-    ORIGINALS['mmseg.decode_head.accuracy'] = original
+    ORIGINALS[f'mmseg.decode_head.{name}'] = original
+    patched = functools.wraps(original)(build(original))
+    patched.beitv2_mm_patched = True
+    setattr(decode_head, name, patched)
 
-    @functools.wraps(original)
-    def accuracy(pred, target, topk=1, thresh=None, ignore_index=None):
-        if topk in (1, (1,)) and thresh is None and pred.ndim == target.ndim + 1:
-            result = pixel_accuracy(pred, target, ignore_index)
-            return result if topk == 1 else [result]
-        return original(pred, target, topk=topk, thresh=thresh, ignore_index=ignore_index)
 
-    accuracy.sync_free = True
-    decode_head.accuracy = accuracy
+def _fix_mmseg_accuracy() -> None:
+    def build(original):
+        def accuracy(pred, target, topk=1, thresh=None, ignore_index=None):
+            if topk in (1, (1,)) and thresh is None and pred.ndim == target.ndim + 1:
+                result = pixel_accuracy(pred, target, ignore_index)
+                return result if topk == 1 else [result]
+            return original(pred, target, topk=topk, thresh=thresh, ignore_index=ignore_index)
+        return accuracy
+
+    _patch_mmseg_decode_head('accuracy', build)
 
 
 # --------------------------------------------------------------------------- 7. logit resize
@@ -305,27 +312,19 @@ def bilinear_resize(x, size):
 
 
 def _fix_mmseg_logit_resize() -> None:
-    try:
-        import mmseg.models.decode_heads.decode_head as decode_head
-    except ImportError:
-        return
-    original = decode_head.resize
-    if getattr(original, 'matmul_bilinear', False):
-        return
-    ORIGINALS['mmseg.decode_head.resize'] = original
+    def build(original):
+        def resize(input, size=None, scale_factor=None, mode='nearest', align_corners=None,
+                   warning=True):
+            if (mode == 'bilinear' and not align_corners and size is not None
+                    and scale_factor is None and input.dim() == 4
+                    and input.is_floating_point()
+                    and input.device.type == 'cuda'):  # on a CPU the matmuls are slower
+                return bilinear_resize(input, size)
+            return original(input, size=size, scale_factor=scale_factor, mode=mode,
+                            align_corners=align_corners, warning=warning)
+        return resize
 
-    @functools.wraps(original)
-    def resize(input, size=None, scale_factor=None, mode='nearest', align_corners=None,
-               warning=True):
-        if (mode == 'bilinear' and not align_corners and size is not None
-                and scale_factor is None and input.dim() == 4 and input.is_floating_point()
-                and input.device.type == 'cuda'):  # on a CPU the matmuls are slower
-            return bilinear_resize(input, size)
-        return original(input, size=size, scale_factor=scale_factor, mode=mode,
-                        align_corners=align_corners, warning=warning)
-
-    resize.matmul_bilinear = True
-    decode_head.resize = resize
+    _patch_mmseg_decode_head('resize', build)
 
 
 # --------------------------------------------------------------------------- R. reliability
