@@ -54,8 +54,12 @@ def main(argv=None):
     except (launch.ConfigKeyError, FileNotFoundError, ValueError) as err:
         sys.exit(f'tools/test.py: error: {err}')
     runner = launch.build_runner(cfg)
-    metrics = runner.test() or {}
-    if launch.is_main_process():
+    try:
+        metrics = runner.test() or {}
+        main_process = launch.is_main_process()  # before the group is gone
+    finally:
+        launch.close_distributed()
+    if main_process:
         metrics = {k: _jsonable(v) for k, v in metrics.items()}
         print(json.dumps(metrics, indent=2))
         if args.out:

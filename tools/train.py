@@ -54,7 +54,10 @@ def main(argv=None):
     except (launch.ConfigKeyError, FileNotFoundError, ValueError) as err:
         sys.exit(f'tools/train.py: error: {err}')
     runner = launch.build_runner(cfg)
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        launch.close_distributed()
 
 
 if __name__ == '__main__':
