@@ -48,11 +48,30 @@ assert importlib.util.find_spec('mmcv._ext') is not None
 PY
 }
 
+# The CUDA build of torch is ~5 GB installed, plus its wheels while pip unpacks them: check
+# first, so a full disk is named here rather than as an OSError halfway through step 2.
+NEED_FREE_GB="${BOOTSTRAP_NEED_FREE_GB:-10}"
+check_free_space() {
+  local dir free_gb
+  for dir in "$(dirname "$VENV")" "${TMPDIR:-/tmp}"; do
+    free_gb=$(df -Pk "$dir" | awk 'NR==2 {print int($4 / 1048576)}')
+    if (( free_gb < NEED_FREE_GB )); then
+      log "ERROR: $free_gb GB free on the disk of $dir; installing torch needs about $NEED_FREE_GB GB"
+      log "  there (the venv and pip's unpacked wheels). Free some space, or set VENV= / TMPDIR= to"
+      log "  a disk with room (BOOTSTRAP_NEED_FREE_GB=N lowers the check if you know better)."
+      exit 1
+    fi
+  done
+}
+
 if [[ -x "$PY" && -f "$STAMP" && "$(cat "$STAMP")" == "$(want_stamp)" ]] && stack_present; then
   log ".venv is up to date ($("$PY" -c 'from importlib.metadata import version as v; print("torch", v("torch"), "| mmcv", v("mmcv"))'))"
   exit 0
 fi
 
+if [[ ! -x "$PY" ]] || ! "$PY" -c "import torch" 2>/dev/null; then
+  check_free_space
+fi
 if [[ ! -x "$PY" ]]; then
   log "creating $VENV with $PYTHON ($("$PYTHON" --version))"
   "$PYTHON" -m venv "$VENV"

@@ -5,6 +5,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 import beitv2_mm  # noqa: F401
+from beitv2_mm.datasets.mim_transforms import pil_blend, pil_luma
 from mmpretrain.registry import TRANSFORMS
 
 
@@ -92,19 +93,63 @@ def test_same_size_views_are_resized_once_and_independent():
     np.testing.assert_array_equal(student, np.asarray(ref))
 
 
-def test_color_jitter_equals_mmpretrain_pillow_backend_bit_for_bit():
-    img = np.random.default_rng(2).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+def test_pil_blend_is_pils_blend_for_every_pair_of_levels():
+    # every (degenerate, image) pair of uint8 levels, for interpolating and extrapolating factors
+    deg, img = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8),
+                           indexing='ij')
+    factors = [0.0, 1.0, 0.6, 1.4, 0.9999999, 1.0000001] + list(
+        np.random.default_rng(0).uniform(0.6, 1.4, 40))
+    for factor in factors:
+        ref = np.asarray(Image.blend(Image.fromarray(deg), Image.fromarray(img), factor))
+        ours = pil_blend(deg.astype(np.float32), img.astype(np.float32), factor)
+        np.testing.assert_array_equal(ours, ref, err_msg=f'factor {factor}')
+
+
+def test_pil_luma_is_pils_l_conversion_for_every_colour():
+    code = np.arange(1 << 24, dtype=np.uint32)
+    rgb = np.stack([code >> 16, (code >> 8) & 255, code & 255], -1).astype(np.uint8)
+    rgb = rgb.reshape(4096, 4096, 3)
+    ref = np.asarray(Image.fromarray(rgb).convert('L'))
+    np.testing.assert_array_equal(pil_luma(rgb[..., ::-1]), ref)
+
+
+@pytest.mark.parametrize('shape', [(40, 30, 3), (7, 5, 3)])
+def test_color_jitter_equals_mmpretrain_pillow_backend_bit_for_bit(shape):
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    img[:3] = 255  # saturated rows: the extrapolating factors clip
+    img[-2:] = 0
     cfg = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.)
     ours = TRANSFORMS.build(dict(type='PILColorJitter', **cfg))
     stock = TRANSFORMS.build(dict(type='ColorJitter', backend='pillow', **cfg))
-    for seed in range(8):
+    for seed in range(40):
         np.random.seed(seed)
         a = ours.transform({'img': img.copy()})['img']
         np.random.seed(seed)
         b = stock.transform({'img': img.copy()})['img']
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b, err_msg=f'seed {seed}')
         assert a.dtype == np.uint8 and a.flags.writeable and a.flags.c_contiguous
     assert not np.array_equal(a, img)  # it did jitter
+    # one operation alone, each factor regime (mmpretrain draws factors in [1 - x, 1 + x])
+    for key in ('brightness', 'contrast', 'saturation'):
+        for strength in (0.4, 0.9):
+            one = {key: strength}
+            for seed in range(6):
+                np.random.seed(seed)
+                a = TRANSFORMS.build(dict(type='PILColorJitter', **one)).transform(
+                    {'img': img.copy()})['img']
+                np.random.seed(seed)
+                b = TRANSFORMS.build(dict(type='ColorJitter', backend='pillow', **one)).transform(
+                    {'img': img.copy()})['img']
+                np.testing.assert_array_equal(a, b, err_msg=f'{key}={strength} seed {seed}')
+
+
+def test_color_jitter_rejects_images_that_are_not_uint8_bgr():
+    jitter = TRANSFORMS.build(dict(type='PILColorJitter', brightness=0.4))
+    with pytest.raises(TypeError, match='uint8 BGR'):
+        jitter.transform({'img': np.zeros((8, 8, 3), np.float32)})
+    with pytest.raises(TypeError, match=r'\(8, 8\)'):
+        jitter.transform({'img': np.zeros((8, 8), np.uint8)})
 
 
 def test_color_jitter_hue_goes_through_the_parent_and_rejects_cv2():
