@@ -107,6 +107,7 @@ class PILColorJitter(ColorJitter):
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise TypeError(f'PILColorJitter: needs a uint8 BGR image (H, W, 3), got '
                             f'{img.dtype} {img.shape}')
+        img = np.ascontiguousarray(img)  # OpenCV reads no negative strides (a flipped view)
         order, brightness, contrast, saturation, _ = self._rand_params()
         for index in order:  # mmpretrain's indices: 0 brightness, 1 contrast, 2 saturation
             if index == 0 and brightness is not None:
@@ -120,7 +121,7 @@ class PILColorJitter(ColorJitter):
                 # the luma repeated per channel: numpy's broadcast over a size-3 axis is ~20x slower
                 luma = cv2.cvtColor(pil_luma(pixels), cv2.COLOR_GRAY2BGR)
                 img = pil_blend(luma, pixels, saturation)
-        results['img'] = np.ascontiguousarray(img)
+        results['img'] = img
         return results
 
 

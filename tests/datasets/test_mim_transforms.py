@@ -130,6 +130,10 @@ def test_color_jitter_equals_mmpretrain_pillow_backend_bit_for_bit(shape):
         np.testing.assert_array_equal(a, b, err_msg=f'seed {seed}')
         assert a.dtype == np.uint8 and a.flags.writeable and a.flags.c_contiguous
     assert not np.array_equal(a, img)  # it did jitter
+    np.random.seed(0)  # a negative-stride view (as a flip makes) is read as well
+    a = ours.transform({'img': img[:, ::-1]})['img']
+    np.random.seed(0)
+    np.testing.assert_array_equal(a, stock.transform({'img': img[:, ::-1].copy()})['img'])
     # one operation alone, each factor regime (mmpretrain draws factors in [1 - x, 1 + x])
     for key in ('brightness', 'contrast', 'saturation'):
         for strength in (0.4, 0.9):
