@@ -53,7 +53,8 @@ PY
 NEED_FREE_GB="${BOOTSTRAP_NEED_FREE_GB:-10}"
 check_free_space() {
   local dir free_gb
-  for dir in "$(dirname "$VENV")" "${TMPDIR:-/tmp}"; do
+  for dir in "$VENV" "${TMPDIR:-/tmp}"; do
+    while [[ ! -d "$dir" ]]; do dir="$(dirname "$dir")"; done  # the nearest existing folder
     free_gb=$(df -Pk "$dir" | awk 'NR==2 {print int($4 / 1048576)}')
     if (( free_gb < NEED_FREE_GB )); then
       log "ERROR: $free_gb GB free on the disk of $dir; installing torch needs about $NEED_FREE_GB GB"
