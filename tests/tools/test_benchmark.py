@@ -91,6 +91,15 @@ def test_fast_and_stock_mim_same_loss_and_grads(bench, attn):
     assert not any(p.requires_grad for p in fast.model.target_generator.parameters())
 
 
+def _losses_after_steps(bench, setups, steps):
+    """Train each MIM setup ``steps`` times, then its loss on the first setup's batch."""
+    for _ in range(steps):
+        for setup in setups:
+            setup.step()
+    with torch.no_grad():
+        return [bench.mim_loss(setup.model, setups[0].data) for setup in setups]
+
+
 def test_one_training_step_same_loss_after_update(bench):
     """After one full train_step each (stock AdamW vs fused AdamW) the losses still agree."""
     arch = bench.resolve_arch(TINY)
@@ -100,10 +109,7 @@ def test_one_training_step_same_loss_after_update(bench):
     fast = bench.make_mim_setup('fast', *bench.fast_mim_config(arch, arch, 32), 2, 32, 'fp32',
                                 device, True, seed=2)
     bench.copy_stock_weights_into_fast(stock.model, fast.model)
-    stock.step()
-    fast.step()
-    with torch.no_grad():
-        after = [bench.mim_loss(s.model, stock.data) for s in (stock, fast)]
+    after = _losses_after_steps(bench, (stock, fast), steps=1)
     torch.testing.assert_close(after[1], after[0], rtol=1e-4, atol=1e-4)
 
 
@@ -122,11 +128,7 @@ def test_compiled_fast_step_matches_eager(bench):
     for layers in (model.backbone.layers, model.neck.patch_aggregation,
                    model.target_generator.encoder.layers):
         assert all(layer._compiled_call_impl is not None for layer in layers)
-    for _ in range(2):
-        eager.step()
-        compiled.step()
-    with torch.no_grad():
-        after = [bench.mim_loss(s.model, eager.data) for s in (eager, compiled)]
+    after = _losses_after_steps(bench, (eager, compiled), steps=2)
     torch.testing.assert_close(after[1], after[0], rtol=1e-5, atol=1e-5)
 
 
