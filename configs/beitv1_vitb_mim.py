@@ -4,10 +4,13 @@ Official recipe: 75 of 196 patches masked block-wise (min 16), the tokenizer see
 second view (lanczos) of the same crop mapped by DALL-E's ``map_pixels`` (done by the data
 preprocessor: second_mean / second_std below are ``map_pixels`` on 0..255 pixels), the
 dVAE's 8192 tokens on its 14x14 grid are the targets, no aggregation head. Batch 2048,
-AdamW lr 1.5e-3, betas (0.9, 0.98), wd 0.05, 10 warmup epochs, cosine to 1e-5, grad clip
+AdamW lr 1.5e-3, betas (0.9, 0.999), wd 0.05, 10 warmup epochs, cosine to 1e-5, grad clip
 3.0, drop path 0.1, layer scale 0.1, shared relative position bias, AMP. The betas are the
-official code's (unilm beit/run_beit_pretraining.py ``--opt_betas`` default, which the README's
-ImageNet-1k command does not override); mmpretrain's BEiT config uses (0.9, 0.999).
+``--opt_betas`` default of the current unilm beit/run_beit_pretraining.py (the version whose
+other defaults match the README's ImageNet-1k command, which does not set the betas: model
+``beit_base_patch16_224_8k_vocab``, drop path 0.1); an intermediate version of that file had
+(0.9, 0.98) and the first release torch's default (0.9, 0.999); mmpretrain's BEiT config also
+uses (0.9, 0.999). The BEiT v2 300-epoch base schedule this config inherits has (0.9, 0.98).
 
 Tokenizer weights: OpenAI's ``encoder.pkl`` or mmpretrain's ``dalle_encoder.pth``, local file
 at ``model.target_generator.checkpoint`` (the suite's hand-off key).
@@ -30,7 +33,7 @@ data_preprocessor = dict(
     second_std=[318.75, 318.75, 318.75],  # DALLE_SECOND_STD
     to_rgb=True)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),  # as the _base_ data
     dict(type='PILColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(
@@ -78,3 +81,4 @@ param_scheduler = [
          end=max_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+optim_wrapper = dict(optimizer=dict(betas=(0.9, 0.999)))  # BEiT v1's, see the docstring

@@ -8,7 +8,8 @@ layer (BEiT v1 probed its best intermediate layer).
 
 Training recipe: the official BEiT v2 code ships no probing script, so we use MAE's linear
 probing recipe, which BEiT v2 compares against: ``BatchNorm1d(affine=False)`` (mmpretrain
-``ClsBatchNormNeck``) + ``Linear`` (trunc-normal 0.01), LARS, lr 6.4 = 0.1 x 16384 / 256, momentum
+``ClsBatchNormNeck``) + ``Linear`` (trunc-normal 0.01), LARS (trust ratio on the weight only,
+as MAE's), lr 6.4 = 0.1 x 16384 / 256, momentum
 0.9, no weight decay, batch 16384 (8 GPUs x 2048), 90 epochs with 10 warmup then cosine to 0,
 RandomResizedCrop 224 + flip only, AMP. That this recipe reproduces 80.1 is not verified in
 this project (no ImageNet run here).
@@ -47,7 +48,7 @@ model = dict(
 )
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),  # as the _base_ data
     dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
@@ -59,6 +60,10 @@ test_dataloader = val_dataloader
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     optimizer=dict(type='LARS', lr=6.4, weight_decay=0.0, momentum=0.9),
+    # MAE's LARS (util/lars.py) applies the trust ratio only to parameters with ndim > 1;
+    # mmpretrain's applies it to all, which all but freezes the classifier bias after its first
+    # step. Excluding biases restores MAE's update (no other 1-D parameter trains here).
+    paramwise_cfg=dict(custom_keys={'bias': dict(lars_exclude=True)}),
 )
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=10,

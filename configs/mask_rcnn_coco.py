@@ -3,10 +3,16 @@
 LSJ 1024 (scale 0.1-2.0), 100 epochs = 184375 iterations at batch 64 (16 GPUs x 4; set
 --auto-scale-lr for other totals), AdamW lr 1e-4 betas (0.9, 0.999) wd 0.1, layer decay 0.7
 (``BEiTLayerDecayOptimWrapperConstructor`` understands ``backbone.layers.N`` inside the detector),
-no weight decay on norms/biases/position tables, 250 warmup iterations, lr x0.1 at 88.9% and
-96.3% of training, drop path 0.1, AMP, simple feature pyramid with LayerNorm (neck and heads).
-Model details and the one deviation from ViTDet (global attention) in
-configs/_base_/det_mask_rcnn_beit_vitdet.py.
+250 warmup iterations, lr x0.1 at 88.9% and 96.3% of training, drop path 0.1, AMP, simple
+feature pyramid with LayerNorm (eps 1e-6; neck and heads). Model details and the deviation from
+ViTDet's architecture (global attention) in configs/_base_/det_mask_rcnn_beit_vitdet.py.
+
+Weight decay deviates from ViTDet on purpose: no decay on any norm (backbone, neck, heads), bias,
+q/v bias, layer-scale gamma, cls token or relative position table, as BEiT's fine-tuning rule
+for the BEiT-specific parameters (which ViTDet's ViT does not have). ViTDet (detectron2's
+``get_default_optimizer_params(weight_decay_norm=0)`` plus a ``pos_embed`` override) exempts only
+the backbone's ``nn.LayerNorm`` parameters and ``pos_embed``, and decays biases and its neck and
+head LayerNorms (detectron2's own ``LayerNorm`` class is not an ``nn.LayerNorm``).
 
     tools/dist_train.sh configs/mask_rcnn_coco.py 16 \
         --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/beitv2_vitb_mim/epoch_300.pth

@@ -6,6 +6,7 @@ Examples:
     python tools/train.py CONFIG --work-dir work_dirs/run1 --amp \
         --cfg-options train_dataloader.batch_size=32 model.teacher.checkpoint=teacher.pth
     python tools/train.py CONFIG --resume                 # latest checkpoint of the work dir
+    python tools/train.py CONFIG --auto-scale-lr          # lr x total batch / base batch
     tools/dist_train.sh CONFIG 8                          # torchrun, --launcher pytorch
 
 A ``--cfg-options`` key must exist in the config (the error names the closest keys);
@@ -31,6 +32,9 @@ def parse_args(argv=None):
                         'of the work dir')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: fp16 AmpOptimWrapper on GPU, bf16 autocast on CPU')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr linearly by (GPUs x batch per GPU) / the config\'s '
+                        'auto_scale_lr.base_batch_size (the total batch its lr is set for)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config keys (must exist; +key=value adds a new key)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
@@ -50,7 +54,7 @@ def main(argv=None):
     try:
         cfg = launch.prepare_train_config(
             args.config, args.cfg_options, work_dir=args.work_dir, resume=args.resume,
-            amp=args.amp, launcher=args.launcher)
+            amp=args.amp, launcher=args.launcher, auto_scale_lr=args.auto_scale_lr)
     except (launch.ConfigKeyError, FileNotFoundError, ValueError) as err:
         sys.exit(f'tools/train.py: error: {err}')
     runner = launch.build_runner(cfg)

@@ -360,7 +360,7 @@ def _load_for_run(config: str, cfg_options: dict | None, work_dir: str | None) -
 def prepare_train_config(config: str, cfg_options: dict | None = None,
                          work_dir: str | None = None, resume: str | None = None,
                          amp: bool = False, launcher: str = 'none',
-                         cuda: bool | None = None) -> Config:
+                         cuda: bool | None = None, auto_scale_lr: bool = False) -> Config:
     """Everything ``tools/train.py`` does before building the runner.
 
     Args:
@@ -372,11 +372,14 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
         amp (bool): ``--amp``.
         launcher (str): ``--launcher``.
         cuda (bool | None): Override CUDA detection (tests).
+        auto_scale_lr (bool): ``--auto-scale-lr`` (see :func:`enable_auto_scale_lr`).
 
     Returns:
         Config: Ready for :func:`build_runner`.
     """
     cfg = _load_for_run(config, cfg_options, work_dir)
+    if auto_scale_lr:
+        enable_auto_scale_lr(cfg, config)
     if resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -389,6 +392,21 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
     configure_distributed(cfg, launcher, cuda=cuda)
     add_guard_hooks(cfg)
     return cfg
+
+
+def enable_auto_scale_lr(cfg: Config, config: str) -> None:
+    """``--auto-scale-lr``: turn on mmengine's linear lr scaling for this run.
+
+    mmengine's runner then multiplies every parameter group's lr by (world size x
+    ``train_dataloader.batch_size``) / ``auto_scale_lr.base_batch_size`` before the schedulers
+    are built (absolute ``eta_min`` floors are not scaled, ``eta_min_ratio`` ones follow).
+    """
+    scale = cfg.get('auto_scale_lr')
+    if not scale or scale.get('base_batch_size') is None:
+        raise ValueError(f'--auto-scale-lr: {config} has no auto_scale_lr.base_batch_size (the '
+                         'total batch its lr is set for); add e.g. '
+                         '"auto_scale_lr = dict(base_batch_size=256)" to the config')
+    cfg.auto_scale_lr.enable = True
 
 
 # Every training run started by tools/train.py is guarded (issue 8). A config that lists one of

@@ -11,7 +11,8 @@ GPU memory not measured in this project). Neck: ``SimpleFeaturePyramid`` (stride
 head with LayerNorm (``LN2d``), as ViTDet.
 Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``.
 """
-norm_cfg = dict(type='LN2d', requires_grad=True)
+# eps as detectron2's LayerNorm in ViTDet (mmcv's build_norm_layer would default it to 1e-5)
+norm_cfg = dict(type='LN2d', requires_grad=True, eps=1e-6)
 model = dict(
     type='MaskRCNN',
     data_preprocessor=dict(

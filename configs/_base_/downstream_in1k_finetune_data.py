@@ -18,8 +18,11 @@ data_preprocessor = dict(
 bgr_mean = data_preprocessor['mean'][::-1]
 bgr_std = data_preprocessor['std'][::-1]
 
+# The official loaders (PIL's Image.open().convert('RGB')) ignore the EXIF orientation tag;
+# OpenCV's default decode would rotate the few tagged ImageNet JPEGs.
+exif_free = 'color_ignore_orientation'
 train_pipeline = [
-    dict(type='SafeLoadImageFromFile', on_error='raise'),
+    dict(type='SafeLoadImageFromFile', on_error='raise', color_type=exif_free),
     dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
@@ -30,7 +33,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='SafeLoadImageFromFile', on_error='raise'),
+    dict(type='SafeLoadImageFromFile', on_error='raise', color_type=exif_free),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
@@ -39,6 +42,7 @@ train_dataloader = dict(
     batch_size=128,
     num_workers=8,
     persistent_workers=True,
+    drop_last=True,  # as the official loaders: no short last batch in an epoch
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline),
 )

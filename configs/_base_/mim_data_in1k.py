@@ -6,8 +6,11 @@ data_root = 'data/imagenet/'
 # expects) lives in the model pieces: the second view's normalisation belongs to the tokenizer.
 
 num_masked_patches = 75
+# The official loaders (PIL's Image.open().convert('RGB')) ignore the EXIF orientation tag;
+# OpenCV's default decode would rotate the few tagged ImageNet JPEGs.
+exif_free = 'color_ignore_orientation'
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type=exif_free),
     dict(type='PILColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(
@@ -32,6 +35,7 @@ train_dataloader = dict(
     num_workers=10,
     persistent_workers=True,
     pin_memory=True,
+    drop_last=True,  # as the official loaders: no short last batch in an epoch
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline))

@@ -16,8 +16,11 @@ data_preprocessor = dict(
     second_mean=[127.5, 127.5, 127.5],
     second_std=[127.5, 127.5, 127.5],
     to_rgb=True)
+# The official loaders (PIL's Image.open().convert('RGB')) ignore the EXIF orientation tag;
+# OpenCV's default decode would rotate the few tagged ImageNet JPEGs.
+exif_free = 'color_ignore_orientation'
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type=exif_free),
     dict(type='PILColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='TwoViewRandomResizedCrop', size=224, second_size=224,
@@ -31,6 +34,7 @@ train_dataloader = dict(
     num_workers=10,
     persistent_workers=True,
     pin_memory=True,
+    drop_last=True,  # as the official loaders: no short last batch in an epoch
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='ImageNet', data_root=data_root, split='train', pipeline=train_pipeline))

@@ -9,8 +9,11 @@ data_root = 'data/imagenet/'
 data_preprocessor = dict(
     type='SelfSupDataPreprocessor', mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5],
     to_rgb=True)
+# The official loaders (PIL's Image.open().convert('RGB')) ignore the EXIF orientation tag;
+# OpenCV's default decode would rotate the few tagged ImageNet JPEGs.
+exif_free = 'color_ignore_orientation'
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type=exif_free),
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0),
          interpolation='bicubic', backend='pillow'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -21,6 +24,7 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     pin_memory=True,
+    drop_last=True,  # as the official loaders: no short last batch in an epoch
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='ImageNet', data_root=data_root, split='train', pipeline=train_pipeline))

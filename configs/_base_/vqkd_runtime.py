@@ -1,6 +1,9 @@
 # VQ-KD schedule and runtime, official recipe: 100 epochs, AdamW (betas 0.9/0.99, wd 1e-4;
 # no decay on biases, norms, cls token, position embeddings), lr 2e-4 for total batch 512,
-# 10 linear warm-up epochs then cosine to 1e-5, mixed precision.
+# 10 linear warm-up epochs then cosine to 1e-5, mixed precision. The official script always
+# scales the lr by the total batch (run_vqkd_training.py: lr = 5e-5 x total batch / 128), so the
+# lr scaling is on here: other totals than 512 get 2e-4 x total / 512 (the 1e-5 floor is not
+# scaled, as in the official code); auto_scale_lr.enable=False turns it off.
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
 
@@ -24,7 +27,7 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=100)
-auto_scale_lr = dict(base_batch_size=512)
+auto_scale_lr = dict(enable=True, base_batch_size=512)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

@@ -52,6 +52,7 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=32, num_workers=0, persistent_workers=False,
+    drop_last=False,  # the recipe drops the last batch; the recorded demo runs did not
     dataset=dict(data_root='data/synthetic/imagenet', metainfo=dict(classes=synthetic_classes),
                  pipeline=train_pipeline))
 val_dataloader = dict(

@@ -2,8 +2,9 @@
 
 PeCo pre-trains with BEiT's recipe, only the tokenizer changes: no patch-aggregation neck,
 CE on masked positions from the last layer (``BEiTMIM`` without ``neck``). Recipe of BEiT
-(and PeCo's 800-epoch ViT-B run, 84.5 fine-tune top-1): AdamW lr 1.5e-3, betas (0.9, 0.98)
-(the official BEiT code's default, unilm beit/run_beit_pretraining.py),
+(and PeCo's 800-epoch ViT-B run, 84.5 fine-tune top-1): AdamW lr 1.5e-3, betas (0.9, 0.999)
+(the current official BEiT code's default, unilm beit/run_beit_pretraining.py; see
+configs/beitv1_vitb_mim.py),
 wd 0.05, total batch 2048, 10 warmup epochs then cosine to 1e-5, grad clip 3.0, drop path
 0.1, layer scale 0.1, shared relative position bias, AMP.
 
@@ -50,7 +51,7 @@ model = dict(
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
-    optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.98), weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=dict(max_norm=3.0),
     paramwise_cfg=dict(
         custom_keys={

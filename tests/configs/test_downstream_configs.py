@@ -105,6 +105,43 @@ def test_recipe_numbers():
     assert det.optim_wrapper.optimizer.weight_decay == 0.1
 
 
+@pytest.mark.parametrize('rel,base_lr', [('configs/finetune_in1k.py', 5e-4),
+                                          ('configs/finetune_in1k_1600e.py', 5e-4),
+                                          ('configs/finetune_in1k_vitl.py', 2e-4)])
+def test_finetune_lr_floor_scales_with_layer_decay(rel, base_lr):
+    """The official schedule ends every parameter group at min_lr 1e-6 times the group's
+    layer-decay factor (engine_for_finetuning.py: ``lr_schedule_values[it] * lr_scale``), not
+    at an absolute 1e-6 for every group."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    cfg = _load(rel)
+    cfg.model.backbone.arch = dict(embed_dims=32, num_layers=4, num_heads=2,
+                                   feedforward_channels=64)
+    cfg.model.backbone.img_size = 32
+    cfg.model.head.in_channels = 32
+    model = _registry(cfg.default_scope).build(cfg.model)
+    wrapper = build_optim_wrapper(model, dict(cfg.optim_wrapper, type='OptimWrapper'))
+    scales = [group['lr'] / base_lr for group in wrapper.param_groups]
+    assert min(scales) < 0.5 and max(scales) == pytest.approx(1.0)  # layer decay is applied
+    schedulers = []
+    for sched_cfg in cfg.param_scheduler:  # as mmengine's runner builds them, 1 iter per epoch
+        sched_cfg = dict(sched_cfg)
+        sched_cls = PARAM_SCHEDULERS.get(sched_cfg.pop('type'))
+        assert sched_cfg.pop('convert_to_iter_based')
+        sched_cfg.pop('by_epoch')
+        schedulers.append(sched_cls.build_iter_from_epoch(wrapper, epoch_length=1, **sched_cfg))
+    for _ in range(cfg.train_cfg.max_epochs):
+        wrapper.step()
+        for sched in schedulers:
+            sched.step()
+    # the last step is one short of the end of the cosine (as in the official schedule): every
+    # group sits at the same multiple of its own scale, just above 1e-6
+    final = [group['lr'] / scale for group, scale in zip(wrapper.param_groups, scales)]
+    assert final == pytest.approx([final[0]] * len(final), rel=1e-9)
+    assert 1e-6 < final[0] < 1.3e-6
+
+
 def test_demo_classes_match_synthetic_data():
     from beitv2_mm.datasets.synthetic import SYNTHETIC_CLASSES
     for rel in ('configs/demo/finetune_vit-tiny_synthetic.py',
@@ -143,6 +180,17 @@ def test_vitb_finetune_one_step(tiny_data):
 @pytest.mark.slow
 def test_vitb_linear_probe_one_step(tiny_data):
     _one_step(_load('configs/linear_probe_in1k.py'), tiny_data['imagenet'])
+
+
+def test_mask_rcnn_layer_norms_use_vitdet_eps():
+    """ViTDet's LayerNorms (backbone, simple pyramid, box and mask heads) have eps 1e-6; mmcv's
+    ``build_norm_layer`` defaults an unset eps to 1e-5."""
+    cfg = _load('configs/mask_rcnn_coco.py')
+    cfg.model.backbone.img_size = 128  # same modules, small buffers
+    model = _registry('mmdet').build(cfg.model)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert {type(m).__name__ for m in norms} >= {'LayerNorm', 'LayerNorm2d'}
+    assert {m.eps for m in norms} == {1e-6}
 
 
 @pytest.mark.slow

@@ -63,9 +63,11 @@ def test_official_recipe_values():
     crop = [t for t in v1.train_dataloader.dataset.pipeline
             if t['type'] == 'TwoViewRandomResizedCrop'][0]
     assert crop['second_size'] == 112
-    # unilm beit/run_beit_pretraining.py --opt_betas default, not overridden by its README command
-    assert v1.optim_wrapper.optimizer.betas == (0.9, 0.98)
-    assert _load('configs/peco/peco_vitb_mim.py').optim_wrapper.optimizer.betas == (0.9, 0.98)
+    # the current unilm beit/run_beit_pretraining.py --opt_betas default (its README command
+    # sets no betas); the rest of the v1 schedule is the inherited BEiT v2 300-epoch one
+    assert v1.optim_wrapper.optimizer.betas == (0.9, 0.999)
+    assert v1.optim_wrapper.optimizer.lr == 1.5e-3 and v1.optim_wrapper.clip_grad.max_norm == 3.0
+    assert _load('configs/peco/peco_vitb_mim.py').optim_wrapper.optimizer.betas == (0.9, 0.999)
     # the official pipeline's colour jitter and two-view crop (PIL) in every MIM recipe
     for cfg in (v2, v1, _load('configs/peco/peco_vitb_mim.py')):
         types = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]

@@ -68,3 +68,47 @@ def test_probe_training_leaves_backbone_bitwise_unchanged(tiny_data, tiny_mim_ch
         assert torch.equal(before[k], after[k]), k
     assert not torch.equal(head_before, model.head.fc.weight)  # the probe did train
     assert not model.backbone.training
+
+
+def _mae_lars_step(param, grad, buf, lr, momentum, trust_coefficient=0.001):
+    """One step of MAE's LARS (facebookresearch/mae util/lars.py) with weight decay 0: the
+    trust ratio only for ndim > 1."""
+    update = grad
+    if param.ndim > 1:
+        p_norm, u_norm = param.norm(), update.norm()
+        if p_norm > 0 and u_norm > 0:
+            update = update * (trust_coefficient * p_norm / u_norm)
+    buf = update if buf is None else buf * momentum + update
+    return param - lr * buf, buf
+
+
+def test_probe_recipe_optimizer_is_maes_lars():
+    """configs/linear_probe_in1k.py's optimizer updates the classifier as MAE's LARS does:
+    weight with the trust ratio, bias without (mmpretrain's LARS alone scales the bias too)."""
+    from mmengine.optim import build_optim_wrapper
+
+    from downstream_helpers import build_model, load_config
+    cfg = load_config('configs/linear_probe_in1k.py')
+    cfg.model.backbone.update(arch=TINY_ARCH, img_size=64, patch_size=8)
+    cfg.model.neck.input_features = TINY_ARCH['embed_dims']
+    cfg.model.head.update(in_channels=TINY_ARCH['embed_dims'], num_classes=10)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.init_weights()
+    optim_cfg = dict(cfg.optim_wrapper, type='OptimWrapper')  # AMP needs a GPU; same optimizer
+    wrapper = build_optim_wrapper(model, optim_cfg)
+    fc = model.head.fc
+    lr, momentum = cfg.optim_wrapper.optimizer.lr, cfg.optim_wrapper.optimizer.momentum
+    ref = {name: (p.detach().clone(), None) for name, p in fc.named_parameters()}
+    x, y = torch.randn(16, 3, 64, 64), torch.randint(0, 10, (16,))
+    for _ in range(3):  # the bias is zero before the first step: the ratio matters after it
+        wrapper.backward(torch.nn.functional.cross_entropy(model(x), y))
+        for name, p in fc.named_parameters():
+            ref_p, buf = ref[name]
+            # the model's gradient (the reference parameters differ from it only by rounding)
+            ref[name] = _mae_lars_step(ref_p, p.grad.clone(), buf, lr, momentum)
+        wrapper.step()
+        wrapper.zero_grad()
+    for name, p in fc.named_parameters():
+        assert torch.allclose(p, ref[name][0], rtol=1e-5, atol=1e-7), name
+    assert fc.bias.abs().max() > 1e-3  # the bias did move at the full lr

@@ -129,6 +129,36 @@ def test_amp_selects_a_wrapper_per_device(tmp_path):
     assert cfg.optim_wrapper.type == 'CPUAutocastOptimWrapper'
 
 
+def test_auto_scale_lr_flag(tmp_path, tiny_data):
+    """--auto-scale-lr: lr x (world size x batch per GPU) / auto_scale_lr.base_batch_size; a
+    config without a base batch is named in the error."""
+    train = _load_tool('train')
+    assert train.parse_args(['c.py', '--auto-scale-lr']).auto_scale_lr
+    assert not train.parse_args(['c.py']).auto_scale_lr
+    path = str(write_tiny_config(tmp_path, tiny_data['imagenet'], max_iters=1))
+    with pytest.raises(ValueError, match='tiny_cls.py has no auto_scale_lr.base_batch_size'):
+        launch.prepare_train_config(path, auto_scale_lr=True, cuda=False)
+    options = {'+auto_scale_lr': dict(base_batch_size=16)}  # the config's batch is 4
+    for flag, expected_lr in ((False, 1e-3), (True, 1e-3 * 4 / 16)):
+        cfg = launch.prepare_train_config(path, options, work_dir=str(tmp_path / f'w{flag}'),
+                                          auto_scale_lr=flag, cuda=False)
+        runner = launch.build_runner(cfg)
+        runner.train()
+        assert runner.optim_wrapper.get_lr()['lr'] == [pytest.approx(expected_lr)]
+
+
+def test_vqkd_recipe_scales_lr_as_the_official_script():
+    """run_vqkd_training.py always scales the lr by the total batch (MIM and fine-tuning do
+    not): the VQ-KD configs turn mmengine's scaling on, the others leave it to the flag."""
+    for rel in ('configs/vqkd/vqkd_vitb_clip-b16_in1k.py', 'configs/vqkd/vqkd_vitb_dino-b16_in1k.py',
+                'configs/vqkd/vqkd_vitb-dec1_clip-b16_in1k.py'):
+        cfg = Config.fromfile(str(REPO_ROOT / rel))
+        assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=512)
+        assert cfg.optim_wrapper.optimizer.lr == 2e-4
+    for rel in ('configs/beitv2_vitb_mim.py', 'configs/finetune_in1k.py'):
+        assert not Config.fromfile(str(REPO_ROOT / rel)).auto_scale_lr.get('enable', False)
+
+
 def test_cpu_autocast_wrapper_runs_bf16():
     from mmengine.registry import OPTIM_WRAPPERS
     model = torch.nn.Linear(4, 2)
