@@ -11,6 +11,8 @@ the leaderboard (``tools/leaderboard.py``) can read it at any moment. Schema::
                   "num_samples": int | null},          # size of the evaluated split
       "metrics": {"accuracy/top1": float, ...},        # every numeric metric of the evaluator
       "stage": "val" | "test", "iteration": int, "epoch": int, "final": bool,
+      "best_metrics": {"accuracy/top1": {"value": float, "iteration": int, "epoch": int}, ...}
+                     | null,                           # val: the best of each metric so far
       "config": str,                                   # config file path
       "pretrain": {"checkpoint": str | null, "method": str | null, "method_source": str},
       "pretrain_checkpoint": str | null, "pretrain_method": str | null,   # flat copies
@@ -18,6 +20,11 @@ the leaderboard (``tools/leaderboard.py``) can read it at any moment. Schema::
     }
 
 ``final`` is true once training has reached its last iteration/epoch (or for a test run).
+``metrics`` are the latest evaluation's (the leaderboard's numbers); ``best_metrics`` keeps, for
+each metric, the highest value of any validation of the run (every metric written here is
+higher-is-better) and when it was reached, because the official BEiT fine-tuning script reports
+its best epoch (``max_accuracy``). A resumed run (``--resume``) carries the best values of the
+``results.json`` it finds on; a test run has none.
 The pretrain method comes from the hook's ``pretrain_method`` setting when given, else from the
 checkpoint's meta (:func:`beitv2_mm.downstream.checkpoint.read_pretrain_info`); a run without a
 checkpoint is ``random_init``.
@@ -106,6 +113,24 @@ class DownstreamResultsHook(Hook):
         self.pretrain_method = pretrain_method
         self.filename = filename
         self._pretrain_info = None
+        self._best: Optional[dict] = None
+
+    def _update_best(self, runner, numeric: dict) -> dict:
+        """Merge this validation's metrics into the run's best values (see the module doc)."""
+        if self._best is None:
+            self._best = {}
+            previous = Path(runner.work_dir) / self.filename
+            if cfg_get(runner.cfg, 'resume') and previous.is_file():
+                try:
+                    self._best = dict(json.loads(previous.read_text()).get('best_metrics') or {})
+                except (ValueError, AttributeError):
+                    self._best = {}  # unreadable: start afresh rather than fail the run
+        for key, value in numeric.items():
+            best = self._best.get(key)
+            if value is not None and (best is None or value > best['value']):
+                self._best[key] = dict(value=value, iteration=int(getattr(runner, 'iter', 0)),
+                                       epoch=int(getattr(runner, 'epoch', 0)))
+        return dict(self._best)
 
     def _pretrain(self, runner) -> dict:
         checkpoint = cfg_get(runner.cfg, 'model.backbone.init_cfg.checkpoint')
@@ -158,6 +183,7 @@ class DownstreamResultsHook(Hook):
             iteration=int(getattr(runner, 'iter', 0)),
             epoch=int(getattr(runner, 'epoch', 0)),
             final=self._is_final(runner, stage),
+            best_metrics=self._update_best(runner, numeric) if stage == 'val' else None,
             config=getattr(runner.cfg, 'filename', None),
             work_dir=str(runner.work_dir),
             pretrain=pretrain,

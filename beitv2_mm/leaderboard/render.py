@@ -19,6 +19,9 @@ SYNTHETIC_NOTE = ('Rows marked SYNTHETIC ran on the generated synthetic data set
                   'short schedules): they test the pipeline and rank methods on that data only; '
                   'they are not ImageNet / ADE20K / COCO numbers.')
 REPORTED_NOTE = 'Rows of kind "reported" are published numbers (see Source), not runs of this suite.'
+MEASURED_NOTE = ('Measured rows give the last evaluation of each run (results.json "metrics"; '
+                 '"best_metrics" there holds the best validation); the published BEiT / BEiT v2 '
+                 'fine-tune top-1 is the best epoch of the official script (max_accuracy).')
 
 
 def _method_cell(row: Row) -> str:
@@ -41,6 +44,8 @@ def to_markdown(rows: list[Row], title: str = 'Leaderboard') -> str:
         cells = [str(c).replace('|', '\\|') for c in cells]
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines += ['', f'{MISSING}: no number (not run, or not published).', REPORTED_NOTE]
+    if any(r.kind == 'measured' for r in rows):
+        lines.append(MEASURED_NOTE)
     if any(r.synthetic for r in rows):
         lines.append(SYNTHETIC_NOTE)
     return '\n'.join(lines) + '\n'
@@ -198,6 +203,8 @@ def to_html(rows: list[Row], title: str = 'Leaderboard') -> str:
            f'<title>{esc(title)}</title>', f'<style>{_HTML_STYLE}</style>', '</head>',
            '<body>', f'<h1>{esc(title)}</h1>',
            f'<p>{esc(REPORTED_NOTE)} {esc(MISSING)}: no number. Click a header to sort.</p>']
+    if any(r.kind == 'measured' for r in rows):
+        out.append(f'<p>{esc(MEASURED_NOTE)}</p>')
     if any(r.synthetic for r in rows):
         out.append(f'<p class="synthetic-note"><strong>{esc(SYNTHETIC_NOTE)}</strong></p>')
     out += ['<table id="leaderboard">', '<thead>', '<tr>']

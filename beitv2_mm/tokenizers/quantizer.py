@@ -11,18 +11,23 @@ Numerics follow the official ``beit2/norm_ema_quantizer.py``:
   ``z + (z_q - z).detach()``;
 * optional k-means init (cosine k-means, 10 iterations) on the first batch.
 
-One deliberate difference: distances, the nearest code and the EMA sums are computed in fp32
-even under autocast. The official code runs its distance ``einsum`` and ``z^T @ onehot`` in
-fp16 under AMP, where codes whose distances differ by less than fp16 resolution (~1e-3
-relative) tie arbitrarily; fp32 picks the nearest one. Tokens can therefore differ from an
-fp16 run of the official code at such near-ties (fp32 runs agree).
+Two deliberate differences from the official code:
+
+* k-means runs once, on rank 0, on the first batches of all ranks gathered, and the codebook
+  is broadcast; the official ``EmbeddingEMA`` runs it on each rank's own batch (its codebook is
+  a non-trainable parameter, which DDP does not synchronise), so official ranks start from
+  different codebooks, which the all-reduced EMA updates bring together only gradually (by the
+  decay, each step a code is hit). On one process both are the same k-means (bit for bit with
+  the same seed).
+* Distances, the nearest code and the EMA sums are computed in fp32 even under autocast. The
+  official code runs its distance ``einsum`` and ``z^T @ onehot`` in fp16 under AMP, where
+  codes whose distances differ by less than fp16 resolution (~1e-3 relative) tie arbitrarily;
+  fp32 picks the nearest one. Tokens can therefore differ from an fp16 run of the official code
+  at such near-ties (fp32 runs agree).
 
 Why not mmpretrain's ``NormEMAVectorQuantizer`` (same numerics otherwise):
 
-* its k-means init runs on each rank's own batch, so ranks start from different codebooks
-  and (the EMA update being all-reduced but applied to different weights) never agree; here
-  the first batch is gathered from every rank, k-means runs once on rank 0 and the result is
-  broadcast, so all ranks hold the same codebook;
+* its k-means init runs on each rank's own batch, as the official one (see above);
 * it EMA-updates ``cluster_size`` and all-reduces in *eval* mode too (a tokenizer used as a
   frozen MIM target generator would drift and issue collectives); here eval mode changes no
   state;

@@ -44,3 +44,40 @@ def test_eval_dataset_size_and_classes():
     assert _dataset_size(dataset) == 7 and _dataset_classes(dataset) == SYNTHETIC_CLASSES
     assert _eval_dataset(runner, 'test') is None
     assert _dataset_size(None) is None and _dataset_classes(None) is None
+
+
+def test_best_metrics_across_validations_and_resume(tmp_path):
+    """``metrics`` are the latest validation's; ``best_metrics`` the best of each so far, with
+    when; a resumed run continues the file's best values, a new run and a test run do not."""
+    from types import SimpleNamespace
+
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+
+    def runner(resume, it):
+        cfg = Config(dict(resume=resume, model=dict(backbone=dict(init_cfg=dict(checkpoint=None)))))
+        return SimpleNamespace(cfg=cfg, work_dir=str(tmp_path), iter=it, epoch=it // 10,
+                               _train_loop=SimpleNamespace(max_iters=100),
+                               logger=MMLogger.get_current_instance())
+
+    def results():
+        return json.loads((tmp_path / 'results.json').read_text())
+
+    hook = DownstreamResultsHook(task='finetune', dataset_name='ImageNet-1K')
+    for it, (top1, top5) in zip((10, 20, 30), ((50.0, 80.0), (62.5, 79.0), (61.0, 90.0))):
+        hook.after_val_epoch(runner(False, it), {'accuracy/top1': top1, 'accuracy/top5': top5})
+    out = results()
+    assert out['metrics'] == {'accuracy/top1': 61.0, 'accuracy/top5': 90.0}
+    assert out['best_metrics'] == {
+        'accuracy/top1': dict(value=62.5, iteration=20, epoch=2),
+        'accuracy/top5': dict(value=90.0, iteration=30, epoch=3)}
+    resumed = DownstreamResultsHook(task='finetune', dataset_name='ImageNet-1K')
+    resumed.after_val_epoch(runner(True, 40), {'accuracy/top1': 60.0, 'accuracy/top5': 91.0})
+    assert results()['best_metrics'] == {
+        'accuracy/top1': dict(value=62.5, iteration=20, epoch=2),
+        'accuracy/top5': dict(value=91.0, iteration=40, epoch=4)}
+    fresh = DownstreamResultsHook(task='finetune', dataset_name='ImageNet-1K')
+    fresh.after_val_epoch(runner(False, 10), {'accuracy/top1': 40.0})
+    assert results()['best_metrics'] == {'accuracy/top1': dict(value=40.0, iteration=10, epoch=1)}
+    fresh.after_test_epoch(runner(False, 100), {'accuracy/top1': 41.0})
+    assert results()['best_metrics'] is None and results()['stage'] == 'test'

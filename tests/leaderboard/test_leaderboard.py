@@ -1,5 +1,6 @@
 """Leaderboard: results files -> rows -> Markdown, CSV, HTML, PNG; reported and missing cells."""
 import csv
+import html
 import io
 import json
 import os
@@ -166,6 +167,11 @@ def test_markdown_and_csv(results_root):
     assert len(table) == 2 + len(rows)
     assert all(line.count('|') == table[0].count('|') for line in table)
     assert '(reported)' in md and '[SYNTHETIC]' in md and render.SYNTHETIC_NOTE in md
+    # measured = last evaluation, published fine-tune = best epoch: the table says so
+    assert render.MEASURED_NOTE in md
+    assert html.escape(render.MEASURED_NOTE) in render.to_html(rows)
+    reported_only = [r for r in rows if r.kind == 'reported']
+    assert render.MEASURED_NOTE not in render.to_markdown(reported_only)
     assert 'ADE20K mIoU' in table[0] and 'COCO AP box' in table[0]
 
     parsed = list(csv.DictReader(io.StringIO(render.to_csv(rows))))
