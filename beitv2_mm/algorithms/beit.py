@@ -16,7 +16,9 @@ What this fixes or adds over mmpretrain 1.2.0 (``mmpretrain/models/selfsup/beit.
 * **Masked-token gather without host sync.** With ``num_masked_patches`` set (the masks of
   :class:`BlockwiseMaskGenerator` have exactly that count) masked tokens are gathered with a
   stable sort instead of boolean indexing, which needs a device->host sync for the output size.
-  The gathered order equals boolean indexing's, so the loss is the same.
+  The gathered order equals boolean indexing's, so the loss is the same. A tokenizer whose
+  token grid is not the student's patch grid raises (boolean indexing raises there; a gather
+  would silently read the wrong tokens).
 * **Patch-aggregation neck** (:class:`BEiTV2AggregationNeck`): custom (dict) archs work (stock
   reads ``arch['depth']`` but validates ``num_layers``), weights are initialised as the official
   ones (see :meth:`BEiTV2AggregationNeck.init_weights`; stock rescales in ``__init__`` and then
@@ -317,8 +319,17 @@ class BEiTMIM(BEiT):
             index = torch.argsort(mask.to(torch.uint8), dim=1, descending=True,
                                   stable=True)[:, :self.num_masked_patches]
 
+        tokens = self.tokenize(inputs[1])
+        if tokens.shape[1] != mask.shape[1]:
+            # boolean indexing (the official code) raises here; the gather would not
+            raise ValueError(
+                f'{type(self).__name__}: the tokenizer gives {tokens.shape[1]} tokens per image '
+                f'(view {tuple(inputs[1].shape[-2:])}) but the mask covers {mask.shape[1]} '
+                'student patches; size the tokenizer view (second_size of '
+                'TwoViewRandomResizedCrop) so that its token grid is the student\'s patch grid '
+                '(e.g. DALL-E: 112 px for a 224 px, patch-16 student)')
         latent = self.backbone(inputs[0], mask)
-        target = self._masked(self.tokenize(inputs[1]), mask, index)
+        target = self._masked(tokens, mask, index)
         lm_head, criterion = self.head.cls_head, self.head.loss_module
 
         if self.with_neck:

@@ -20,10 +20,12 @@ Per-layer teacher features are taken with forward hooks on the teacher's transfo
 (the ``nn.ModuleList`` named ``blocks``/``layers``/``resblocks``, or the one at
 ``teacher_blocks``), so any teacher of :mod:`beitv2_mm.teachers` (which return only their last
 layer) or any ViT-like module works unchanged. With a :class:`~beitv2_mm.teachers.base.BaseTeacher`
-the algorithm calls ``teacher.extract(teacher.normalize(x))`` instead of ``teacher(x)``, because
-the teachers' ``forward`` runs under ``no_grad`` and the perceptual term needs gradients with
-respect to the reconstruction; the teacher must be built with ``input_range=(-1, 1)``, the
-tokenizer's input space.
+the algorithm calls ``teacher.extract(teacher.normalize(x, clamp=False))`` instead of
+``teacher(x)``, because the teachers' ``forward`` runs under ``no_grad`` and the perceptual term
+needs gradients with respect to the reconstruction; the teacher must be built with
+``input_range=(-1, 1)``, the tokenizer's input space. The reconstruction is not clamped to that
+range (``teacher(x)`` would): pixels it overshoots keep their perceptual gradient, as with
+VQGAN's LPIPS on the raw decoder output.
 
 The teacher is kept OUT of the module tree (not a child module): it is never in
 ``model.parameters()`` (so never in the optimizer, nor wrapped by DDP), never in the saved
@@ -216,7 +218,9 @@ class PeCoVQVAETrainer(BaseSelfSupervisor):
                    for layer in self.perceptual_layers]
         try:
             if hasattr(teacher, 'extract') and hasattr(teacher, 'normalize'):
-                teacher.extract(teacher.normalize(images))  # BaseTeacher: forward is no_grad
+                # BaseTeacher: forward is no_grad. No clamp: a reconstruction that overshoots
+                # [-1, 1] keeps its perceptual gradient (as VQGAN's LPIPS on the raw output)
+                teacher.extract(teacher.normalize(images, clamp=False))
             else:
                 teacher(images)
         finally:

@@ -4,7 +4,8 @@ The output uses the key layout of this suite's MIM checkpoints (mmpretrain ``BEi
 ``backbone.*`` for ``BEiTPretrainViT``/``BEiTViT``, ``neck.*`` for the BEiT v2 patch
 aggregation (``BEiTV2Neck``/``BEiTV2AggregationNeck``), ``head.*`` for the lm head
 (``BEiTV2Head.cls_head``) or a fine-tuned classifier (``LinearClsHead.fc``). Downstream configs
-load ``backbone.*`` through ``init_cfg=dict(type='Pretrained', prefix='backbone.')``.
+load ``backbone.*`` through ``init_cfg=dict(type='BEiTPretrained', checkpoint=...)``
+(:mod:`beitv2_mm.downstream.checkpoint`).
 
 Key map (official names; timm uses the same ones):
 

@@ -2,7 +2,8 @@
 
 Registered here:
     mmpretrain: ``CheckedImageNet``, ``CheckedCustomDataset`` (datasets),
-        ``SafeLoadImageFromFile``, ``PILColorJitter``, ``TwoViewRandomResizedCrop`` (transforms),
+        ``SafeLoadImageFromFile``, ``PILColorJitter``, ``DrawColorJitter``, ``ApplyColorJitter``,
+        ``TwoViewRandomResizedCrop`` (transforms),
         ``SkippedImagesHook`` (hook);
     mmseg: ``SyntheticADE20KDataset``, ``CheckedADE20KDataset``, and the transform and hook;
     mmdet: ``CheckedCocoDataset``, and the transform and hook.
@@ -10,7 +11,8 @@ Registered here:
 import importlib.util
 
 from .consistency import check_num_classes  # noqa: F401
-from .mim_transforms import PILColorJitter, TwoViewRandomResizedCrop  # noqa: F401
+from .mim_transforms import (ApplyColorJitter, DrawColorJitter, PILColorJitter,  # noqa: F401
+                             TwoViewRandomResizedCrop)
 from .layout import (AnnotationError, DatasetLayoutError, check_ade20k_layout,  # noqa: F401
                      check_coco_json, check_coco_layout, check_imagenet_layout, check_seg_labels)
 from .synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SYNTHETIC_WNIDS,  # noqa: F401

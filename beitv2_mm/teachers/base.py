@@ -100,9 +100,13 @@ class BaseTeacher(BaseModule):
         return super().train(False)
 
     # ------------------------------------------------------------------ forward
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+    def normalize(self, images: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Images in ``input_range`` -> the teacher's normalised input. ``clamp=False`` keeps
+        values outside the range (a reconstruction whose overshoot must get a gradient)."""
         low, high = self.input_range
-        unit = ((images.float() - low) / (high - low)).clamp(0.0, 1.0)
+        unit = (images.float() - low) / (high - low)
+        if clamp:
+            unit = unit.clamp(0.0, 1.0)
         return (unit - self.mean) / self.std
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,9 @@ Architecture (the VQGAN-style network PeCo builds on):
   the middle (res-attn-res); GroupNorm-SiLU-conv to ``z_channels``; 1x1 conv to the code
   dimension;
 * quantizer: EMA codebook (default K = 8192) from :mod:`beitv2_mm.tokenizers.quantizer`;
-* decoder: the mirror image (1x1 conv, middle res-attn-res, per resolution residual blocks and
-  nearest-neighbour 2x upsampling + conv, GroupNorm-SiLU-conv to RGB).
+* decoder: the mirror image (1x1 conv, middle res-attn-res, per resolution
+  ``num_res_blocks + 1`` residual blocks, as VQGAN's decoder, with attention after each at the
+  lowest resolution, and nearest-neighbour 2x upsampling + conv, GroupNorm-SiLU-conv to RGB).
 
 Token grid. The encoder downsamples by ``2 ** (len(ch_mult) - 1)`` (``patch_size``, checked in
 ``__init__``). The code map must be the MIM student's patch grid, one token per student patch;
@@ -177,7 +178,8 @@ class ConvDecoder(nn.Module):
         out_channels (int): Image channels.
         base_channels (int): Channels of the highest resolution.
         ch_mult (Sequence[int]): Channel multiplier per resolution (encoder order).
-        num_res_blocks (int): Residual blocks per resolution.
+        num_res_blocks (int): Residual blocks per resolution (VQGAN's decoder: the encoder's
+            ``num_res_blocks + 1``).
         z_channels (int): Input channels.
         norm_groups (int): GroupNorm groups.
         dropout (float): Dropout inside residual blocks.
@@ -227,7 +229,8 @@ class PeCoVQVAE(BaseModule):
         base_channels (int): Channels of the first resolution. Defaults to 128 (VQGAN).
         ch_mult (Sequence[int]): Channel multipliers, one per resolution. Defaults to
             ``(1, 1, 2, 2, 4)`` (VQGAN f16).
-        num_res_blocks (int): Residual blocks per resolution. Defaults to 2.
+        num_res_blocks (int): Residual blocks per resolution of the encoder; the decoder has
+            one more per resolution, as VQGAN's. Defaults to 2.
         z_channels (int): Channels at the encoder output / decoder input. Defaults to 256.
         norm_groups (int): GroupNorm groups. Defaults to 32.
         dropout (float): Dropout in residual blocks. Defaults to 0.
@@ -280,7 +283,7 @@ class PeCoVQVAE(BaseModule):
         self.quant_conv = nn.Conv2d(z_channels, embed_dims, 1)
         self.quantize = build_quantizer(num_embed, embed_dims, quantizer)
         self.post_quant_conv = nn.Conv2d(embed_dims, z_channels, 1)
-        self.decoder = ConvDecoder(in_channels, base_channels, ch_mult, num_res_blocks,
+        self.decoder = ConvDecoder(in_channels, base_channels, ch_mult, num_res_blocks + 1,
                                    z_channels, norm_groups, dropout)
         self.frozen = frozen
         self.checkpoint = checkpoint

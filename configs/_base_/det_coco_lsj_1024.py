@@ -1,8 +1,11 @@
 """COCO instance segmentation data with large-scale jitter (LSJ) at 1024 px, and the mmdet runtime.
 
-Train: flip, resize 1024 x [0.1, 2.0] keeping the ratio, random 1024 crop, pad to 1024 (ViTDet's
-LSJ); 4 images per GPU. Test: resize the long side to 1024 and pad to 1024. The BEiT ViT needs a
-fixed input size (its relative position bias is tied to the patch grid), which LSJ guarantees.
+Train: flip, resize 1024 x [0.1, 2.0] keeping the ratio, random 1024 crop (ViTDet's LSJ); 4 images
+per GPU. Test: resize the long side to 1024. Padding to 1024 x 1024 happens in the model's data
+preprocessor after normalisation, with 0 (the mean pixel), as detectron2's ViTDet
+(``square_pad=1024``); mmdet's ViTDet port pads the raw image with 114 in the pipeline instead,
+which is -0.17 / -0.04 / +0.18 after normalisation. The BEiT ViT needs a fixed input size (its
+relative position bias is tied to the patch grid), which the padding guarantees.
 Real data: ``*.dataset.data_root`` = the COCO folder with ``annotations/``, ``train2017/``,
 ``val2017/``. Metrics: ``coco/bbox_mAP``, ``coco/segm_mAP`` (CocoMetric).
 """
@@ -21,13 +24,11 @@ train_pipeline = [
     dict(type='RandomCrop', crop_type='absolute_range', crop_size=image_size,
          recompute_bbox=True, allow_negative_crop=True),
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
-    dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
     dict(type='SafeLoadImageFromFile', on_error='raise', backend_args=backend_args),
     dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),

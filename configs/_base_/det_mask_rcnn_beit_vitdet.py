@@ -20,7 +20,8 @@ model = dict(
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
-        pad_size_divisor=32,
+        # every image (train and test) padded to 1024 x 1024 after normalisation, with 0
+        pad_size_divisor=1024,
         pad_mask=True,
         batch_augments=[dict(type='BatchFixedSizePad', size=(1024, 1024), pad_mask=True)],
     ),

@@ -9,25 +9,24 @@ num_masked_patches = 75
 # The official loaders (PIL's Image.open().convert('RGB')) ignore the EXIF orientation tag;
 # OpenCV's default decode would rotate the few tagged ImageNet JPEGs.
 exif_free = 'color_ignore_orientation'
-train_pipeline = [
-    dict(type='LoadImageFromFile', color_type=exif_free),
-    dict(type='PILColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='TwoViewRandomResizedCrop',
-        size=224,
-        second_size=224,
-        interpolation='bicubic',
-        second_interpolation='bicubic',
-        scale=(0.2, 1.0)),
-    dict(
-        type='BlockwiseMaskGenerator',
-        input_size=(14, 14),
-        num_masking_patches=num_masked_patches,
-        max_num_patches=None,
-        min_num_patches=16),
-    dict(type='PackInputs'),
-]
+# named so that variants can reuse them (configs/beitv2_vitb_mim_jitter_after_crop.py)
+load_image = dict(type='LoadImageFromFile', color_type=exif_free)
+color_jitter = dict(type='PILColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.)
+flip = dict(type='RandomFlip', prob=0.5, direction='horizontal')
+two_view_crop = dict(
+    type='TwoViewRandomResizedCrop',
+    size=224,
+    second_size=224,
+    interpolation='bicubic',
+    second_interpolation='bicubic',
+    scale=(0.2, 1.0))
+block_mask = dict(
+    type='BlockwiseMaskGenerator',
+    input_size=(14, 14),
+    num_masking_patches=num_masked_patches,
+    max_num_patches=None,
+    min_num_patches=16)
+train_pipeline = [load_image, color_jitter, flip, two_view_crop, block_mask, dict(type='PackInputs')]
 
 # 8 GPUs x 256 = 2048 images per step, as the official recipe
 train_dataloader = dict(

@@ -28,6 +28,7 @@ max_iters = 150
 
 model = dict(
     data_preprocessor=dict(
+        pad_size_divisor=img_size,  # every image padded to img_size after normalisation
         batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
     backbone=dict(arch=arch, img_size=img_size, patch_size=8, out_indices=[3],
                   drop_path_rate=0.1, init_cfg=dict(type='BEiTPretrained', checkpoint=None)),
@@ -57,13 +58,11 @@ train_pipeline = [
     dict(type='RandomCrop', crop_type='absolute_range', crop_size=image_size,
          recompute_bbox=True, allow_negative_crop=True),
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
-    dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
     dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),

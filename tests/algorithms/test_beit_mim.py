@@ -168,6 +168,22 @@ def test_sync_free_gather_equals_boolean_indexing():
         torch.testing.assert_close(a[key], b[key])
 
 
+def test_a_tokenizer_grid_other_than_the_student_grid_is_an_error():
+    """DALL-E (8x downsampling) fed the 64 px student view gives 8x8 = 64 tokens, but with a
+    larger view 16x16 = 256 for 64 patches: the sync-free gather would silently take the first
+    64 tokens (the top rows), where the official boolean indexing raises."""
+    cfg = Config.fromfile(str(DEMO_V1))
+    cfg.model.target_generator = copy.deepcopy(TINY_DALLE)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    imgs, samples = _fake_batch(model)
+    assert model.num_masked_patches  # the gather path
+    model.loss(imgs, samples)
+    too_big = [imgs[0], torch.randn(2, 3, 128, 128)]
+    with pytest.raises(ValueError, match=r'256 tokens per image .*covers 64 student patches'):
+        model.loss(too_big, samples)
+
+
 def test_beitv1_with_dalle_tokenizer_and_no_neck():
     cfg = Config.fromfile(str(DEMO_V1))
     cfg.model.target_generator = copy.deepcopy(TINY_DALLE)

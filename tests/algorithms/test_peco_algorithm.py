@@ -152,3 +152,25 @@ def test_registered_and_built_from_config():
     losses = model(data['inputs'], data['data_samples'], mode='loss')
     assert losses['loss_pixel'] > 0
     assert model(data['inputs'], mode='tensor').shape == (2, 8, 8)
+
+
+def test_reconstruction_outside_the_input_range_keeps_its_perceptual_gradient(tmp_path):
+    """With a BaseTeacher the reconstruction is normalised without the clamp to [-1, 1] that
+    ``teacher(x)`` applies: overshooting pixels get a gradient, as with VQGAN's LPIPS."""
+    timm = pytest.importorskip('timm')
+    kwargs = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
+    torch.manual_seed(0)
+    src = timm.create_model('vit_tiny_patch16_224', pretrained=False, num_classes=0, **kwargs)
+    torch.save(src.state_dict(), tmp_path / 'teacher.pth')
+    teacher = MODELS.build(dict(type='TimmTeacher', model_name='vit_tiny_patch16_224',
+                                model_kwargs=kwargs, checkpoint=str(tmp_path / 'teacher.pth'),
+                                input_range=(-1, 1)))
+    model = build_trainer(layers=(1, 2), teacher=teacher)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    recon = (images * 1.6).requires_grad_()
+    model.perceptual_loss(images, recon).backward()
+    outside = recon.detach().abs() > 1
+    assert 0.1 < outside.float().mean() < 0.6
+    assert (recon.grad[outside] != 0).float().mean() > 0.99
+    # in range, the unclamped normalisation is the teacher's own
+    torch.testing.assert_close(teacher.normalize(images, clamp=False), teacher.normalize(images))

@@ -19,6 +19,7 @@ CONFIGS = {
     'configs/linear_probe_in1k.py': ('mmpretrain', 'linear_probe'),
     'configs/upernet_ade20k.py': ('mmseg', 'semantic_segmentation'),
     'configs/upernet_ade20k_vitl.py': ('mmseg', 'semantic_segmentation'),
+    'configs/upernet_ade20k_beitv1.py': ('mmseg', 'semantic_segmentation'),
     'configs/mask_rcnn_coco.py': ('mmdet', 'instance_segmentation'),
     'configs/mask_rcnn_coco_1x.py': ('mmdet', 'instance_segmentation'),
     'configs/demo/finetune_vit-tiny_synthetic.py': ('mmpretrain', 'finetune'),
@@ -93,6 +94,14 @@ def test_recipe_numbers():
     assert seg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.75
     assert seg.optim_wrapper.optimizer.lr == 5e-5 and seg.train_cfg.max_iters == 160000
     assert seg.model.test_cfg == dict(mode='slide', crop_size=(512, 512), stride=(341, 341))
+    # BEiT v1's own recipe for self-supervised checkpoints (unilm beit/semantic_segmentation
+    # upernet_beit_base_12_512_slide_160k_ade20k_pt.py)
+    seg_v1 = _load('configs/upernet_ade20k_beitv1.py')
+    assert seg_v1.optim_wrapper.optimizer.lr == 7e-4
+    assert seg_v1.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.65
+    assert seg_v1.model.backbone.drop_path_rate == 0.1
+    assert seg_v1.optim_wrapper.optimizer.weight_decay == 0.05
+    assert seg_v1.train_cfg.max_iters == 160000 and seg_v1.model.test_cfg == seg.model.test_cfg
     seg_l = _load('configs/upernet_ade20k_vitl.py')
     assert seg_l.model.backbone.out_indices == [7, 11, 15, 23]
     assert seg_l.optim_wrapper.optimizer.lr == 4e-5
@@ -211,6 +220,35 @@ def test_vitb_upernet_one_step_reduced_resolution(tiny_data):
     _one_step(cfg, tiny_data['ade20k'])
 
 
+@pytest.mark.parametrize('training', [True, False])
+def test_mask_rcnn_pads_to_1024_with_the_mean_pixel_after_normalisation(training):
+    """detectron2's ViTDet pads the normalised image to 1024 x 1024 with 0 (the mean pixel),
+    train and test; the pipelines no longer pad raw pixels (mmdet's port: 114)."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    cfg = _load('configs/mask_rcnn_coco.py')
+    for pipeline in (cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
+        assert 'Pad' not in [t['type'] for t in pipeline]
+    pre = _registry('mmdet').build(cfg.model.data_preprocessor)
+    img = torch.randint(0, 256, (3, 600, 800), dtype=torch.uint8)
+    sample = DetDataSample(metainfo=dict(img_shape=(600, 800)))
+    if training:
+        from mmdet.structures.mask import BitmapMasks
+        sample.gt_instances = InstanceData(
+            bboxes=torch.tensor([[10., 10., 50., 50.]]), labels=torch.tensor([1]),
+            masks=BitmapMasks(torch.ones(1, 600, 800, dtype=torch.uint8).numpy(), 600, 800))
+    out = pre(dict(inputs=[img], data_samples=[sample]), training=training)
+    x = out['inputs']
+    assert x.shape == (1, 3, 1024, 1024)
+    assert torch.equal(x[..., 600:, :], torch.zeros_like(x[..., 600:, :]))
+    assert torch.equal(x[..., 800:], torch.zeros_like(x[..., 800:]))
+    mean = torch.tensor(cfg.model.data_preprocessor.mean).view(3, 1, 1)
+    std = torch.tensor(cfg.model.data_preprocessor.std).view(3, 1, 1)
+    torch.testing.assert_close(x[0, :, :600, :800], (img.flip(0).float() - mean) / std)
+    if training:
+        assert out['data_samples'][0].gt_instances.masks.masks.shape == (1, 1024, 1024)
+
+
 @pytest.mark.slow
 def test_vitb_mask_rcnn_one_step_reduced_resolution(tiny_data):
     from beitv2_mm.datasets.synthetic import SYNTHETIC_CLASSES
@@ -218,6 +256,7 @@ def test_vitb_mask_rcnn_one_step_reduced_resolution(tiny_data):
     size = 128
     cfg.merge_from_dict({
         'model.backbone.img_size': size,
+        'model.data_preprocessor.pad_size_divisor': size,
         'model.data_preprocessor.batch_augments': [
             dict(type='BatchFixedSizePad', size=(size, size), pad_mask=True)],
         'train_dataloader.dataset.metainfo': dict(classes=SYNTHETIC_CLASSES),
@@ -227,7 +266,6 @@ def test_vitb_mask_rcnn_one_step_reduced_resolution(tiny_data):
         'model.train_cfg.rpn_proposal.max_per_img': 100,
     })
     for t in cfg.train_dataloader.dataset.pipeline:
-        if t['type'] in ('RandomResize', 'RandomCrop', 'Pad'):
-            t['scale' if t['type'] == 'RandomResize' else
-              'crop_size' if t['type'] == 'RandomCrop' else 'size'] = (size, size)
+        if t['type'] in ('RandomResize', 'RandomCrop'):
+            t['scale' if t['type'] == 'RandomResize' else 'crop_size'] = (size, size)
     _one_step(cfg, tiny_data['coco'])

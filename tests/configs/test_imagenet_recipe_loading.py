@@ -17,6 +17,7 @@ RECIPES = [
     'configs/vqkd/vqkd_vitb_dino-b16_in1k.py',
     'configs/beitv2_vitb_mim.py',
     'configs/beitv2_vitb_mim_1600e.py',
+    'configs/beitv2_vitb_mim_jitter_after_crop.py',
     'configs/beitv2_vitl_mim.py',
     'configs/beitv1_vitb_mim.py',
     'configs/peco/peco_vqvae_in1k.py',

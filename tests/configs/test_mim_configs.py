@@ -15,6 +15,8 @@ VITB = ['configs/beitv2_vitb_mim.py', 'configs/beitv2_vitb_mim_1600e.py',
         'configs/beitv1_vitb_mim.py']
 VITL = ['configs/beitv2_vitl_mim.py']
 DEMOS = ['configs/demo/beitv2_vit-tiny_synthetic.py', 'configs/demo/beitv1_vit-tiny_synthetic.py']
+# the same model as beitv2_vitb_mim.py (no step of its own), another pipeline
+JITTER_AFTER_CROP = 'configs/beitv2_vitb_mim_jitter_after_crop.py'
 
 
 def _load(rel):
@@ -26,7 +28,7 @@ def _load(rel):
     return cfg
 
 
-@pytest.mark.parametrize('rel', VITB + VITL + DEMOS)
+@pytest.mark.parametrize('rel', VITB + VITL + DEMOS + [JITTER_AFTER_CROP])
 def test_config_is_consistent(rel):
     cfg = _load(rel)
     # hand-off keys the suite overrides
@@ -113,3 +115,50 @@ def test_vitl_config_builds():
 @pytest.mark.parametrize('rel', DEMOS)
 def test_demo_config_runs_one_step(rel):
     _one_step(_load(rel), 64, 64, batch=2)
+
+
+def test_jitter_after_crop_config_draws_the_official_crop_and_mask(tmp_path):
+    """``beitv2_vitb_mim_jitter_after_crop.py`` only moves the jitter behind the crop: from the
+    same random state it cuts the same crop and mask as ``beitv2_vitb_mim.py``, and its views
+    differ from the official ones by rounding and clipping only (a photo-like JPEG here)."""
+    import numpy as np
+    from mmengine.registry import init_default_scope
+    from PIL import Image
+    init_default_scope('mmpretrain')
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:300, 0:400] / 400
+    img = np.stack([200 * xx + 30, 160 * yy + 40, 120 * (1 - xx * yy) + 60], -1)
+    img = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
+    path = tmp_path / 'photo.JPEG'
+    Image.fromarray(img).save(path, quality=90)
+
+    def run(rel, seed):
+        pipeline = Config.fromfile(str(REPO / rel)).train_dataloader.dataset.pipeline
+        assert pipeline[-1]['type'] == 'PackInputs'
+        np.random.seed(seed)
+        results = dict(img_path=str(path))
+        for t in pipeline:
+            results = TRANSFORMS.build(t)(results)
+        return results
+
+    cfg = Config.fromfile(str(REPO / JITTER_AFTER_CROP))
+    types = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+    assert types.index('DrawColorJitter') < types.index('TwoViewRandomResizedCrop') \
+        < types.index('ApplyColorJitter')
+    assert 'PILColorJitter' not in types
+    official_steps = Config.fromfile(str(REPO / 'configs/beitv2_vitb_mim.py')) \
+        .train_dataloader.dataset.pipeline
+    jitter = {k: v for k, v in official_steps[types.index('DrawColorJitter')].items() if k != 'type'}
+    assert official_steps[types.index('DrawColorJitter')]['type'] == 'PILColorJitter'
+    assert {k: v for k, v in cfg.train_dataloader.dataset.pipeline[types.index('DrawColorJitter')]
+            .items() if k != 'type'} == jitter
+    others = [t for t in cfg.train_dataloader.dataset.pipeline if 'ColorJitter' not in t['type']]
+    assert others == [t for t in official_steps if t['type'] != 'PILColorJitter']
+    for seed in range(4):
+        official, after = run('configs/beitv2_vitb_mim.py', seed), run(JITTER_AFTER_CROP, seed)
+        assert torch.equal(official['data_samples'].mask, after['data_samples'].mask)
+        for a, b in zip(official['inputs'], after['inputs']):
+            assert a.shape == b.shape == (3, 224, 224) and a.dtype == b.dtype == torch.uint8
+            diff = (a.int() - b.int()).abs().float()
+            assert diff.mean() < 1.5, (seed, diff.mean())
+        torch.testing.assert_close(after['inputs'][0], after['inputs'][1], rtol=0, atol=0)

@@ -1,11 +1,13 @@
-"""PILColorJitter and TwoViewRandomResizedCrop: the official BEiT MIM pipeline steps, fast."""
+"""PILColorJitter and TwoViewRandomResizedCrop: the official BEiT MIM pipeline steps, fast;
+DrawColorJitter + ApplyColorJitter: the same jitter after the crop."""
 import numpy as np
 import pytest
 import torchvision.transforms.functional as TF
 from PIL import Image
 
 import beitv2_mm  # noqa: F401
-from beitv2_mm.datasets.mim_transforms import pil_blend, pil_luma
+from beitv2_mm.datasets.mim_transforms import (estimate_contrast_mean, pil_blend,
+                                               pil_color_jitter, pil_contrast_mean, pil_luma)
 from mmpretrain.registry import TRANSFORMS
 
 
@@ -166,3 +168,109 @@ def test_color_jitter_hue_goes_through_the_parent_and_rejects_cv2():
     np.testing.assert_array_equal(a, stock.transform({'img': img.copy()})['img'])
     with pytest.raises(ValueError, match='backend'):
         TRANSFORMS.build(dict(type='PILColorJitter', brightness=0.4, backend='cv2'))
+
+
+JITTER = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.)
+
+
+def _photo_like(rng, shape=(60, 80, 3)):
+    """Smooth colour gradients plus noise and saturated patches (uint8 BGR)."""
+    h, w, _ = shape
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([200 * xx + 30, 160 * yy + 40, 120 * (1 - xx * yy) + 60], -1)
+    img = img + rng.normal(0, 12, shape)
+    img[: h // 5, : w // 4] = (255, 250, 10)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_draw_color_jitter_draws_what_pil_color_jitter_draws():
+    """Same factors and order from the same random state, and the same number of draws, so the
+    flip, crop and mask after it draw the same numbers as in the official pipeline."""
+    img = _photo_like(np.random.default_rng(0))
+    draw = TRANSFORMS.build(dict(type='DrawColorJitter', **JITTER))
+    official = TRANSFORMS.build(dict(type='PILColorJitter', **JITTER))
+    for seed in range(10):
+        np.random.seed(seed)
+        order, b, c, s, _ = official._rand_params()
+        after_official = np.random.random()
+        np.random.seed(seed)
+        results = draw.transform({'img': img})
+        assert np.random.random() == after_official
+        assert results['img'] is img  # nothing applied yet
+        record = results['color_jitter']
+        assert record['order'] == [int(i) for i in order if i != 3]
+        assert (record['brightness'], record['contrast'], record['saturation']) == (b, c, s)
+    with pytest.raises(ValueError, match='hue'):
+        TRANSFORMS.build(dict(type='DrawColorJitter', brightness=0.4, hue=0.1))
+
+
+def test_contrast_level_estimate_is_pils_level_at_that_point():
+    """The level PIL computes after the operations before the contrast: the same when only a
+    brightness precedes (or nothing), within 1 after a saturation."""
+    rng = np.random.default_rng(1)
+    for k in range(12):
+        img = _photo_like(rng)
+        b, s = rng.uniform(0.6, 1.4, 2)
+        for before in [(), (0,), (2,)]:
+            order = list(before) + [1] + [i for i in (0, 2) if i not in before]
+            truth = pil_contrast_mean(pil_color_jitter(img, before, b, None, s))
+            estimate = estimate_contrast_mean(img, order, b, s)
+            if 2 in before:
+                assert abs(estimate - truth) <= 1, (k, before)
+            else:
+                assert estimate == truth, (k, before)
+    # no contrast drawn: DrawColorJitter records no level
+    np.random.seed(0)
+    no_contrast = TRANSFORMS.build(dict(type='DrawColorJitter', brightness=0.4))
+    assert no_contrast.transform({'img': img})['color_jitter']['contrast_mean'] is None
+
+
+def test_jitter_applied_to_the_uncropped_image_is_the_official_jitter():
+    """With no crop in between, Draw + Apply compute the official jitter bit for bit whenever
+    the estimated contrast level is PIL's (always, here, when no saturation precedes)."""
+    rng = np.random.default_rng(2)
+    draw = TRANSFORMS.build(dict(type='DrawColorJitter', **JITTER))
+    apply = TRANSFORMS.build(dict(type='ApplyColorJitter'))
+    official = TRANSFORMS.build(dict(type='PILColorJitter', **JITTER))
+    exact = 0
+    for seed in range(30):
+        img = _photo_like(rng)
+        np.random.seed(seed)
+        drawn = draw.transform({'img': img})
+        record = dict(drawn['color_jitter'])
+        ours = apply.transform(drawn)['img']
+        np.random.seed(seed)
+        ref = official.transform({'img': img.copy()})['img']
+        order = record['order']
+        before = order[:order.index(1)]
+        level = pil_contrast_mean(pil_color_jitter(img, before, record['brightness'], None,
+                                                   record['saturation']))
+        if record['contrast_mean'] == level:
+            np.testing.assert_array_equal(ours, ref, err_msg=f'seed {seed}')
+            exact += 1
+        else:
+            assert 2 in before and np.abs(ours.astype(int) - ref).max() <= 2
+    assert exact >= 25
+
+
+def test_apply_color_jitter_jitters_every_view_with_the_same_draw():
+    rng = np.random.default_rng(3)
+    big, small = _photo_like(rng, (24, 24, 3)), _photo_like(rng, (12, 12, 3))
+    record = dict(order=[2, 0, 1], brightness=1.3, contrast=0.7, saturation=1.4,
+                  contrast_mean=100)
+    apply = TRANSFORMS.build(dict(type='ApplyColorJitter'))
+    views = apply.transform({'img': [big, big.copy()], 'color_jitter': dict(record)})
+    assert 'color_jitter' not in views
+    a, b = views['img']
+    np.testing.assert_array_equal(a, pil_color_jitter(big, **record))
+    np.testing.assert_array_equal(a, b)
+    assert a is not b  # equal views computed once, still two arrays
+    a, b = apply.transform({'img': [big, small], 'color_jitter': dict(record)})['img']
+    np.testing.assert_array_equal(a, pil_color_jitter(big, **record))
+    np.testing.assert_array_equal(b, pil_color_jitter(small, **record))
+    one = apply.transform({'img': big[:, ::-1], 'color_jitter': dict(record)})['img']
+    np.testing.assert_array_equal(one, pil_color_jitter(big[:, ::-1].copy(), **record))
+    with pytest.raises(KeyError, match='DrawColorJitter'):
+        apply.transform({'img': big})
+    with pytest.raises(TypeError, match='uint8 BGR'):
+        apply.transform({'img': big.astype(np.float32), 'color_jitter': dict(record)})

@@ -105,3 +105,14 @@ def test_quantizer_settings_come_from_tokenizer_args():
     assert tokenizer.quantize.l2_normalize and tokenizer.quantize.decay == 0.9
     with pytest.raises(ValueError, match='num_embed'):
         tiny_tokenizer(quantizer=dict(num_codes=16))
+
+
+def test_decoder_has_vqgans_extra_block_per_resolution():
+    """VQGAN's Decoder builds ``num_res_blocks + 1`` residual blocks per resolution (attention
+    after each at the lowest one); the encoder ``num_res_blocks``."""
+    tokenizer = tiny_tokenizer(num_res_blocks=2)
+    assert [len(stage.blocks) for stage in tokenizer.encoder.down] == [2, 2, 2, 2]
+    assert [len(stage.blocks) for stage in tokenizer.decoder.up] == [3, 3, 3, 3]
+    lowest = tokenizer.decoder.up[0]
+    assert all(type(a).__name__ == 'AttnBlock' for a in lowest.attns)
+    assert all(isinstance(a, torch.nn.Identity) for s in tokenizer.decoder.up[1:] for a in s.attns)
