@@ -197,7 +197,8 @@ class DrawColorJitter(PILColorJitter):
     flip and crop that follow draw the same numbers too), estimates the contrast level from the
     full image (:func:`estimate_contrast_mean`) and leaves them in ``results['color_jitter']``;
     :class:`ApplyColorJitter` computes PIL's arithmetic with them on the resized views.
-    Deviation from the official pixels, measured on ImageNet-sized JPEGs: BENCHMARKS.md.
+    Deviation from the official pixels, measured on photographs and on synthetic JPEGs:
+    BENCHMARKS.md, "Colour jitter after the crop".
 
     Args: as :class:`PILColorJitter`; hue must be 0 or None (BEiT's recipes use none).
     """

@@ -219,6 +219,10 @@ def test_contrast_level_estimate_is_pils_level_at_that_point():
                 assert abs(estimate - truth) <= 1, (k, before)
             else:
                 assert estimate == truth, (k, before)
+    # a flipped (negative-stride) image, e.g. with the flip moved before the jitter
+    order = [0, 1, 2]
+    assert estimate_contrast_mean(img[:, ::-1], order, b, s) == estimate_contrast_mean(
+        img, order, b, s)
     # no contrast drawn: DrawColorJitter records no level
     np.random.seed(0)
     no_contrast = TRANSFORMS.build(dict(type='DrawColorJitter', brightness=0.4))
