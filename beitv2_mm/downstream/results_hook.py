@@ -115,11 +115,12 @@ class DownstreamResultsHook(Hook):
         self._pretrain_info = None
         self._best: Optional[dict] = None
 
-    def _update_best(self, runner, numeric: dict) -> dict:
-        """Merge this validation's metrics into the run's best values (see the module doc)."""
+    def _update_best(self, runner, numeric: dict, iteration: int, epoch: int,
+                     previous: Path) -> dict:
+        """Merge this validation's metrics into the run's best values (see the module doc);
+        ``previous``: the results file a resumed run carries the best values of."""
         if self._best is None:
             self._best = {}
-            previous = Path(runner.work_dir) / self.filename
             if cfg_get(runner.cfg, 'resume') and previous.is_file():
                 try:
                     self._best = dict(json.loads(previous.read_text()).get('best_metrics') or {})
@@ -128,8 +129,7 @@ class DownstreamResultsHook(Hook):
         for key, value in numeric.items():
             best = self._best.get(key)
             if value is not None and (best is None or value > best['value']):
-                self._best[key] = dict(value=value, iteration=int(getattr(runner, 'iter', 0)),
-                                       epoch=int(getattr(runner, 'epoch', 0)))
+                self._best[key] = dict(value=value, iteration=iteration, epoch=epoch)
         return dict(self._best)
 
     def _pretrain(self, runner) -> dict:
@@ -172,6 +172,8 @@ class DownstreamResultsHook(Hook):
         data_root = cfg_get(runner.cfg, f'{dl_key}.dataset.data_root')
         dataset = _eval_dataset(runner, stage)
         pretrain = self._pretrain(runner)
+        iteration, epoch = int(getattr(runner, 'iter', 0)), int(getattr(runner, 'epoch', 0))
+        path = Path(runner.work_dir) / self.filename
         payload = dict(
             schema=SCHEMA,
             task=self.task,
@@ -180,10 +182,11 @@ class DownstreamResultsHook(Hook):
                          num_samples=_dataset_size(dataset)),
             metrics=numeric,
             stage=stage,
-            iteration=int(getattr(runner, 'iter', 0)),
-            epoch=int(getattr(runner, 'epoch', 0)),
+            iteration=iteration,
+            epoch=epoch,
             final=self._is_final(runner, stage),
-            best_metrics=self._update_best(runner, numeric) if stage == 'val' else None,
+            best_metrics=(self._update_best(runner, numeric, iteration, epoch, path)
+                          if stage == 'val' else None),
             config=getattr(runner.cfg, 'filename', None),
             work_dir=str(runner.work_dir),
             pretrain=pretrain,
@@ -191,7 +194,6 @@ class DownstreamResultsHook(Hook):
             pretrain_method=pretrain['method'],
             timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         )
-        path = Path(runner.work_dir) / self.filename
         write_json_atomic(path, payload)
         runner.logger.info(f'DownstreamResultsHook: wrote {path}')
 

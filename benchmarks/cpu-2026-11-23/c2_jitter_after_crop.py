@@ -15,9 +15,10 @@ the full image, configs/beitv2_vitb_mim.py). One process, one thread, alternatin
     python benchmarks/cpu-2026-11-23/c2_jitter_after_crop.py IMAGENET_ROOT PHOTO_ROOT
 Both roots in the ImageNet layout (train/<class>/*.JPEG). IMAGENET_ROOT: 2048 ImageNet-sized
 JPEGs made by benchmarks/h100-2026-11-23/g17_make_imagenet_sized_jpegs.py (also timed).
-PHOTO_ROOT: 9 photographs saved as 500 px JPEGs (quality 90): scikit-image 0.26's astronaut,
-chelsea, coffee, hubble_deep_field, ihc, motorcycle_left, retina, rocket and matplotlib's
-grace_hopper, each drawn from many times.
+PHOTO_ROOT: 9 photographs resized to a 500 px long side (bicubic) and saved as JPEGs (quality
+90): astronaut, chelsea, coffee, hubble_deep_field, ihc, motorcycle_left, retina, rocket from the
+skimage/data folder of the scikit-image 0.26 wheel (`pip download --no-deps scikit-image`,
+unzipped), and matplotlib's sample_data/grace_hopper.jpg; each drawn from many times.
 """
 import glob
 import statistics
