@@ -39,8 +39,11 @@ optim_wrapper = dict(
         }),
 )
 max_iters = 184375
+# detectron2's WarmupParamScheduler reaches the full lr at iteration 250; mmengine's LinearLR
+# reaches it at ``end - 1`` (named: configs/mask_rcnn_coco_1x.py reuses it)
+warmup = dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=251)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=250),
+    warmup,
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[163889, 177546], gamma=0.1),
 ]

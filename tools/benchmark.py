@@ -20,7 +20,7 @@ Examples::
         --compare mmpretrain --json work_dirs/bench/mim_h100.json
     python tools/benchmark.py vqkd --arch base --batch 4 --compare explicit
     python tools/benchmark.py data --config configs/beitv2_vitb_mim.py \\
-        --data-root data/synthetic/imagenet --batch 64
+        --data-root data/synthetic/imagenet --batch 64 [--profile]
 
 Every result (with the command line, machine, software versions and date) is printed and,
 with ``--json``, written to a file. Timings are medians of ``--steps`` timed steps after
@@ -78,7 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     common.add_argument('--no-flops', action='store_true', help='skip FLOP counting')
     common.add_argument('--profile', action='store_true',
                         help='after timing, profile one more step of each variant: op time, '
-                             'matmul-kernel share, top ops (stored under "profile")')
+                             'matmul-kernel share, top ops (stored under "profile"); data: '
+                             'each transform\'s and the collate\'s time per image, in one '
+                             'process before the workers start (under '
+                             '"dataloader.pipeline_profile")')
     common.add_argument('--seed', type=int, default=0)
     common.add_argument('--verbose', action='store_true', help='keep mmengine INFO logs')
     common.add_argument('--json', dest='json_out', default=None, help='write results here')
@@ -117,6 +120,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help='override train_dataloader.dataset.data_root')
     data.add_argument('--workers', type=int, default=None,
                       help='override num_workers (default: the config\'s)')
+    data.add_argument('--profile-images', type=int, default=200,
+                      help='images that --profile runs through the pipeline (default 200)')
     data.add_argument('--compare', default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -201,8 +206,9 @@ def main(argv=None) -> dict:
                                           channels_last=args.channels_last)
         baseline = args.compare
     else:  # data
-        variant, info = bench.data_variant(args.config, args.batch, args.workers,
-                                           args.data_root, args.seed)
+        variant, info = bench.data_variant(
+            args.config, args.batch, args.workers, args.data_root, args.seed,
+            profile_images=args.profile_images if args.profile else 0)
         variants = [variant]
         batch = variant.images
         extra['dataloader'] = info
@@ -217,7 +223,9 @@ def main(argv=None) -> dict:
 
     results = bench.run_alternating(variants, args.steps, args.warmup, device,
                                     count_flops_too=not (args.no_flops or args.workload == 'data'),
-                                    precision=args.precision, with_profile=args.profile)
+                                    precision=args.precision,
+                                    # a fetch's profile would show the queue, not the pipeline
+                                    with_profile=args.profile and args.workload != 'data')
     ratios = {}
     paired = {}
     if baseline and baseline in results:
@@ -250,6 +258,8 @@ def main(argv=None) -> dict:
         environment=bench.environment(device),
         results=results, **extra)
     print(bench.format_summary(args.workload, results, baseline))
+    if 'pipeline_profile' in extra.get('dataloader', {}):
+        print(bench.format_pipeline_profile(extra['dataloader']['pipeline_profile']))
     for key, value in paired.items():
         print(f'{args.workload}: {key} median of per-round ratios = {value["median"]:.3f}x')
     if args.json_out:

@@ -1186,13 +1186,69 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
 
 
 # --------------------------------------------------------------------------- data pipeline
+def profile_pipeline(dataset, collate_fn: Callable, images: int, batch: int) -> dict:
+    """Where one data worker's time goes: each transform of ``dataset.pipeline`` and the
+    collate, per image, run here in one thread as a worker runs them (PyTorch gives each worker
+    one thread) on the first ``images`` samples. Run before the workers start, so that they do
+    not share the cores.
+
+    Returns:
+        dict: ``images``, ``transforms`` (``[name, ms per image]`` in pipeline order),
+        ``collate_ms`` (per image, in batches of ``batch``) and ``total_ms`` (their sum).
+    """
+    transforms = list(getattr(dataset.pipeline, 'transforms', []))
+    if not transforms:
+        raise ValueError('benchmark data --profile: the dataset has no pipeline transforms '
+                         f'({type(dataset).__name__}.pipeline)')
+    images = min(images, len(dataset))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seconds = [0.0] * len(transforms)
+        packed = []
+        for index in range(images):
+            results = dataset.get_data_info(index)
+            for k, transform in enumerate(transforms):
+                start = time.perf_counter()
+                results = transform(results)
+                seconds[k] += time.perf_counter() - start
+                if results is None:  # filtered out, as Compose does
+                    break
+            else:
+                packed.append(results)
+        collate_s = 0.0
+        for first in range(0, len(packed), batch):
+            start = time.perf_counter()
+            collate_fn(packed[first:first + batch])
+            collate_s += time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    rows = [[type(t).__name__, 1e3 * s / images] for t, s in zip(transforms, seconds)]
+    collate_ms = 1e3 * collate_s / max(len(packed), 1)
+    return dict(images=images, transforms=rows, collate_ms=collate_ms,
+                total_ms=sum(ms for _, ms in rows) + collate_ms)
+
+
+def format_pipeline_profile(profile: dict) -> str:
+    """:func:`profile_pipeline`'s result as a table, slowest first."""
+    rows = sorted(profile['transforms'] + [['(collate)', profile['collate_ms']]],
+                  key=lambda row: row[1], reverse=True)
+    width = max(len(name) for name, _ in rows)
+    lines = [f'data: one worker\'s time per image ({profile["images"]} images, one thread)']
+    lines += [f'  {name:<{width}}  {ms:7.2f} ms' for name, ms in rows]
+    lines.append(f'  {"total":<{width}}  {profile["total_ms"]:7.2f} ms')
+    return '\n'.join(lines)
+
+
 def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
-                 data_root: Optional[str], seed: int = 0) -> tuple:
+                 data_root: Optional[str], seed: int = 0, profile_images: int = 0) -> tuple:
     """The config's real training dataloader; one 'step' = fetching one batch.
 
     The workers keep ``num_workers * prefetch_factor`` batches ready (``info['prefetch_batches']``):
     fetching those takes microseconds, so the caller warms up with at least that many fetches and
     the variant's images/s is the mean rate (``rate='mean'``), not the median fetch.
+    With ``profile_images``, ``info['pipeline_profile']`` is :func:`profile_pipeline` on that
+    many images, measured before the workers start.
 
     Returns:
         tuple: ``(Variant, info)``; the iterator restarts when the dataset is exhausted.
@@ -1221,7 +1277,9 @@ def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
     mp_cfg = dict(cfg.get('env_cfg', {}).get('mp_cfg') or {})
     set_multi_processing(**mp_cfg, distributed=False)
     loader = Runner.build_dataloader(loader_cfg, seed=seed)
-    state = {'it': iter(loader)}
+    profile = (profile_pipeline(loader.dataset, loader.collate_fn, profile_images,
+                                loader_cfg['batch_size']) if profile_images else None)
+    state = {'it': iter(loader)}  # starts the workers
 
     def step():
         try:
@@ -1235,4 +1293,6 @@ def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
                 mp_cfg=mp_cfg,
                 prefetch_batches=workers * (loader.prefetch_factor or 0),
                 dataset_size=len(loader.dataset))
+    if profile is not None:
+        info['pipeline_profile'] = profile
     return Variant('dataloader', step, loader_cfg['batch_size'], info=info, rate='mean'), info

@@ -77,7 +77,11 @@ optim_wrapper = dict(
     # ``name in ('pos_embed', 'cls_token')`` test never matches a ``backbone.``-prefixed name).
     paramwise_cfg=dict(layer_decay_rate=0.75, bias_decay_mult=0.0, flat_decay_mult=0.0),
 )
+# mmcv 1.x's poly + linear warmup (the official lr_config): lr(t) = lr * (1 - t / 160000) times
+# the warmup factor 1e-6 + (1 - 1e-6) * t / 1500 for t < 1500. mmengine's schedulers multiply
+# when they overlap, and run to ``end - 1``, so the poly spans all iterations (not restarted
+# after the warmup, which ran up to 1% above) and both ends are one past the official count.
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=160000),
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1501),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=160001),
 ]

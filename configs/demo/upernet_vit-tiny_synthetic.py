@@ -54,9 +54,9 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3))  # fp32 on the CPU
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=5),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=5, end=max_iters),
+param_scheduler = [  # the shape of configs/upernet_ade20k.py's: warmup x poly over all iterations
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=6),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=max_iters + 1),
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(

@@ -7,6 +7,7 @@ AMP optim wrappers are swapped for the plain one on CPU.
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -149,6 +150,58 @@ def test_finetune_lr_floor_scales_with_layer_decay(rel, base_lr):
     final = [group['lr'] / scale for group, scale in zip(wrapper.param_groups, scales)]
     assert final == pytest.approx([final[0]] * len(final), rel=1e-9)
     assert 1e-6 < final[0] < 1.3e-6
+
+
+def _mmcv_poly_with_linear_warmup(t, base, total):
+    """The official UperNet lr_config (mmcv 1.x: policy='poly', power 1, min_lr 0, linear
+    warmup of 1500 iterations from ratio 1e-6)."""
+    lr = base * (1 - t / total)
+    return lr * np.where(t < 1500, 1 - (1 - t / 1500) * (1 - 1e-6), 1.0)
+
+
+def _detectron2_vitdet_multistep(t, base, total, milestones=(163889, 177546)):
+    """ViTDet's mask_rcnn_vitdet_b_100ep schedule: WarmupParamScheduler (linear, 250
+    iterations from factor 0.001) around MultiStepParamScheduler (x0.1 at each milestone)."""
+    lr = base * 0.1 ** np.searchsorted(milestones, t, side='right')
+    return lr * np.where(t < 250, 0.001 + (1 - 0.001) * t / 250, 1.0)
+
+
+@pytest.mark.parametrize('rel,official', [
+    ('configs/upernet_ade20k.py', _mmcv_poly_with_linear_warmup),
+    ('configs/mask_rcnn_coco.py', _detectron2_vitdet_multistep),
+])
+def test_downstream_lr_schedule_is_the_official_one(rel, official):
+    """The config's schedulers, stepped as mmengine's runner steps them (once after every
+    iteration; overlapping schedulers multiply), give the official lr at every iteration."""
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    cfg = _load(rel)
+    base, total = cfg.optim_wrapper.optimizer.lr, cfg.train_cfg.max_iters
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    schedulers = []
+    for sched_cfg in cfg.param_scheduler:
+        sched_cfg = dict(sched_cfg)
+        schedulers.append(PARAM_SCHEDULERS.get(sched_cfg.pop('type'))(optimizer, **sched_cfg))
+    used = np.empty(total)
+    for it in range(total):
+        used[it] = optimizer.param_groups[0]['lr']  # the lr iteration ``it`` trains with
+        optimizer.step()
+        for sched in schedulers:
+            sched.step()
+    np.testing.assert_allclose(used, official(np.arange(total), base, total), rtol=1e-9)
+
+
+def test_downstream_variants_share_the_schedule():
+    seg = _load('configs/upernet_ade20k.py').param_scheduler
+    for rel in ('configs/upernet_ade20k_vitl.py', 'configs/upernet_ade20k_beitv1.py'):
+        assert _load(rel).param_scheduler == seg
+    det, det_1x = _load('configs/mask_rcnn_coco.py'), _load('configs/mask_rcnn_coco_1x.py')
+    assert det_1x.param_scheduler[0] == det.param_scheduler[0]  # the same warmup
+    assert det_1x.param_scheduler[1].milestones == [60000, 80000]
+    assert det_1x.optim_wrapper.optimizer.lr == 2.5e-5 and det_1x.train_cfg.max_iters == 90000
+    # everything else is the 100-epoch recipe's
+    assert det_1x.optim_wrapper.paramwise_cfg == det.optim_wrapper.paramwise_cfg
+    assert det_1x.model == det.model and det_1x.custom_hooks == det.custom_hooks
 
 
 def test_demo_classes_match_synthetic_data():

@@ -225,6 +225,67 @@ def test_data_pipeline_with_workers(bench_tool, tmp_path):
     assert res['images_per_s'] == pytest.approx(2 * 2 / sum(res['times_s']))
 
 
+def test_data_pipeline_profile_per_transform(bench_tool, tmp_path, capsys):
+    """--profile on the data workload times each transform of the config's pipeline (and the
+    collate) per image in one process, instead of profiling a fetch from the prefetch queue."""
+    root = tmp_path / 'imagenet'
+    _write_imagenet_layout(root)
+    config = tmp_path / 'data_cfg.py'
+    config.write_text(
+        "custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)\n"
+        "default_scope = 'mmpretrain'\n"
+        "train_dataloader = dict(batch_size=3, num_workers=0,\n"
+        "    sampler=dict(type='DefaultSampler', shuffle=False),\n"
+        "    collate_fn=dict(type='default_collate'),\n"
+        "    dataset=dict(type='CustomDataset', data_root='unset', data_prefix='train',\n"
+        "        pipeline=[dict(type='LoadImageFromFile'),\n"
+        "                  dict(type='PILColorJitter', brightness=0.4, contrast=0.4,\n"
+        "                       saturation=0.4, hue=0.),\n"
+        "                  dict(type='RandomResizedCrop', scale=32),\n"
+        "                  dict(type='PackInputs')]))\n")
+    path = tmp_path / 'data.json'
+    out = bench_tool.main(['data', '--config', str(config), '--data-root', str(root),
+                           '--steps', '2', '--warmup', '1', '--device', 'cpu', '--profile',
+                           '--profile-images', '5', '--json', str(path)])
+    data = _check_result(out, path, ['dataloader'])
+    prof = data['dataloader']['pipeline_profile']
+    assert prof['images'] == 5
+    assert [name for name, _ in prof['transforms']] == [
+        'LoadImageFromFile', 'PILColorJitter', 'RandomResizedCrop', 'PackInputs']
+    assert all(ms > 0 for _, ms in prof['transforms']) and prof['collate_ms'] > 0
+    assert prof['total_ms'] == pytest.approx(
+        sum(ms for _, ms in prof['transforms']) + prof['collate_ms'])
+    assert data['results']['dataloader']['profile'] is None  # no profile of a queue fetch
+    printed = capsys.readouterr().out
+    assert "one worker's time per image (5 images, one thread)" in printed
+    assert 'PILColorJitter' in printed and '(collate)' in printed
+
+
+def test_pipeline_profile_skips_filtered_samples_and_restores_threads(bench):
+    from mmengine.dataset import Compose
+
+    class Samples:
+        pipeline = Compose([lambda r: dict(r, x=r['i'] * 2),
+                            lambda r: None if r['i'] % 2 else r])  # drops odd samples
+
+        def __len__(self):
+            return 7
+
+        def get_data_info(self, index):
+            return dict(i=index)
+
+    batches = []
+    threads = torch.get_num_threads()
+    prof = bench.profile_pipeline(Samples(), batches.append, images=100, batch=2)
+    assert prof['images'] == 7 and len(prof['transforms']) == 2
+    # the four kept samples (0, 2, 4, 6) reach the collate, in batches of 2
+    assert [[r['x'] for r in b] for b in batches] == [[0, 4], [8, 12]]
+    assert torch.get_num_threads() == threads
+    with pytest.raises(ValueError, match='no pipeline transforms'):
+        Samples.pipeline = Compose([])
+        bench.profile_pipeline(Samples(), batches.append, images=1, batch=1)
+
+
 def test_mean_rate_is_total_images_over_total_time(bench):
     """A prefetching loader returns most batches at once and some after a long wait: the median
     fetch would say 'infinitely fast'; the mean rate is what training sees."""
