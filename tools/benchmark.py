@@ -208,7 +208,7 @@ def main(argv=None) -> dict:
     else:  # data
         variant, info = bench.data_variant(
             args.config, args.batch, args.workers, args.data_root, args.seed,
-            profile_images=args.profile_images if args.profile else 0)
+            profile_images=args.profile_images if args.profile else None)
         variants = [variant]
         batch = variant.images
         extra['dataloader'] = info

@@ -1201,6 +1201,9 @@ def profile_pipeline(dataset, collate_fn: Callable, images: int, batch: int) -> 
         raise ValueError('benchmark data --profile: the dataset has no pipeline transforms '
                          f'({type(dataset).__name__}.pipeline)')
     images = min(images, len(dataset))
+    if images < 1:
+        raise ValueError(f'benchmark data --profile: --profile-images must be at least 1 (got '
+                         f'{images}; the dataset holds {len(dataset)} samples)')
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -1241,7 +1244,8 @@ def format_pipeline_profile(profile: dict) -> str:
 
 
 def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
-                 data_root: Optional[str], seed: int = 0, profile_images: int = 0) -> tuple:
+                 data_root: Optional[str], seed: int = 0,
+                 profile_images: Optional[int] = None) -> tuple:
     """The config's real training dataloader; one 'step' = fetching one batch.
 
     The workers keep ``num_workers * prefetch_factor`` batches ready (``info['prefetch_batches']``):
@@ -1277,8 +1281,8 @@ def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
     mp_cfg = dict(cfg.get('env_cfg', {}).get('mp_cfg') or {})
     set_multi_processing(**mp_cfg, distributed=False)
     loader = Runner.build_dataloader(loader_cfg, seed=seed)
-    profile = (profile_pipeline(loader.dataset, loader.collate_fn, profile_images,
-                                loader_cfg['batch_size']) if profile_images else None)
+    profile = (None if profile_images is None else profile_pipeline(
+        loader.dataset, loader.collate_fn, profile_images, loader_cfg['batch_size']))
     state = {'it': iter(loader)}  # starts the workers
 
     def step():

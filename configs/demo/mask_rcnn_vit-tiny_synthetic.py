@@ -6,8 +6,9 @@ LSJ at 64 px, 32-channel pyramid and heads with LayerNorm, 10 classes, layer dec
 150 iterations at batch 4 (no AMP on CPU), evaluated on the first 100 validation images.
 30 iterations left every AP at 0.0-0.1; with 150 the five initialisations reached box AP
 1.1-2.8 and mask AP 2.0-6.9 (demo run of 2026-11-23 02:14 UTC, 800 MIM iterations), 1.2-2.8 /
-2.8-6.9 (04:27 UTC, 2400 MIM iterations) and 1.5-3.2 / 3.8-6.3 (06:29 UTC, after commit
-d1f155e), ~45 s each: the detector trains, but too little to rank methods. Longer runs learn
+2.8-6.9 (04:27 UTC, 2400 MIM iterations), 1.5-3.2 / 3.8-6.3 (06:29 UTC, after commit
+d1f155e) and 0.9-2.9 / 3.9-5.8 (17:24 and 17:50 UTC, after 68c26a3 padded with 0 after the
+normalisation), ~45 s each: the detector trains, but too little to rank methods. Longer runs learn
 but do not rank either (random init vs the demo's BEiT v2 after 2400 MIM iterations, box / mask
 AP, one seed each, 2026-11-23, before d1f155e): 300 iterations 22.4 / 27.1 vs 19.3 / 24.5, 450
 iterations 36.4 / 37.1 vs 38.3 / 38.5 (~2 min each on one core): the order flips

@@ -281,6 +281,8 @@ def test_pipeline_profile_skips_filtered_samples_and_restores_threads(bench):
     # the four kept samples (0, 2, 4, 6) reach the collate, in batches of 2
     assert [[r['x'] for r in b] for b in batches] == [[0, 4], [8, 12]]
     assert torch.get_num_threads() == threads
+    with pytest.raises(ValueError, match='--profile-images must be at least 1'):
+        bench.profile_pipeline(Samples(), batches.append, images=0, batch=1)
     with pytest.raises(ValueError, match='no pipeline transforms'):
         Samples.pipeline = Compose([])
         bench.profile_pipeline(Samples(), batches.append, images=1, batch=1)
