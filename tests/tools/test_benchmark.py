@@ -283,8 +283,8 @@ def test_pipeline_profile_skips_filtered_samples_and_restores_threads(bench):
     assert torch.get_num_threads() == threads
     with pytest.raises(ValueError, match='--profile-images must be at least 1'):
         bench.profile_pipeline(Samples(), batches.append, images=0, batch=1)
+    Samples.pipeline = Compose([])
     with pytest.raises(ValueError, match='no pipeline transforms'):
-        Samples.pipeline = Compose([])
         bench.profile_pipeline(Samples(), batches.append, images=1, batch=1)
 
 
