@@ -197,20 +197,28 @@ def _write_imagenet_layout(root: Path, per_class: int = 4):
             Image.fromarray(pixels.numpy()).save(root / 'train' / cls / f'{i}.JPEG')
 
 
-def test_data_pipeline_with_workers(bench_tool, tmp_path):
+def _write_data_config(tmp_path: Path, loader: str, augment: str = '') -> tuple:
+    """An ImageNet-layout folder of 8 JPEGs and a config whose train_dataloader reads it:
+    ``loader`` are the loader's keyword arguments, ``augment`` transforms before the crop."""
     root = tmp_path / 'imagenet'
     _write_imagenet_layout(root)
     config = tmp_path / 'data_cfg.py'
     config.write_text(
         "custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)\n"
         "default_scope = 'mmpretrain'\n"
-        "train_dataloader = dict(batch_size=2, num_workers=1, persistent_workers=True,\n"
-        "    sampler=dict(type='DefaultSampler', shuffle=True),\n"
+        f"train_dataloader = dict({loader},\n"
         "    collate_fn=dict(type='default_collate'),\n"
         "    dataset=dict(type='CustomDataset', data_root='unset', data_prefix='train',\n"
-        "        pipeline=[dict(type='LoadImageFromFile'),\n"
+        f"        pipeline=[dict(type='LoadImageFromFile'), {augment}\n"
         "                  dict(type='RandomResizedCrop', scale=32),\n"
         "                  dict(type='PackInputs')]))\n")
+    return config, root
+
+
+def test_data_pipeline_with_workers(bench_tool, tmp_path):
+    config, root = _write_data_config(
+        tmp_path, "batch_size=2, num_workers=1, persistent_workers=True, "
+                  "sampler=dict(type='DefaultSampler', shuffle=True)")
     path = tmp_path / 'data.json'
     out = bench_tool.main(['data', '--config', str(config), '--data-root', str(root),
                            '--steps', '2', '--warmup', '1', '--device', 'cpu',
@@ -228,21 +236,10 @@ def test_data_pipeline_with_workers(bench_tool, tmp_path):
 def test_data_pipeline_profile_per_transform(bench_tool, tmp_path, capsys):
     """--profile on the data workload times each transform of the config's pipeline (and the
     collate) per image in one process, instead of profiling a fetch from the prefetch queue."""
-    root = tmp_path / 'imagenet'
-    _write_imagenet_layout(root)
-    config = tmp_path / 'data_cfg.py'
-    config.write_text(
-        "custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)\n"
-        "default_scope = 'mmpretrain'\n"
-        "train_dataloader = dict(batch_size=3, num_workers=0,\n"
-        "    sampler=dict(type='DefaultSampler', shuffle=False),\n"
-        "    collate_fn=dict(type='default_collate'),\n"
-        "    dataset=dict(type='CustomDataset', data_root='unset', data_prefix='train',\n"
-        "        pipeline=[dict(type='LoadImageFromFile'),\n"
-        "                  dict(type='PILColorJitter', brightness=0.4, contrast=0.4,\n"
-        "                       saturation=0.4, hue=0.),\n"
-        "                  dict(type='RandomResizedCrop', scale=32),\n"
-        "                  dict(type='PackInputs')]))\n")
+    config, root = _write_data_config(
+        tmp_path, "batch_size=3, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False)",
+        augment="dict(type='PILColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, "
+                "hue=0.),")
     path = tmp_path / 'data.json'
     out = bench_tool.main(['data', '--config', str(config), '--data-root', str(root),
                            '--steps', '2', '--warmup', '1', '--device', 'cpu', '--profile',
