@@ -21,6 +21,9 @@ Examples::
     python tools/benchmark.py vqkd --arch base --batch 4 --compare explicit
     python tools/benchmark.py data --config configs/beitv2_vitb_mim.py \\
         --data-root data/synthetic/imagenet --batch 64 [--profile]
+    # views made on the GPU: the workers plus the data preprocessor, and the latter alone
+    python tools/benchmark.py data --config configs/beitv2_vitb_mim_device_views.py \\
+        --batch 128 --preprocess
 
 Every result (with the command line, machine, software versions and date) is printed and,
 with ``--json``, written to a file. Timings are medians of ``--steps`` timed steps after
@@ -120,6 +123,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help='override train_dataloader.dataset.data_root')
     data.add_argument('--workers', type=int, default=None,
                       help='override num_workers (default: the config\'s)')
+    data.add_argument('--preprocess', action='store_true',
+                      help='also run the config\'s model.data_preprocessor on each batch on '
+                           '--device, and time it alone on one batch (data_preprocessor); '
+                           'for configs that augment there (beitv2_vitb_mim_device_views.py)')
     data.add_argument('--profile-images', type=int, default=200,
                       help='images that --profile runs through the pipeline (default 200)')
     data.add_argument('--compare', default=None, help=argparse.SUPPRESS)
@@ -157,6 +164,7 @@ def main(argv=None) -> dict:
     import beitv2_mm  # noqa: F401 - registers this project's modules
 
     extra = {}
+    separate = []  # data --preprocess: variants timed after the loader
     baseline = None
     if args.workload == 'mim':
         stock_model_cfg, stock_optim_cfg = bench.stock_mim_config(arch, tok_arch, args.img_size)
@@ -206,12 +214,16 @@ def main(argv=None) -> dict:
                                           channels_last=args.channels_last)
         baseline = args.compare
     else:  # data
-        variant, info = bench.data_variant(
+        variants, info = bench.data_variant(
             args.config, args.batch, args.workers, args.data_root, args.seed,
-            profile_images=args.profile_images if args.profile else None)
-        variants = [variant]
-        batch = variant.images
+            profile_images=args.profile_images if args.profile else None,
+            preprocess_on=device if args.preprocess else None)
+        batch = variants[0].images
         extra['dataloader'] = info
+        # timed after the loader, not alternately: the workers would fill their queue while
+        # the preprocessor alone runs, and the loader's rate would read too high
+        separate, variants = variants[1:], variants[:1]
+        separate_warmup = max(args.warmup, 1)
         if args.warmup < info['prefetch_batches']:
             # fetches from a full prefetch queue would time the queue, not the pipeline
             print(f'[benchmark] data: warming up with {info["prefetch_batches"]} fetches (the '
@@ -226,6 +238,9 @@ def main(argv=None) -> dict:
                                     precision=args.precision,
                                     # a fetch's profile would show the queue, not the pipeline
                                     with_profile=args.profile and args.workload != 'data')
+    if args.workload == 'data' and separate:
+        results.update(bench.run_alternating(separate, args.steps, separate_warmup, device,
+                                             count_flops_too=False, precision=args.precision))
     ratios = {}
     paired = {}
     if baseline and baseline in results:

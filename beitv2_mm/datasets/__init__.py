@@ -3,7 +3,8 @@
 Registered here:
     mmpretrain: ``CheckedImageNet``, ``CheckedCustomDataset`` (datasets),
         ``SafeLoadImageFromFile``, ``PILColorJitter``, ``DrawColorJitter``, ``ApplyColorJitter``,
-        ``TwoViewRandomResizedCrop`` (transforms),
+        ``TwoViewRandomResizedCrop``, ``LoadEncodedImage``, ``DrawMIMViews`` (transforms),
+        ``DeviceMIMDataPreprocessor`` (model: the MIM views made on the training device),
         ``SkippedImagesHook`` (hook);
     mmseg: ``SyntheticADE20KDataset``, ``CheckedADE20KDataset``, and the transform and hook;
     mmdet: ``CheckedCocoDataset``, and the transform and hook.
@@ -13,6 +14,8 @@ import importlib.util
 from .consistency import check_num_classes  # noqa: F401
 from .mim_transforms import (ApplyColorJitter, DrawColorJitter, PILColorJitter,  # noqa: F401
                              TwoViewRandomResizedCrop)
+from .device_views import (DeviceMIMDataPreprocessor, DrawMIMViews,  # noqa: F401
+                           LoadEncodedImage)
 from .layout import (AnnotationError, DatasetLayoutError, check_ade20k_layout,  # noqa: F401
                      check_coco_json, check_coco_layout, check_imagenet_layout, check_seg_labels)
 from .synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SYNTHETIC_WNIDS,  # noqa: F401

@@ -12,7 +12,8 @@ PIL does): the same pixels (tested bit for bit against PIL over every input valu
 than PIL's own ``ImageEnhance`` calls on ImageNet-sized images (BENCHMARKS.md, run c1).
 :class:`DrawColorJitter` + :class:`ApplyColorJitter` compute the same arithmetic with the same
 draws on the resized views instead of the full image (cheaper, slightly different pixels; for
-hosts whose CPUs cannot feed the GPUs, ``configs/beitv2_vitb_mim_jitter_after_crop.py``).
+hosts whose CPUs cannot feed the GPUs, ``configs/beitv2_vitb_mim_jitter_after_crop.py``);
+:mod:`beitv2_mm.datasets.device_views` computes the same jitter on the training device instead.
 
 **Two-view crop.** One random crop of the image is resized twice: to the student's input and to
 the tokenizer's. mmpretrain 1.2.0's ``RandomResizedCropAndInterpolationWithTwoPic`` differs from

@@ -1245,17 +1245,21 @@ def format_pipeline_profile(profile: dict) -> str:
 
 def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
                  data_root: Optional[str], seed: int = 0,
-                 profile_images: Optional[int] = None) -> tuple:
+                 profile_images: Optional[int] = None,
+                 preprocess_on: Optional[torch.device] = None) -> tuple:
     """The config's real training dataloader; one 'step' = fetching one batch.
 
     The workers keep ``num_workers * prefetch_factor`` batches ready (``info['prefetch_batches']``):
     fetching those takes microseconds, so the caller warms up with at least that many fetches and
     the variant's images/s is the mean rate (``rate='mean'``), not the median fetch.
     With ``profile_images``, ``info['pipeline_profile']`` is :func:`profile_pipeline` on that
-    many images, measured before the workers start.
+    many images, measured before the workers start. With ``preprocess_on``, each fetched batch
+    also goes through the config's ``model.data_preprocessor`` on that device (where
+    ``configs/beitv2_vitb_mim_device_views.py`` decodes and augments), and a second variant,
+    ``data_preprocessor``, times that preprocessor alone on one fixed batch.
 
     Returns:
-        tuple: ``(Variant, info)``; the iterator restarts when the dataset is exhausted.
+        tuple: ``(variants, info)``; the iterator restarts when the dataset is exhausted.
     """
     from mmengine.config import Config
     from mmengine.runner import Runner
@@ -1283,14 +1287,25 @@ def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
     loader = Runner.build_dataloader(loader_cfg, seed=seed)
     profile = (None if profile_images is None else profile_pipeline(
         loader.dataset, loader.collate_fn, profile_images, loader_cfg['batch_size']))
+    preprocessor = None
+    if preprocess_on is not None:
+        from mmpretrain.registry import MODELS
+        if not cfg.get('model', {}).get('data_preprocessor'):
+            raise ValueError(f'benchmark data --preprocess: {config} has no '
+                             'model.data_preprocessor')
+        preprocessor = MODELS.build(copy.deepcopy(cfg.model.data_preprocessor)).to(preprocess_on)
     state = {'it': iter(loader)}  # starts the workers
 
-    def step():
+    def fetch():
         try:
             return next(state['it'])
         except StopIteration:
             state['it'] = iter(loader)
             return next(state['it'])
+
+    def step():
+        data = fetch()
+        return data if preprocessor is None else preprocessor(data, training=True)
 
     workers = loader.num_workers
     info = dict(config=config, batch_size=loader_cfg['batch_size'], num_workers=workers,
@@ -1299,4 +1314,11 @@ def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
                 dataset_size=len(loader.dataset))
     if profile is not None:
         info['pipeline_profile'] = profile
-    return Variant('dataloader', step, loader_cfg['batch_size'], info=info, rate='mean'), info
+    variants = [Variant('dataloader', step, loader_cfg['batch_size'], info=info, rate='mean')]
+    if preprocessor is not None:
+        info['preprocessor'] = dict(type=type(preprocessor).__name__, device=str(preprocess_on))
+        fixed = fetch()  # one batch, preprocessed again and again: the device's share alone
+        variants.append(Variant('data_preprocessor',
+                                lambda: preprocessor(fixed, training=True),
+                                loader_cfg['batch_size'], info=info['preprocessor']))
+    return variants, info

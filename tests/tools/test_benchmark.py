@@ -258,6 +258,30 @@ def test_data_pipeline_profile_per_transform(bench_tool, tmp_path, capsys):
     assert 'PILColorJitter' in printed and '(collate)' in printed
 
 
+def test_data_preprocess_times_the_device_views_config(bench_tool, tmp_path, tiny_data):
+    """--preprocess: the shipped device-views config's workers plus its data preprocessor, and
+    the preprocessor alone, timed one after the other (not alternately)."""
+    config = Path(__file__).resolve().parents[2] / 'configs/beitv2_vitb_mim_device_views.py'
+    path = tmp_path / 'data.json'
+    out = bench_tool.main(['data', '--config', str(config),
+                           '--data-root', str(tiny_data['imagenet']), '--batch', '2',
+                           '--workers', '0', '--steps', '2', '--warmup', '1', '--device', 'cpu',
+                           '--preprocess', '--profile', '--profile-images', '3',
+                           '--json', str(path)])
+    data = _check_result(out, path, ['dataloader', 'data_preprocessor'])
+    assert data['dataloader']['preprocessor'] == dict(type='DeviceMIMDataPreprocessor',
+                                                      device='cpu')
+    assert [name for name, _ in data['dataloader']['pipeline_profile']['transforms']] == [
+        'LoadEncodedImage', 'DrawMIMViews', 'BlockwiseMaskGenerator', 'PackInputs']
+    assert data['results']['data_preprocessor']['rate'] == 'median'
+
+    config, root = _write_data_config(tmp_path, "batch_size=2, num_workers=0, "
+                                                "sampler=dict(type='DefaultSampler')")
+    with pytest.raises(ValueError, match='no model.data_preprocessor'):
+        bench_tool.main(['data', '--config', str(config), '--data-root', str(root),
+                         '--steps', '1', '--device', 'cpu', '--preprocess'])
+
+
 def test_pipeline_profile_skips_filtered_samples_and_restores_threads(bench):
     from mmengine.dataset import Compose
 

@@ -1,0 +1,333 @@
+"""The MIM views made on the device (configs/beitv2_vitb_mim_device_views.py): same draws as the
+official pipeline, the official jitter / flip / crop pixels, PIL's resize within a level."""
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose, default_collate, pseudo_collate
+from mmengine.hooks import Hook
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from PIL import Image
+
+import beitv2_mm  # noqa: F401
+from beitv2_mm.datasets import device_views
+from beitv2_mm.datasets.device_views import (pil_color_jitter_tensor, pil_resize_tensor)
+from beitv2_mm.datasets.mim_transforms import pil_color_jitter
+from beitv2_mm.datasets.transforms import ImageLoadError
+from mmpretrain.registry import MODELS, TRANSFORMS
+
+REPO = Path(__file__).resolve().parents[2]
+OFFICIAL = REPO / 'configs/beitv2_vitb_mim.py'
+DEVICE = REPO / 'configs/beitv2_vitb_mim_device_views.py'
+DEMO_V2 = REPO / 'configs/demo/beitv2_vit-tiny_synthetic.py'
+
+
+def _photo_like(rng, h, w):
+    """Smooth colour gradients, noise and a saturated patch (uint8 RGB)."""
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([200 * xx + 30, 160 * yy + 40, 120 * (1 - xx * yy) + 60], -1)
+    img = img + rng.normal(0, 12, (h, w, 3))
+    img[: h // 5, : w // 4] = (255, 250, 10)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _write_jpegs(folder, count, seed=0):
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        h, w = int(rng.integers(180, 330)), int(rng.integers(180, 330))
+        path = folder / f'img_{i}.JPEG'
+        Image.fromarray(_photo_like(rng, h, w)).save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+def test_tensor_jitter_is_pil_color_jitter_bit_for_bit():
+    rng = np.random.default_rng(0)
+    img = _photo_like(rng, 37, 53)
+    img[-3:] = rng.integers(0, 256, (3, 53, 3))
+    bgr = np.ascontiguousarray(img[..., ::-1])
+    chw = torch.from_numpy(img).permute(2, 0, 1).contiguous()
+    checked = 0
+    for strength in (0.4, 0.9):  # 0.9: factors near 0 and extrapolating ones that clip
+        jitter = TRANSFORMS.build(dict(type='PILColorJitter', brightness=strength,
+                                       contrast=strength, saturation=strength))
+        for seed in range(30):
+            np.random.seed(seed)
+            order, b, c, s, _ = jitter._rand_params()
+            order = [int(i) for i in order if i in (0, 1, 2)]
+            expected = pil_color_jitter(bgr, order, b, c, s)[..., ::-1]
+            got = pil_color_jitter_tensor(chw, order, b, c, s)
+            assert got.dtype == torch.uint8 and got.shape == chw.shape
+            np.testing.assert_array_equal(got.permute(1, 2, 0).numpy(), expected,
+                                          err_msg=f'strength {strength} seed {seed}')
+            checked += 1
+    assert checked == 60 and not np.array_equal(expected, img)
+    # each operation alone, and nothing
+    for kwargs in (dict(brightness=1.3), dict(contrast=0.6), dict(saturation=1.4), {}):
+        full = {**dict(brightness=None, contrast=None, saturation=None), **kwargs}
+        np.testing.assert_array_equal(
+            pil_color_jitter_tensor(chw, [0, 1, 2], **full).permute(1, 2, 0).numpy(),
+            pil_color_jitter(bgr, [0, 1, 2], **full)[..., ::-1])
+
+
+@pytest.mark.parametrize('interpolation', ['bicubic', 'bilinear'])
+def test_tensor_resize_is_pils_resize_within_a_level(interpolation):
+    rng = np.random.default_rng(1)
+    img = _photo_like(rng, 300, 260)
+    chw = torch.from_numpy(img).permute(2, 0, 1).contiguous()
+    equal = within_one = total = 0
+    filt = Image.BICUBIC if interpolation == 'bicubic' else Image.BILINEAR
+    # shrink both sides, enlarge one, enlarge both, one side unchanged
+    for h, w in [(300, 260), (150, 100), (40, 200), (64, 64), (300, 100)]:
+        crop = img[:h, :w]
+        expected = np.asarray(Image.fromarray(crop).resize((56, 56), filt)).astype(int)
+        got = pil_resize_tensor(chw[:, :h, :w], (56, 56), interpolation)
+        assert got.dtype == torch.uint8 and got.shape == (3, 56, 56)
+        diff = np.abs(got.permute(1, 2, 0).numpy().astype(int) - expected)
+        equal += (diff == 0).sum()
+        within_one += (diff <= 1).sum()
+        total += diff.size
+    assert equal / total > 0.85, equal / total
+    assert within_one / total > 0.995, within_one / total
+    # the size it has already: untouched, as PIL
+    assert torch.equal(pil_resize_tensor(chw[:, :56, :56], (56, 56), interpolation),
+                       chw[:, :56, :56])
+    with pytest.raises(ValueError, match='lanczos'):
+        pil_resize_tensor(chw, (56, 56), 'lanczos')
+
+
+def _pipelines():
+    init_default_scope('mmpretrain')
+    official, device = Config.fromfile(str(OFFICIAL)), Config.fromfile(str(DEVICE))
+    return (Compose(official.train_dataloader.dataset.pipeline),
+            Compose(device.train_dataloader.dataset.pipeline),
+            MODELS.build(official.model.data_preprocessor),
+            MODELS.build(device.model.data_preprocessor))
+
+
+def _run(pipeline, paths, seed=0):
+    out = []
+    for i, path in enumerate(paths):
+        np.random.seed(seed + i)
+        out.append(pipeline(dict(img_path=path, sample_idx=i)))
+    return out, np.random.random()  # the random state after the last sample
+
+
+def _levels(preprocessor, view):
+    return (view * preprocessor.std + preprocessor.mean).round().to(torch.int64)
+
+
+def test_same_draws_and_pixels_as_the_official_pipeline(tmp_path, monkeypatch):
+    paths = _write_jpegs(tmp_path, 8)
+    p_official, p_device, pre_official, pre_device = _pipelines()
+    a, state_a = _run(p_official, paths)
+    b, state_b = _run(p_device, paths)
+    assert state_a == state_b  # the same number of draws: later transforms draw the same
+    assert all(s['inputs'].ndim == 1 for s in b)  # the workers shipped the encoded JPEGs
+    official = pre_official(default_collate(a), training=True)
+    device = pre_device(pseudo_collate(b), training=True)
+    for o, d in zip(official['inputs'], device['inputs']):
+        assert d.shape == o.shape == (8, 3, 224, 224) and d.dtype == torch.float32
+    for so, sd in zip(official['data_samples'], device['data_samples']):
+        assert torch.equal(so.mask, sd.mask)
+    draws = [s.metainfo['mim_views'] for s in device['data_samples']]
+    assert {d['flip'] for d in draws} == {False, True}  # both branches ran
+    # only the resize differs: within one level (student view; the tokenizer view is the same
+    # pixels, normalised otherwise)
+    diff = (_levels(pre_official, official['inputs'][0])
+            - _levels(pre_device, device['inputs'][0])).abs()
+    assert (diff == 0).float().mean() > 0.85
+    assert (diff <= 1).float().mean() > 0.995
+    second = device['inputs'][1] * pre_device.second_std + pre_device.second_mean
+    torch.testing.assert_close(second, device['inputs'][0] * pre_device.std + pre_device.mean,
+                               atol=1e-3, rtol=0)
+
+    # with PIL's own resize, the device path gives the official pixels exactly: decode, jitter
+    # (contrast level included), flip and crop are exact
+    def pil_resize(crop, size, interpolation):
+        view = Image.fromarray(crop.permute(1, 2, 0).numpy()).resize(
+            (size[1], size[0]), getattr(Image, interpolation.upper()))
+        return torch.from_numpy(np.asarray(view).copy()).permute(2, 0, 1)
+
+    monkeypatch.setattr(device_views, 'pil_resize_tensor', pil_resize)
+    device = pre_device(pseudo_collate(b), training=True)
+    for o, d in zip(official['inputs'], device['inputs']):
+        torch.testing.assert_close(d, o, atol=1e-5, rtol=0)
+
+
+def test_files_the_device_cannot_decode_travel_as_pixels(tmp_path):
+    rng = np.random.default_rng(3)
+    rgb = _photo_like(rng, 90, 120)
+    cmyk, png, grey = tmp_path / 'cmyk.JPEG', tmp_path / 'png.JPEG', tmp_path / 'grey.JPEG'
+    Image.fromarray(rgb).convert('CMYK').save(cmyk, quality=95)
+    Image.fromarray(rgb).save(png, format='PNG')  # a PNG named .JPEG, as one ImageNet file
+    Image.fromarray(rgb).convert('L').save(grey, quality=95)
+    load = TRANSFORMS.build(dict(type='LoadEncodedImage'))
+    official = TRANSFORMS.build(dict(type='LoadImageFromFile',
+                                     color_type='color_ignore_orientation'))
+    for path, encoded in ((cmyk, False), (png, False), (grey, True)):
+        out = load(dict(img_path=str(path)))
+        assert out['img_shape'] == out['ori_shape'] == (90, 120)
+        assert (out['img'].ndim == 1) == encoded, path.name
+        pixels = out['img']
+        if encoded:
+            from torchvision.io import ImageReadMode, decode_jpeg
+            pixels = decode_jpeg(pixels, mode=ImageReadMode.RGB)
+        expected = official(dict(img_path=str(path)))['img'][..., ::-1]  # BGR -> RGB
+        np.testing.assert_array_equal(pixels.permute(1, 2, 0).numpy(), expected)
+
+
+def test_exif_orientation_is_ignored_as_the_official_loader_does(tmp_path):
+    """A JPEG tagged "rotate 90 degrees": its header size and the decoded pixels are the stored
+    ones, as PIL's ``Image.open().convert('RGB')`` in the official loaders gives them."""
+    path = tmp_path / 'tagged.JPEG'
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_photo_like(np.random.default_rng(4), 40, 64)).save(path, quality=95,
+                                                                         exif=exif)
+    out = TRANSFORMS.build(dict(type='LoadEncodedImage'))(dict(img_path=str(path)))
+    assert out['img_shape'] == (40, 64) and out['img'].ndim == 1
+    pre = MODELS.build(dict(type='DeviceMIMDataPreprocessor', mean=[0.] * 3, std=[1.] * 3,
+                            second_mean=[0.] * 3, second_std=[1.] * 3))
+    decoded = pre._decode([out['img']], [None])[0]
+    with Image.open(path) as im:
+        official = np.asarray(im.convert('RGB'))
+    assert decoded.shape == (3, 40, 64)
+    assert np.abs(decoded.permute(1, 2, 0).numpy().astype(int) - official).mean() < 1.0
+
+
+def test_bad_files_and_settings_are_named(tmp_path):
+    load = TRANSFORMS.build(dict(type='LoadEncodedImage'))
+    with pytest.raises(ImageLoadError, match='missing.JPEG'):
+        load(dict(img_path=str(tmp_path / 'missing.JPEG')))
+    text = tmp_path / 'text.JPEG'
+    text.write_text('not an image')
+    with pytest.raises(ImageLoadError, match='text.JPEG is not an image'):
+        load(dict(img_path=str(text)))
+
+    # a valid header and a broken scan: found at decode time, named with its path
+    good = _write_jpegs(tmp_path, 2)
+    data = Path(good[0]).read_bytes()
+    broken = tmp_path / 'broken.JPEG'
+    broken.write_bytes(data[:data.find(b'\xff\xda') + 20] + b'\0' * 10)
+    _, p_device, _, pre_device = _pipelines()
+    batch = pseudo_collate([p_device(dict(img_path=p, sample_idx=i))
+                            for i, p in enumerate([good[1], str(broken)])])
+    with pytest.raises(ImageLoadError, match='broken.JPEG'):
+        pre_device(batch, training=True)
+    with pytest.raises(TypeError, match='pseudo_collate'):
+        pre_device(dict(inputs=torch.zeros(2, 10, dtype=torch.uint8),
+                        data_samples=batch['data_samples']), training=True)
+    for sample in batch['data_samples']:
+        del sample.mim_views  # PackInputs without the key
+    with pytest.raises(KeyError, match="meta_keys"):
+        pre_device(dict(inputs=batch['inputs'][:1], data_samples=batch['data_samples'][:1]))
+
+    mean = dict(mean=[0.] * 3, std=[1.] * 3, second_mean=[0.] * 3, second_std=[1.] * 3)
+    with pytest.raises(ValueError, match='to_rgb'):
+        MODELS.build(dict(type='DeviceMIMDataPreprocessor', to_rgb=False, **mean))
+
+    crop = dict(type='TwoViewRandomResizedCrop', size=224, second_size=112,
+                interpolation='bicubic', second_interpolation='lanczos')
+    flip = dict(type='RandomFlip', prob=0.5, direction='horizontal')
+    jitter = dict(type='PILColorJitter', brightness=0.4)
+    for transforms, message in (([crop], 'lanczos'),
+                                ([{**crop, 'second_interpolation': 'bicubic'}, jitter],
+                                 'before it'),
+                                ([flip, flip, {**crop, 'second_interpolation': 'bicubic'}],
+                                 'one TwoView'),
+                                ([flip], 'one TwoView'),
+                                ([{**jitter, 'hue': 0.1}, crop], 'hue'),
+                                ([{**flip, 'direction': 'vertical'}, crop], 'horizontal'),
+                                ([dict(type='RandomGrayscale', prob=0.2), crop], 'cannot draw')):
+        with pytest.raises(ValueError, match=message):
+            TRANSFORMS.build(dict(type='DrawMIMViews', transforms=transforms))
+
+
+def test_flip_after_the_crop_is_drawn_in_its_place():
+    """A flip listed after the crop mirrors the view, not the box: the box is then drawn on the
+    unflipped image; before the crop, it is drawn on the flipped one and mirrored back."""
+    crop = dict(type='TwoViewRandomResizedCrop', size=32, scale=(0.2, 0.5))
+    flip = dict(type='RandomFlip', prob=1.0, direction='horizontal')
+    results = dict(img_shape=(100, 200))
+    before = TRANSFORMS.build(dict(type='DrawMIMViews', transforms=[flip, crop]))
+    after = TRANSFORMS.build(dict(type='DrawMIMViews', transforms=[crop, flip]))
+    shape = np.empty((100, 200, 0))
+
+    def official_draws(flip_first):
+        crop_t, flip_t = TRANSFORMS.build(crop), TRANSFORMS.build(flip)
+        np.random.seed(0)
+        if flip_first:
+            assert flip_t._choose_direction() == 'horizontal'
+        box = crop_t.get_params(shape, crop_t.scale, crop_t.ratio)
+        if not flip_first:
+            assert flip_t._choose_direction() == 'horizontal'
+        return tuple(box), np.random.random()
+
+    (top, left, h, w), state = official_draws(flip_first=True)
+    np.random.seed(0)
+    views = before(dict(results))['mim_views']
+    assert views['box'] == (top, 200 - left - w, h, w) and views['flip']  # mirrored back
+    assert np.random.random() == state
+    box, state = official_draws(flip_first=False)
+    np.random.seed(0)
+    views = after(dict(results))['mim_views']
+    assert views['box'] == box and views['flip']
+    assert np.random.random() == state
+    assert views['views'] == [((32, 32), 'bilinear')]  # no second view
+
+
+class InputRecorder(Hook):
+
+    def __init__(self):
+        self.shapes, self.losses = [], []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.shapes.append([tuple(x.shape) for x in
+                            runner.model.data_preprocessor(data_batch, True)['inputs']])
+        self.losses.append(float(outputs['loss'].detach()))
+
+
+def test_runner_trains_on_device_views_with_worker_processes(tiny_data, tmp_path):
+    """The demo BEiT v2 MIM with its pipeline made on the device, through real workers."""
+    cfg = Config.fromfile(str(DEMO_V2))
+    official = cfg.train_pipeline
+    cfg.work_dir = str(tmp_path)
+    cfg.train_cfg.max_iters = 3
+    cfg.default_hooks.checkpoint.interval = 3
+    cfg.model.target_generator.checkpoint = None
+    cfg.model.data_preprocessor.type = 'DeviceMIMDataPreprocessor'
+    cfg.train_dataloader.update(
+        num_workers=2, persistent_workers=False, batch_size=4,
+        collate_fn=dict(type='pseudo_collate'),
+        dataset=dict(data_root=str(tiny_data['imagenet']), pipeline=[
+            dict(type='LoadEncodedImage'),
+            dict(type='DrawMIMViews', transforms=copy.deepcopy(official[1:3])),
+            official[3],
+            dict(type='PackInputs', meta_keys=device_views.PACK_META_KEYS)]))
+    runner = Runner.from_cfg(cfg)
+    recorder = InputRecorder()
+    runner.register_hook(recorder, priority='LOWEST')
+    runner.train()
+    assert recorder.shapes == [[(4, 3, 64, 64), (4, 3, 64, 64)]] * 3
+    assert all(np.isfinite(recorder.losses))
+    assert (tmp_path / 'iter_3.pth').exists()
+
+
+def test_the_config_reuses_the_official_transforms():
+    official, device = Config.fromfile(str(OFFICIAL)), Config.fromfile(str(DEVICE))
+    pipeline = device.train_dataloader.dataset.pipeline
+    assert pipeline[1].transforms == [official.color_jitter, official.flip,
+                                      official.two_view_crop]
+    assert pipeline[2] == official.block_mask
+    assert tuple(pipeline[-1].meta_keys) == device_views.PACK_META_KEYS
+    pre = {k: v for k, v in device.model.data_preprocessor.items() if k != 'type'}
+    assert pre == {k: v for k, v in official.model.data_preprocessor.items() if k != 'type'}
+    for key in ('backbone', 'neck', 'head', 'target_generator'):  # the recipe is the same
+        assert device.model[key] == official.model[key]
+    assert device.optim_wrapper == official.optim_wrapper
