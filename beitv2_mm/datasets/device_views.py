@@ -17,7 +17,8 @@ of a worker's time there. Here a worker does what needs no pixels:
   numbers as ``configs/beitv2_vitb_mim.py`` (and so does the mask generator after it).
 
 :class:`DeviceMIMDataPreprocessor` then decodes the batch (``torchvision.io.decode_jpeg``:
-nvJPEG on a GPU, libjpeg-turbo on the CPU), and per image computes PIL's jitter arithmetic on
+nvJPEG on a GPU, libjpeg-turbo on the CPU; a JPEG nvJPEG refuses is decoded on the host, with a
+warning that names it), and per image computes PIL's jitter arithmetic on
 the full image in the official order (:func:`pil_color_jitter_tensor`: the same pixels as
 ``PILColorJitter``, contrast level included), flips and crops it, resizes the crop
 (:func:`pil_resize_tensor`) and normalises the two views as ``TwoNormDataPreprocessor``.
@@ -32,6 +33,7 @@ libjpeg-turbo's by a level too (not measured: no GPU was available).
 from __future__ import annotations
 
 import io
+import logging
 from typing import List, Optional, Sequence
 
 import cv2
@@ -41,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from mmcv.transforms import BaseTransform, RandomFlip
 from mmengine import fileio
+from mmengine.logging import print_log
 from PIL import Image
 
 from mmpretrain.models.utils.data_preprocessor import TwoNormDataPreprocessor
@@ -254,6 +257,17 @@ def pil_resize_tensor(img: torch.Tensor, size: Sequence[int], interpolation: str
     return x[0].to(torch.uint8)
 
 
+HOST = torch.device('cpu')
+
+
+def decode_jpegs(data: List[torch.Tensor], device: torch.device) -> List[torch.Tensor]:
+    """RGB ``(3, H, W)`` uint8 images from JPEG bytes (1-D uint8 CPU tensors), decoded on
+    ``device``: ``torchvision.io.decode_jpeg`` (nvJPEG on a CUDA device, batched;
+    libjpeg-turbo on the CPU). EXIF orientation is not applied, as in the official loaders."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+    return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+
+
 @MODELS.register_module()
 class DeviceMIMDataPreprocessor(TwoNormDataPreprocessor):
     """Makes the MIM views from :class:`LoadEncodedImage` + :class:`DrawMIMViews` batches on
@@ -272,26 +286,35 @@ class DeviceMIMDataPreprocessor(TwoNormDataPreprocessor):
         self._channel_conversion = False  # already RGB
 
     def _decode(self, inputs: List[torch.Tensor], samples) -> List[torch.Tensor]:
-        from torchvision.io import ImageReadMode, decode_jpeg
         images = [None if x.ndim == 1 else x.to(self.device, non_blocking=True) for x in inputs]
         encoded = [i for i, x in enumerate(inputs) if x.ndim == 1]
         if encoded:
             try:
-                decoded = decode_jpeg([inputs[i] for i in encoded], mode=ImageReadMode.RGB,
-                                      device=self.device)
-            except RuntimeError:
-                for i in encoded:  # find the file, for the message
-                    try:
-                        decode_jpeg(inputs[i], mode=ImageReadMode.RGB, device=self.device)
-                    except RuntimeError as err:
-                        path = samples[i].metainfo.get('img_path', f'sample {i}')
-                        raise ImageLoadError(
-                            f'DeviceMIMDataPreprocessor: cannot decode {path} on {self.device}: '
-                            f'{err}; re-encode the file or remove it from the dataset') from err
-                raise
+                decoded = decode_jpegs([inputs[i] for i in encoded], self.device)
+            except RuntimeError:  # one file the device decoder refuses: find it, decode it
+                decoded = [self._decode_one(inputs[i], samples[i], i) for i in encoded]
             for i, image in zip(encoded, decoded):
                 images[i] = image
         return images
+
+    def _decode_one(self, data: torch.Tensor, sample, index: int) -> torch.Tensor:
+        """One image on the device; if the device's decoder refuses it (nvJPEG decodes fewer
+        JPEG variants than libjpeg-turbo), on the host, with a warning; else an error with the
+        file's path."""
+        path = getattr(sample, 'metainfo', {}).get('img_path', f'sample {index} of the batch')
+        try:
+            return decode_jpegs([data], self.device)[0]
+        except RuntimeError as err:
+            try:
+                image = decode_jpegs([data], HOST)[0]
+            except RuntimeError as host_err:
+                raise ImageLoadError(
+                    f'DeviceMIMDataPreprocessor: cannot decode {path} ({host_err}); re-encode '
+                    'the file or remove it from the dataset') from host_err
+            print_log(f'DeviceMIMDataPreprocessor: {path} cannot be decoded on {self.device} '
+                      f'({err}); decoded on the host instead', logger='current',
+                      level=logging.WARNING)
+            return image.to(self.device)
 
     def forward(self, data: dict, training: bool = False) -> dict:
         inputs, samples = data['inputs'], data['data_samples']

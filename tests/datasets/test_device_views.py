@@ -201,6 +201,33 @@ def test_exif_orientation_is_ignored_as_the_official_loader_does(tmp_path):
     assert np.abs(decoded.permute(1, 2, 0).numpy().astype(int) - official).mean() < 1.0
 
 
+def test_a_jpeg_the_device_decoder_refuses_is_decoded_on_the_host(tmp_path, monkeypatch):
+    """nvJPEG takes fewer JPEG variants than libjpeg-turbo: such a file (simulated here) is
+    decoded on the host with a warning naming it; the rest of the batch stays on the device."""
+    paths = _write_jpegs(tmp_path, 3)
+    _, p_device, _, pre_device = _pipelines()
+    batch = pseudo_collate([p_device(dict(img_path=p, sample_idx=i))
+                            for i, p in enumerate(paths)])
+    expected = pre_device(batch, training=True)['inputs']
+    refused, calls, warnings = batch['inputs'][1], [], []
+    real = device_views.decode_jpegs
+
+    def device_decoder(data, device):
+        calls.append((len(data), device is device_views.HOST))
+        if device is not device_views.HOST and any(x is refused for x in data):
+            raise RuntimeError('nvjpeg: unsupported JPEG')
+        return real(data, device)
+
+    monkeypatch.setattr(device_views, 'decode_jpegs', device_decoder)
+    monkeypatch.setattr(device_views, 'print_log', lambda msg, **kw: warnings.append(msg))
+    got = pre_device(batch, training=True)['inputs']
+    for g, e in zip(got, expected):
+        assert torch.equal(g, e)
+    # the batch, then one by one on the device, and only the refused one on the host
+    assert calls == [(3, False), (1, False), (1, False), (1, True), (1, False)]
+    assert len(warnings) == 1 and 'img_1.JPEG' in warnings[0] and 'on the host' in warnings[0]
+
+
 def test_bad_files_and_settings_are_named(tmp_path):
     load = TRANSFORMS.build(dict(type='LoadEncodedImage'))
     with pytest.raises(ImageLoadError, match='missing.JPEG'):
