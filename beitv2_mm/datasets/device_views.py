@@ -48,14 +48,12 @@ from PIL import Image
 
 from mmpretrain.models.utils.data_preprocessor import TwoNormDataPreprocessor
 from mmpretrain.registry import MODELS, TRANSFORMS
-from .mim_transforms import PILColorJitter, TwoViewRandomResizedCrop
+from .mim_transforms import LUMA_RGB, PILColorJitter, TwoViewRandomResizedCrop
 from .transforms import ImageLoadError
 
 # the metainfo key the draws travel in, and PackInputs' meta keys that carry it
 MIM_VIEWS_KEY = 'mim_views'
 PACK_META_KEYS = ('sample_idx', 'img_path', 'ori_shape', 'img_shape', MIM_VIEWS_KEY)
-# PIL's RGB -> "L" weights (libImaging/Convert.c, 16-bit fixed point)
-_LUMA_RGB = (19595, 38470, 7471)
 _RESIZE_MODES = ('bilinear', 'bicubic')  # PIL filters torch resizes with antialiasing
 
 
@@ -172,10 +170,7 @@ class DrawMIMViews(BaseTransform):
         views = dict(order=[], brightness=None, contrast=None, saturation=None, flip=False)
         for kind, transform in zip(self.kinds, self.transforms):
             if kind == 'jitter':
-                order, *factors, _ = transform._rand_params()
-                views.update(order=[int(i) for i in order if i in (0, 1, 2)],
-                             **{key: None if f is None else float(f) for key, f in
-                                zip(('brightness', 'contrast', 'saturation'), factors)})
+                views.update(transform.draw())
             elif kind == 'flip':
                 views['flip'] = transform._choose_direction() is not None
             else:
@@ -212,7 +207,7 @@ def _blend(degenerate: torch.Tensor, image: torch.Tensor, factor: float) -> torc
 def _luma(img: torch.Tensor) -> torch.Tensor:
     """PIL's ``convert('L')`` of an RGB ``(3, H, W)`` uint8 tensor, as int32 ``(H, W)``."""
     r, g, b = img.to(torch.int32).unbind(0)
-    return (r * _LUMA_RGB[0] + g * _LUMA_RGB[1] + b * _LUMA_RGB[2] + 32768) >> 16
+    return (r * LUMA_RGB[0] + g * LUMA_RGB[1] + b * LUMA_RGB[2] + 32768) >> 16
 
 
 def pil_color_jitter_tensor(img: torch.Tensor, order: Sequence[int],

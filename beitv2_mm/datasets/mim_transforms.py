@@ -51,9 +51,9 @@ from mmpretrain.datasets.transforms import (ColorJitter,
                                             RandomResizedCropAndInterpolationWithTwoPic)
 from mmpretrain.registry import TRANSFORMS
 
-# PIL's RGB -> "L" conversion (libImaging/Convert.c: ITU-R 601-2 luma in 16-bit fixed point),
-# as weights of the B, G, R channels
-_LUMA_BGR = np.array([[7471, 38470, 19595]], np.float32)
+# PIL's RGB -> "L" conversion (libImaging/Convert.c: ITU-R 601-2 luma in 16-bit fixed point)
+LUMA_RGB = (19595, 38470, 7471)
+_LUMA_BGR = np.array([LUMA_RGB[::-1]], np.float32)  # as weights of the B, G, R channels
 _LEVELS = np.arange(256, dtype=np.float32)
 
 
@@ -100,12 +100,20 @@ class PILColorJitter(ColorJitter):
                              'mmpretrain\'s ColorJitter for the cv2 backend')
         super().__init__(*args, backend=backend, **kwargs)
 
+    def draw(self) -> dict:
+        """One draw of the random numbers, as :meth:`transform` draws them (hue aside): the
+        arguments of :func:`pil_color_jitter`, ``order`` (0 brightness, 1 contrast,
+        2 saturation, in the order they run) and the factors (None: not jittered)."""
+        order, *factors, _ = self._rand_params()
+        return dict(order=[int(i) for i in order if i in (0, 1, 2)],
+                    **{key: None if f is None else float(f)
+                       for key, f in zip(('brightness', 'contrast', 'saturation'), factors)})
+
     def transform(self, results: dict) -> dict:
         if self.hue is not None:
             return super().transform(results)
         img = _check_bgr(results['img'], type(self).__name__)
-        order, brightness, contrast, saturation, _ = self._rand_params()
-        results['img'] = pil_color_jitter(img, order, brightness, contrast, saturation)
+        results['img'] = pil_color_jitter(img, **self.draw())
         return results
 
 
@@ -212,12 +220,12 @@ class DrawColorJitter(PILColorJitter):
 
     def transform(self, results: dict) -> dict:
         img = _check_bgr(results['img'], type(self).__name__)
-        order, brightness, contrast, saturation, _ = self._rand_params()
-        order = [int(i) for i in order if i in (0, 1, 2)]
-        mean = (estimate_contrast_mean(img, order, brightness, saturation)
-                if contrast is not None else None)
-        results['color_jitter'] = dict(order=order, brightness=brightness, contrast=contrast,
-                                       saturation=saturation, contrast_mean=mean)
+        params = self.draw()
+        params['contrast_mean'] = (
+            estimate_contrast_mean(img, params['order'], params['brightness'],
+                                   params['saturation'])
+            if params['contrast'] is not None else None)
+        results['color_jitter'] = params
         return results
 
 

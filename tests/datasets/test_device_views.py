@@ -1,6 +1,8 @@
 """The MIM views made on the device (configs/beitv2_vitb_mim_device_views.py): same draws as the
 official pipeline, the official jitter / flip / crop pixels, PIL's resize within a level."""
 import copy
+import os.path as osp
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,10 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from PIL import Image
 
-import beitv2_mm  # noqa: F401
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from photo_like import photo_like  # noqa: E402
+
+import beitv2_mm  # noqa: F401,E402
 from beitv2_mm.datasets import device_views
 from beitv2_mm.datasets.device_views import (pil_color_jitter_tensor, pil_resize_tensor)
 from beitv2_mm.datasets.mim_transforms import pil_color_jitter
@@ -26,29 +31,20 @@ DEVICE = REPO / 'configs/beitv2_vitb_mim_device_views.py'
 DEMO_V2 = REPO / 'configs/demo/beitv2_vit-tiny_synthetic.py'
 
 
-def _photo_like(rng, h, w):
-    """Smooth colour gradients, noise and a saturated patch (uint8 RGB)."""
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    img = np.stack([200 * xx + 30, 160 * yy + 40, 120 * (1 - xx * yy) + 60], -1)
-    img = img + rng.normal(0, 12, (h, w, 3))
-    img[: h // 5, : w // 4] = (255, 250, 10)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
 def _write_jpegs(folder, count, seed=0):
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(count):
         h, w = int(rng.integers(180, 330)), int(rng.integers(180, 330))
         path = folder / f'img_{i}.JPEG'
-        Image.fromarray(_photo_like(rng, h, w)).save(path, quality=90)
+        Image.fromarray(photo_like(rng, h, w)).save(path, quality=90)
         paths.append(str(path))
     return paths
 
 
 def test_tensor_jitter_is_pil_color_jitter_bit_for_bit():
     rng = np.random.default_rng(0)
-    img = _photo_like(rng, 37, 53)
+    img = photo_like(rng, 37, 53)
     img[-3:] = rng.integers(0, 256, (3, 53, 3))
     bgr = np.ascontiguousarray(img[..., ::-1])
     chw = torch.from_numpy(img).permute(2, 0, 1).contiguous()
@@ -78,7 +74,7 @@ def test_tensor_jitter_is_pil_color_jitter_bit_for_bit():
 @pytest.mark.parametrize('interpolation', ['bicubic', 'bilinear'])
 def test_tensor_resize_is_pils_resize_within_a_level(interpolation):
     rng = np.random.default_rng(1)
-    img = _photo_like(rng, 300, 260)
+    img = photo_like(rng, 300, 260)
     chw = torch.from_numpy(img).permute(2, 0, 1).contiguous()
     equal = within_one = total = 0
     filt = Image.BICUBIC if interpolation == 'bicubic' else Image.BILINEAR
@@ -162,7 +158,7 @@ def test_same_draws_and_pixels_as_the_official_pipeline(tmp_path, monkeypatch):
 
 def test_files_the_device_cannot_decode_travel_as_pixels(tmp_path):
     rng = np.random.default_rng(3)
-    rgb = _photo_like(rng, 90, 120)
+    rgb = photo_like(rng, 90, 120)
     cmyk, png, grey = tmp_path / 'cmyk.JPEG', tmp_path / 'png.JPEG', tmp_path / 'grey.JPEG'
     Image.fromarray(rgb).convert('CMYK').save(cmyk, quality=95)
     Image.fromarray(rgb).save(png, format='PNG')  # a PNG named .JPEG, as one ImageNet file
@@ -188,7 +184,7 @@ def test_exif_orientation_is_ignored_as_the_official_loader_does(tmp_path):
     path = tmp_path / 'tagged.JPEG'
     exif = Image.Exif()
     exif[0x0112] = 6
-    Image.fromarray(_photo_like(np.random.default_rng(4), 40, 64)).save(path, quality=95,
+    Image.fromarray(photo_like(np.random.default_rng(4), 40, 64)).save(path, quality=95,
                                                                          exif=exif)
     out = TRANSFORMS.build(dict(type='LoadEncodedImage'))(dict(img_path=str(path)))
     assert out['img_shape'] == (40, 64) and out['img'].ndim == 1

@@ -1,11 +1,17 @@
 """PILColorJitter and TwoViewRandomResizedCrop: the official BEiT MIM pipeline steps, fast;
 DrawColorJitter + ApplyColorJitter: the same jitter after the crop."""
+import os.path as osp
+import sys
+
 import numpy as np
 import pytest
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-import beitv2_mm  # noqa: F401
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from photo_like import photo_like  # noqa: E402
+
+import beitv2_mm  # noqa: F401,E402
 from beitv2_mm.datasets.mim_transforms import (estimate_contrast_mean, pil_blend,
                                                pil_color_jitter, pil_contrast_mean, pil_luma)
 from mmpretrain.registry import TRANSFORMS
@@ -173,20 +179,10 @@ def test_color_jitter_hue_goes_through_the_parent_and_rejects_cv2():
 JITTER = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.)
 
 
-def _photo_like(rng, shape=(60, 80, 3)):
-    """Smooth colour gradients plus noise and saturated patches (uint8 BGR)."""
-    h, w, _ = shape
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    img = np.stack([200 * xx + 30, 160 * yy + 40, 120 * (1 - xx * yy) + 60], -1)
-    img = img + rng.normal(0, 12, shape)
-    img[: h // 5, : w // 4] = (255, 250, 10)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
 def test_draw_color_jitter_draws_what_pil_color_jitter_draws():
     """Same factors and order from the same random state, and the same number of draws, so the
     flip, crop and mask after it draw the same numbers as in the official pipeline."""
-    img = _photo_like(np.random.default_rng(0))
+    img = photo_like(np.random.default_rng(0))
     draw = TRANSFORMS.build(dict(type='DrawColorJitter', **JITTER))
     official = TRANSFORMS.build(dict(type='PILColorJitter', **JITTER))
     for seed in range(10):
@@ -209,7 +205,7 @@ def test_contrast_level_estimate_is_pils_level_at_that_point():
     brightness precedes (or nothing), within 1 after a saturation."""
     rng = np.random.default_rng(1)
     for k in range(12):
-        img = _photo_like(rng)
+        img = photo_like(rng)
         b, s = rng.uniform(0.6, 1.4, 2)
         for before in [(), (0,), (2,)]:
             order = list(before) + [1] + [i for i in (0, 2) if i not in before]
@@ -238,7 +234,7 @@ def test_jitter_applied_to_the_uncropped_image_is_the_official_jitter():
     official = TRANSFORMS.build(dict(type='PILColorJitter', **JITTER))
     exact = 0
     for seed in range(30):
-        img = _photo_like(rng)
+        img = photo_like(rng)
         np.random.seed(seed)
         drawn = draw.transform({'img': img})
         record = dict(drawn['color_jitter'])
@@ -259,7 +255,7 @@ def test_jitter_applied_to_the_uncropped_image_is_the_official_jitter():
 
 def test_apply_color_jitter_jitters_every_view_with_the_same_draw():
     rng = np.random.default_rng(3)
-    big, small = _photo_like(rng, (24, 24, 3)), _photo_like(rng, (12, 12, 3))
+    big, small = photo_like(rng, 24, 24), photo_like(rng, 12, 12)
     record = dict(order=[2, 0, 1], brightness=1.3, contrast=0.7, saturation=1.4,
                   contrast_mean=100)
     apply = TRANSFORMS.build(dict(type='ApplyColorJitter'))
