@@ -4,13 +4,14 @@ cannot feed the GPUs (a data loader slower than the step in ``tools/benchmark.py
 
 The data workers read each JPEG and draw the jitter, flip, crop and mask with the official
 transforms' own draws (the same numbers as ``beitv2_vitb_mim.py`` for the same seed);
-``DeviceMIMDataPreprocessor`` decodes (nvJPEG on a GPU), jitters the full image in the
-official order, flips, crops and resizes on the device. The jitter, flip and crop give the
-official pixels; the resize is PIL's two passes in float32 (1.8-3.7% of the values off, almost
-all by one level) and nvJPEG may differ from libjpeg-turbo by a level (not measured). A data
-worker's share is 10.4x smaller; the GPU's share is not measured yet (BENCHMARKS.md, "The MIM
-views on the device", run c4). ``tools/benchmark.py data --config THIS --preprocess`` times
-the workers plus the preprocessor, and the preprocessor alone, on the GPU.
+``DeviceMIMDataPreprocessor`` decodes (nvJPEG on a GPU), jitters the full images in the
+official order, flips, crops and resizes (PIL's integer weights in float64 GEMMs) on the
+device: with the decode on the CPU, the official pixels (run c5); nvJPEG may differ from
+libjpeg-turbo by a level (not measured). A data worker's share is 10.4x smaller (run c4); the
+GPU's share is not measured yet, and GPUs with slow float64 (most consumer cards) pay more for
+the resize (BENCHMARKS.md, "The MIM views on the device", runs c4, c5). ``tools/benchmark.py
+data --config THIS --preprocess`` times the workers plus the preprocessor, and the
+preprocessor alone, on the GPU.
 """
 _base_ = ['./beitv2_vitb_mim.py']
 

@@ -18,32 +18,31 @@ of a worker's time there. Here a worker does what needs no pixels:
 
 :class:`DeviceMIMDataPreprocessor` then decodes the batch (``torchvision.io.decode_jpeg``:
 nvJPEG on a GPU, libjpeg-turbo on the CPU; a JPEG nvJPEG refuses is decoded on the host, with a
-warning that names it), and per image computes PIL's jitter arithmetic on
-the full image in the official order (:func:`pil_color_jitter_tensor`: the same pixels as
-``PILColorJitter``, contrast level included), flips and crops it, resizes the crop
-(:func:`pil_resize_tensor`) and normalises the two views as ``TwoNormDataPreprocessor``.
+warning that names it), computes PIL's jitter arithmetic on the full images in the official
+order, all images at once (:func:`pil_color_jitter_batch`: the same pixels as
+``PILColorJitter``, contrast level included), and per image flips, crops and resizes with PIL's
+own integer weights (:func:`pil_resize_batch`: two float64 GEMMs per view), then normalises
+the two views as ``TwoNormDataPreprocessor``.
 
-Pixels against the official pipeline with the same seed: decode (on the CPU), jitter, flip
-and crop are exact; the resize is PIL's two separable passes (horizontal, then vertical,
-rounded to uint8 between them) in float32 instead of PIL's fixed point, so a few percent of the
-values differ, almost all by one level (run c4 in BENCHMARKS.md, "The MIM views on the device":
-1.8% on photographs, 3.7% on synthetic JPEGs); on a GPU, nvJPEG's decode may differ from
-libjpeg-turbo's by a level too (not measured: no GPU was available).
+Pixels against the official pipeline with the same seed: equal, when the decode runs on the
+CPU (tested; the resize follows the installed Pillow's pass order). On a GPU, nvJPEG's decode
+may differ from libjpeg-turbo's by a level (not measured: no GPU was available).
 """
 from __future__ import annotations
 
 import io
 import logging
-from typing import List, Optional, Sequence
+import math
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import mmcv
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmcv.transforms import BaseTransform, RandomFlip
 from mmengine import fileio
 from mmengine.logging import print_log
+import PIL
 from PIL import Image
 
 from mmpretrain.models.utils.data_preprocessor import TwoNormDataPreprocessor
@@ -54,7 +53,6 @@ from .transforms import ImageLoadError
 # the metainfo key the draws travel in, and PackInputs' meta keys that carry it
 MIM_VIEWS_KEY = 'mim_views'
 PACK_META_KEYS = ('sample_idx', 'img_path', 'ori_shape', 'img_shape', MIM_VIEWS_KEY)
-_RESIZE_MODES = ('bilinear', 'bicubic')  # PIL filters torch resizes with antialiasing
 
 
 def _is_device_decodable(fmt: Optional[str], mode: str) -> bool:
@@ -142,10 +140,10 @@ class DrawMIMViews(BaseTransform):
             else [crop.interpolation]
         if crop.second_size is not None:
             filters = list(filters) + [crop.second_interpolation]
-        unsupported = sorted(set(filters) - set(_RESIZE_MODES))
+        unsupported = sorted(set(filters) - set(PIL_FILTERS))
         if unsupported:
             raise ValueError(f'DrawMIMViews: the device resize has no {unsupported} filter '
-                             f'(torch resizes with {list(_RESIZE_MODES)}); use the CPU pipeline '
+                             f'(it has PIL\'s {list(PIL_FILTERS)}); use the CPU pipeline '
                              '(TwoViewRandomResizedCrop) for it')
 
     @staticmethod
@@ -193,63 +191,243 @@ class DrawMIMViews(BaseTransform):
         return f'{type(self).__name__}(transforms={self.transforms})'
 
 
-def _blend(degenerate: torch.Tensor, image: torch.Tensor, factor: float) -> torch.Tensor:
-    """:func:`~beitv2_mm.datasets.mim_transforms.pil_blend` on float32 tensors: the same
-    float32 operations, one at a time (no fused multiply-add), so the same uint8 result.
-    ``factor`` stays a Python number: torch casts it to float32 inside the kernel, where a
-    tensor made from it would be a host-to-device copy per call."""
-    out = (image - degenerate).mul_(factor).add_(degenerate)
-    if not 0.0 <= factor <= 1.0:
-        out = out.clamp_(0, 255)
-    return out.to(torch.uint8)  # truncates, as the C cast
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """PIL's ``convert('L')`` of RGB ``(3, ...)`` levels held in float32: ``(19595 R + 38470 G
+    + 7471 B + 2**15) >> 16``, exact (every partial sum is an integer below 2**24; as
+    :func:`~beitv2_mm.datasets.mim_transforms.pil_luma`)."""
+    r, g, b = x.unbind(0)
+    total = (r * LUMA_RGB[0]).add_(g, alpha=LUMA_RGB[1]).add_(b, alpha=LUMA_RGB[2])
+    return total.add_(32768).mul_(1 / 65536).floor_()  # in place: one temporary
 
 
-def _luma(img: torch.Tensor) -> torch.Tensor:
-    """PIL's ``convert('L')`` of an RGB ``(3, H, W)`` uint8 tensor, as int32 ``(H, W)``."""
-    r, g, b = img.to(torch.int32).unbind(0)
-    return (r * LUMA_RGB[0] + g * LUMA_RGB[1] + b * LUMA_RGB[2] + 32768) >> 16
+def host_to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on ``device`` without waiting for it: to a GPU through pinned memory and an
+    asynchronous copy (a copy from pageable memory would wait for the queued GPU work, the
+    previous training step's, before the host could go on)."""
+    tensor = torch.from_numpy(array)
+    if device.type != 'cuda':
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def _jitter_steps(jitters: Sequence[dict]) -> List[List[tuple]]:
+    """Per image the jitter operations that run, ``[(op, factor), ...]`` in their order
+    (op 0 brightness, 1 contrast, 2 saturation; a None factor does not run)."""
+    names = ('brightness', 'contrast', 'saturation')
+    return [[(op, j[names[op]]) for op in j['order'] if j[names[op]] is not None]
+            for j in jitters]
+
+
+def pil_color_jitter_batch(pixels: torch.Tensor, counts: Sequence[int],
+                           jitters: Sequence[dict]) -> torch.Tensor:
+    """:func:`~beitv2_mm.datasets.mim_transforms.pil_color_jitter` of a whole batch at once.
+
+    ``pixels`` are the images' RGB pixels side by side, ``(3, sum(counts))`` uint8 (image ``i``
+    has ``counts[i]`` pixels); ``jitters`` their draws (``order``, ``brightness``, ``contrast``,
+    ``saturation``; :meth:`PILColorJitter.draw`). Returns the jittered levels in float32.
+
+    Every operation is PIL's blend with a degenerate image, ``d + f (x - d)`` in float32
+    truncated to uint8 (clipped: a no-op for ``f`` in [0, 1]): black for brightness, the rounded
+    mean luma for contrast, the pixel's luma for saturation. So the ``k``-th operation of every
+    image runs as one blend with per-pixel ``d`` and ``f`` (an image without a ``k``-th
+    operation blends with ``f = 1``: unchanged): at most three rounds of about ten kernels for
+    the batch, where one image at a time launched ~40 per image. The same pixels as PIL (tested
+    bit for bit); nothing is read back to the host.
+    """
+    x = pixels.float()
+    steps = _jitter_steps(jitters)
+    rounds = max((len(s) for s in steps), default=0)
+    if rounds == 0:
+        return x
+    n = len(counts)
+    # one host table, one copy: per round and image the factor (1: no operation) and whether
+    # the image blends with its mean luma (contrast) or each pixel's luma (saturation); then the
+    # pixel counts
+    table = np.zeros((rounds, 3, n), np.float64)
+    table[:, 0] = 1.0
+    for i, image_steps in enumerate(steps):
+        for k, (op, factor) in enumerate(image_steps):
+            table[k, :, i] = (factor, op == 1, op == 2)
+    table = host_to_device(np.concatenate([table.ravel(), counts]), pixels.device)
+    per_round, counts_t = table[:-n].view(rounds, 3, n).float(), table[-n:]
+    image_of_pixel = torch.repeat_interleave(
+        torch.arange(n, device=pixels.device), counts_t.long(), output_size=x.shape[1])
+    for k in range(rounds):
+        kinds = {image_steps[k][0] for image_steps in steps if len(image_steps) > k}
+        factor, is_contrast, is_saturation = per_round[k]
+        luma = _luma(x) if kinds & {1, 2} else None
+        degenerate = 0.0
+        if 1 in kinds:
+            # ImageEnhance.Contrast's level: the image's mean luma, rounded half up (integer
+            # sums in float64: exact in any order)
+            sums = torch.zeros(n, dtype=torch.float64, device=x.device)
+            sums.index_add_(0, image_of_pixel, luma.double())
+            level = torch.floor(sums / counts_t + 0.5).float() * is_contrast
+            degenerate = level.index_select(0, image_of_pixel)
+        if 2 in kinds:
+            degenerate = torch.where(is_saturation.bool().index_select(0, image_of_pixel), luma,
+                                     degenerate)
+        # one kernel per operation, no fused multiply-add: PIL's float32 roundings; trunc: the
+        # C cast to uint8
+        x.sub_(degenerate).mul_(factor.index_select(0, image_of_pixel)).add_(degenerate) \
+            .clamp_(0, 255).trunc_()
+    return x
 
 
 def pil_color_jitter_tensor(img: torch.Tensor, order: Sequence[int],
                             brightness: Optional[float], contrast: Optional[float],
                             saturation: Optional[float]) -> torch.Tensor:
-    """:func:`~beitv2_mm.datasets.mim_transforms.pil_color_jitter` on an RGB ``(3, H, W)``
-    uint8 tensor on any device: the same pixels (tested bit for bit). Nothing is read back to
-    the host (the contrast level stays on the device)."""
-    levels = torch.arange(256, dtype=torch.float32, device=img.device)
-    for index in order:
-        if index == 0 and brightness is not None:
-            img = _blend(levels.new_zeros(()), levels, brightness)[img.long()]
-        elif index == 1 and contrast is not None:
-            # the rounded mean luma, as ImageEnhance.Contrast (int64 sum: exact)
-            mean = torch.floor(_luma(img).sum(dtype=torch.int64).double() / img[0].numel()
-                               + 0.5).float()
-            img = _blend(mean, levels, contrast)[img.long()]
-        elif index == 2 and saturation is not None:
-            img = _blend(_luma(img).float(), img.float(), saturation)
-    return img
+    """:func:`~beitv2_mm.datasets.mim_transforms.pil_color_jitter` on one RGB ``(3, H, W)``
+    uint8 tensor on any device (:func:`pil_color_jitter_batch` of one image)."""
+    draw = dict(order=order, brightness=brightness, contrast=contrast, saturation=saturation)
+    out = pil_color_jitter_batch(img.reshape(3, -1), [img[0].numel()], [draw])
+    return out.to(torch.uint8).view_as(img)
 
 
-def pil_resize_tensor(img: torch.Tensor, size: Sequence[int], interpolation: str) -> torch.Tensor:
-    """PIL's antialiased ``resize`` of a ``(3, H, W)`` uint8 tensor to ``size`` ``(h, w)``.
+# PIL's resampling filters (libImaging/Resample.c) with their support, for the 8-bit resize:
+# the same double arithmetic, operation for operation
+def _bilinear(x: np.ndarray) -> np.ndarray:
+    x = np.abs(x)
+    return np.where(x < 1.0, 1.0 - x, 0.0)
 
-    PIL resamples horizontally, rounds to uint8, then vertically (each pass only where that
-    side changes); so does this, with torch's antialiased filters in float32 instead of PIL's
-    fixed-point weights. Against PIL a few percent of the values differ, almost all by one
-    level (tests/datasets/test_device_views.py; BENCHMARKS.md, run c4).
+
+def _bicubic(x: np.ndarray) -> np.ndarray:  # Keys' cubic, a = -0.5
+    x = np.abs(x)
+    near = ((1.5 * x - 2.5) * x) * x + 1.0
+    far = ((((x - 5.0) * x) + 8.0) * x - 4.0) * -0.5
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+
+PIL_FILTERS = {'bilinear': (_bilinear, 1.0), 'bicubic': (_bicubic, 2.0)}
+_PRECISION_BITS = 22  # PIL's fixed point for 8-bit images: 32 - 8 - 2
+
+
+def pil_resize_coefficients(in_size: int, out_size: int,
+                            interpolation: str) -> Tuple[np.ndarray, np.ndarray]:
+    """PIL's resampling weights along one side, as its 8-bit resize uses them: ``first``
+    ``(out_size,)``, the first input index of each output, and ``weights`` ``(out_size, K)``,
+    integers in 2**22 fixed point (zero past each output's support).
+
+    libImaging/Resample.c ``precompute_coeffs`` + ``normalize_coeffs_8bpc``, the same double
+    operations in the same order (the weights' sum sequentially, as its loop), so the same
+    integers.
     """
-    if interpolation not in _RESIZE_MODES:
+    if interpolation not in PIL_FILTERS:
+        raise ValueError(f'pil_resize_coefficients: interpolation {interpolation!r} not in '
+                         f'{list(PIL_FILTERS)}')
+    filt, support = PIL_FILTERS[interpolation]
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = support * filterscale
+    ksize = int(math.ceil(support)) * 2 + 1
+    center = (np.arange(out_size) + 0.5) * scale
+    first = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+    count = np.minimum(np.trunc(center + support + 0.5).astype(np.int64), in_size) - first
+    taps = np.arange(ksize)
+    weights = filt(((taps + first[:, None]) - center[:, None] + 0.5) * (1.0 / filterscale))
+    weights[taps >= count[:, None]] = 0.0
+    total = np.zeros(out_size)
+    for tap in range(ksize):
+        total += weights[:, tap]
+    weights = np.divide(weights, total[:, None], out=weights, where=total[:, None] != 0.0)
+    one = float(1 << _PRECISION_BITS)
+    weights = np.trunc(np.where(weights < 0, -0.5 + weights * one, 0.5 + weights * one))
+    return first, weights
+
+
+def _round_to_levels(sums: torch.Tensor) -> torch.Tensor:
+    """PIL's ``clip8`` of the 2**22 fixed-point sums, here already divided by 2**22:
+    ``(sum + 2**21) >> 22`` clipped to [0, 255]. Exact in float64: the sums are integers below
+    2**31 times a power of two."""
+    return sums.add_(0.5).floor_().clamp_(0, 255)
+
+
+def pil_resize_batch(crops: Sequence[torch.Tensor],
+                     jobs: Sequence[Tuple[Sequence[int], str, bool]]) -> List[torch.Tensor]:
+    """PIL's antialiased ``resize`` of each ``(3, H, W)`` crop of uint8 levels (as uint8 or
+    float) to ``size`` ``(h, w)``, mirrored first if ``flip``; ``jobs`` are ``(size,
+    interpolation, flip)``. Returns float64 ``(3, h, w)`` tensors of uint8 levels, on the crops'
+    device.
+
+    Exactly PIL's pixels: PIL resamples one side, rounds to uint8, then the other (each pass only
+    where that side changes; the order: :func:`pil_vertical_first`), with integer weights in
+    2**22 fixed point and integer sums. Here each pass is a float64 matrix product with those
+    weights (:func:`pil_resize_coefficients`): every product and partial sum is an integer below
+    2**31 (times 2**-22), so exact in any summation order (tested equal to PIL). The matrices
+    are dense (most weights zero; float32 would not hold the sums exactly): far more arithmetic
+    than PIL's loops, but per view two GEMMs and six elementwise kernels plus the crop's cast;
+    the batch's matrices are made by two kernels from one host-to-device copy.
+    """
+    plans = []
+    for crop, (size, interpolation, flip) in zip(crops, jobs):
+        (out_h, out_w), (in_h, in_w) = size, crop.shape[-2:]
+        if in_w != out_w:
+            plans.append((in_w, out_w, interpolation, flip))
+        if in_h != out_h:
+            plans.append((in_h, out_h, interpolation, False))
+    matrices = iter(_resize_matrices(plans, crops[0].device if crops else HOST))
+    views = []
+    for crop, (size, interpolation, flip) in zip(crops, jobs):
+        (out_h, out_w), (in_h, in_w) = size, crop.shape[-2:]
+        x = crop.to(torch.float64)
+        horizontal = next(matrices) if in_w != out_w else None
+        vertical = next(matrices) if in_h != out_h else None
+        if vertical is not None and pil_vertical_first(in_h, in_w, out_h, out_w):
+            x = _round_to_levels(vertical @ x)
+            vertical = None
+        if horizontal is not None:
+            x = _round_to_levels(x @ horizontal.T)
+        elif flip:
+            x = x.flip(-1)
+        if vertical is not None:
+            x = _round_to_levels(vertical @ x)
+        views.append(x)
+    return views
+
+
+_PIL_VERSION = tuple(int(part) for part in PIL.__version__.split('.')[:2])
+
+
+def pil_vertical_first(in_h: int, in_w: int, out_h: int, out_w: int) -> bool:
+    """Whether the installed Pillow resamples vertically first: from Pillow 13 on, when the
+    height shrinks by more than twice as many pixels as the width (libImaging/Resample.c
+    ``ImagingResampleInner``); before, always horizontally first. The rounding to uint8 between
+    the passes makes the order visible in the pixels."""
+    return _PIL_VERSION >= (13, 0) and 0 < in_h - out_h and (in_w - out_w) * 2 < in_h - out_h
+
+
+def _resize_matrices(plans, device: torch.device) -> List[torch.Tensor]:
+    """The dense resampling matrices ``(out, in)`` of ``plans`` (``(in, out, interpolation,
+    flip)``; flip mirrors the input side), with PIL's weights divided by 2**22 (exact: a power of
+    two), on ``device``. All of them are views of one buffer, filled by one scatter of their
+    nonzero entries (distinct positions: deterministic), which reach the device in one copy."""
+    if not plans:
+        return []
+    index, values, shapes, size = [], [], [], 0
+    for in_size, out_size, interpolation, flip in plans:
+        first, weights = pil_resize_coefficients(in_size, out_size, interpolation)
+        rows, taps = np.nonzero(weights)
+        columns = first[rows] + taps
+        if flip:
+            columns = in_size - 1 - columns
+        index.append(size + rows * in_size + columns)
+        values.append(weights[rows, taps] / (1 << _PRECISION_BITS))
+        shapes.append((size, out_size, in_size))
+        size += out_size * in_size
+    buffer = torch.zeros(size, dtype=torch.float64, device=device)
+    buffer.scatter_(0, host_to_device(np.concatenate(index), device),
+                    host_to_device(np.concatenate(values), device))
+    return [buffer[start:start + rows * cols].view(rows, cols) for start, rows, cols in shapes]
+
+
+def pil_resize_tensor(img: torch.Tensor, size: Sequence[int], interpolation: str,
+                      flip: bool = False) -> torch.Tensor:
+    """PIL's antialiased ``resize`` of one ``(3, H, W)`` uint8 tensor to ``size`` ``(h, w)``
+    (mirrored first if ``flip``): :func:`pil_resize_batch` of one image, as uint8."""
+    if interpolation not in PIL_FILTERS:
         raise ValueError(f'pil_resize_tensor: interpolation {interpolation!r} not in '
-                         f'{list(_RESIZE_MODES)}')
-    x = img[None].float()
-    (h, w), (in_h, in_w) = size, img.shape[-2:]
-    if in_w != w:
-        x = F.interpolate(x, size=(in_h, w), mode=interpolation, antialias=True,
-                          align_corners=False).round_().clamp_(0, 255)
-    if in_h != h:
-        x = F.interpolate(x, size=(h, w), mode=interpolation, antialias=True,
-                          align_corners=False).round_().clamp_(0, 255)
-    return x[0].to(torch.uint8)
+                         f'{list(PIL_FILTERS)}')
+    return pil_resize_batch([img], [(size, interpolation, flip)])[0].to(torch.uint8)
 
 
 HOST = torch.device('cpu')
@@ -318,27 +496,33 @@ class DeviceMIMDataPreprocessor(TwoNormDataPreprocessor):
                             "differ in length, set train_dataloader.collate_fn="
                             "dict(type='pseudo_collate')")
         samples = self.cast_data(samples)
-        views: List[List[torch.Tensor]] = []
-        for image, sample in zip(self._decode(list(inputs), samples), samples):
-            params = sample.metainfo.get(MIM_VIEWS_KEY)
-            if params is None:
+        draws = []
+        for sample in samples:
+            draw = sample.metainfo.get(MIM_VIEWS_KEY)
+            if draw is None:
                 raise KeyError(f'DeviceMIMDataPreprocessor: {sample.metainfo.get("img_path")} has '
                                f'no {MIM_VIEWS_KEY!r}: the pipeline needs DrawMIMViews and '
                                f'PackInputs(meta_keys={PACK_META_KEYS})')
-            image = pil_color_jitter_tensor(image, params['order'], params['brightness'],
-                                            params['contrast'], params['saturation'])
-            top, left, h, w = params['box']
-            crop = image[:, top:top + h, left:left + w]
-            if params['flip']:
-                crop = crop.flip(-1)
-            made = {}
-            for k, view in enumerate(params['views']):
-                key = (tuple(view[0]), view[1])
-                if key not in made:  # BEiT v2: two equal 224 px bicubic views, resized once
-                    made[key] = pil_resize_tensor(crop, *view)
-                if len(views) <= k:
-                    views.append([])
-                views[k].append(made[key])
+            draws.append(draw)
+        images = self._decode(list(inputs), samples)
+        # the batch's pixels side by side: the jitter runs on all images at once
+        counts = [image[0].numel() for image in images]
+        pixels = pil_color_jitter_batch(torch.cat([image.reshape(3, -1) for image in images], 1),
+                                        counts, draws)
+        crops, jobs, picks, start = [], [], [], 0
+        for image, count, draw in zip(images, counts, draws):
+            top, left, h, w = draw['box']
+            crop = pixels[:, start:start + count].view(image.shape)[:, top:top + h,
+                                                                    left:left + w]
+            start += count
+            # BEiT v2's two views are the same 224 px bicubic resize: made once
+            sizes = [(tuple(size), interpolation) for size, interpolation in draw['views']]
+            distinct = list(dict.fromkeys(sizes))
+            picks.append([len(jobs) + distinct.index(key) for key in sizes])
+            crops += [crop] * len(distinct)
+            jobs += [(size, interpolation, draw['flip']) for size, interpolation in distinct]
+        made = pil_resize_batch(crops, jobs)
+        views = [[made[pick[k]] for pick in picks] for k in range(len(picks[0]))]
         batch = [torch.stack(v).float() for v in views]
         if self._enable_normalize:
             batch[0] = (batch[0] - self.mean) / self.std
