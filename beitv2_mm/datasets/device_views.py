@@ -389,11 +389,21 @@ _PIL_VERSION = tuple(int(part) for part in PIL.__version__.split('.')[:2])
 
 
 def pil_vertical_first(in_h: int, in_w: int, out_h: int, out_w: int) -> bool:
-    """Whether the installed Pillow resamples vertically first: from Pillow 13 on, when the
-    height shrinks by more than twice as many pixels as the width (libImaging/Resample.c
-    ``ImagingResampleInner``); before, always horizontally first. The rounding to uint8 between
-    the passes makes the order visible in the pixels."""
-    return _PIL_VERSION >= (13, 0) and 0 < in_h - out_h and (in_w - out_w) * 2 < in_h - out_h
+    """Whether the installed Pillow resamples vertically first (read in Pillow's sources; the
+    rounding to uint8 between the passes makes the order visible in the pixels):
+
+    * Pillow 13: when the height shrinks by more than twice as many pixels as the width
+      (libImaging/Resample.c ``ImagingResampleInner``);
+    * Pillow 12.2-12.3: when the image is over 100 times taller than wide and the height
+      shrinks (``Image.resize``, two calls);
+    * before: never, as in the official BEiT v2 runs. setup.cfg pins Pillow below 13, where
+      the views of the MIM crops (aspect 3/4-4/3) never go vertically first.
+    """
+    if _PIL_VERSION >= (13, 0):
+        return 0 < in_h - out_h and (in_w - out_w) * 2 < in_h - out_h
+    if _PIL_VERSION >= (12, 2):
+        return in_h > in_w * 100 and out_h < in_h
+    return False
 
 
 def _resize_matrices(plans, device: torch.device) -> List[torch.Tensor]:
