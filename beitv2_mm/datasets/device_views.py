@@ -30,6 +30,7 @@ may differ from libjpeg-turbo's by a level (not measured: no GPU was available).
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -406,22 +407,34 @@ def pil_vertical_first(in_h: int, in_w: int, out_h: int, out_w: int) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=8192)
+def _matrix_entries(in_size: int, out_size: int, interpolation: str,
+                    flip: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """The nonzero entries of the ``(out_size, in_size)`` resampling matrix (flip mirrors the
+    input side): flat positions and PIL's weights divided by 2**22 (exact: a power of two).
+    Cached: crops repeat their sizes, and the host builds every batch's entries between steps."""
+    first, weights = pil_resize_coefficients(in_size, out_size, interpolation)
+    rows, taps = np.nonzero(weights)
+    columns = first[rows] + taps
+    if flip:
+        columns = in_size - 1 - columns
+    positions, values = rows * in_size + columns, weights[rows, taps] / (1 << _PRECISION_BITS)
+    positions.setflags(write=False)
+    values.setflags(write=False)
+    return positions, values
+
+
 def _resize_matrices(plans, device: torch.device) -> List[torch.Tensor]:
     """The dense resampling matrices ``(out, in)`` of ``plans`` (``(in, out, interpolation,
-    flip)``; flip mirrors the input side), with PIL's weights divided by 2**22 (exact: a power of
-    two), on ``device``. All of them are views of one buffer, filled by one scatter of their
-    nonzero entries (distinct positions: deterministic), which reach the device in one copy."""
+    flip)``) on ``device``: views of one buffer, filled by one scatter of their nonzero entries
+    (distinct positions: deterministic), which reach the device in one copy."""
     if not plans:
         return []
     index, values, shapes, size = [], [], [], 0
     for in_size, out_size, interpolation, flip in plans:
-        first, weights = pil_resize_coefficients(in_size, out_size, interpolation)
-        rows, taps = np.nonzero(weights)
-        columns = first[rows] + taps
-        if flip:
-            columns = in_size - 1 - columns
-        index.append(size + rows * in_size + columns)
-        values.append(weights[rows, taps] / (1 << _PRECISION_BITS))
+        positions, weights = _matrix_entries(in_size, out_size, interpolation, flip)
+        index.append(positions + size)
+        values.append(weights)
         shapes.append((size, out_size, in_size))
         size += out_size * in_size
     buffer = torch.zeros(size, dtype=torch.float64, device=device)
