@@ -155,10 +155,6 @@ def _run(pipeline, paths, seed=0):
     return out, np.random.random()  # the random state after the last sample
 
 
-def _levels(preprocessor, view):
-    return (view * preprocessor.std + preprocessor.mean).round().to(torch.int64)
-
-
 def test_same_draws_and_pixels_as_the_official_pipeline(tmp_path):
     paths = _write_jpegs(tmp_path, 8)
     p_official, p_device, pre_official, pre_device = _pipelines()
