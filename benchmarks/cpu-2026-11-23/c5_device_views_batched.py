@@ -13,12 +13,11 @@ itself is not measured here (no GPU). Then the pixels of both against the offici
 
     python benchmarks/cpu-2026-11-23/c5_device_views_batched.py IMAGENET_ROOT [BATCH] [ROUNDS]
 The old preprocessor is the committed file of 20ed23c, read with `git show` and registered
-under another name.
+under another name (old_device_views.py).
 """
 import collections
 import glob
 import json
-import subprocess
 import sys
 import time
 
@@ -32,6 +31,7 @@ from mmengine.config import Config
 from mmengine.dataset import Compose, default_collate, pseudo_collate
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
+from old_device_views import register_old_preprocessor  # beside this script
 
 root = sys.argv[1]
 batch_size = int(sys.argv[2]) if len(sys.argv) > 2 else 64
@@ -39,22 +39,12 @@ rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
 torch.set_num_threads(2)
 init_default_scope('mmpretrain')
 
-# the old preprocessor, from git
-source = subprocess.run(['git', 'show', '20ed23c:beitv2_mm/datasets/device_views.py'],
-                        check=True, capture_output=True, text=True).stdout
-source = source.replace('from .mim_transforms', 'from beitv2_mm.datasets.mim_transforms')
-source = source.replace('from .transforms', 'from beitv2_mm.datasets.transforms')
-source = source.replace('@TRANSFORMS.register_module()', '')
-source = source.replace("@MODELS.register_module()\nclass DeviceMIMDataPreprocessor",
-                        "@MODELS.register_module(name='OldDeviceMIMDataPreprocessor')\n"
-                        "class DeviceMIMDataPreprocessor")
-old_module = {'__name__': 'old_device_views'}
-exec(compile(source, 'old_device_views.py', 'exec'), old_module)
+old_name = register_old_preprocessor()  # 20ed23c's, from git
 
 official_cfg = Config.fromfile('configs/beitv2_vitb_mim.py')
 device_cfg = Config.fromfile('configs/beitv2_vitb_mim_device_views.py')
 pre_cfg = dict(device_cfg.model.data_preprocessor)
-sides = {'before (20ed23c)': MODELS.build({**pre_cfg, 'type': 'OldDeviceMIMDataPreprocessor'}),
+sides = {'before (20ed23c)': MODELS.build({**pre_cfg, 'type': old_name}),
          'after': MODELS.build(pre_cfg)}
 official_pre = MODELS.build(official_cfg.model.data_preprocessor)
 

@@ -11,10 +11,9 @@ Then the time the host spends on PIL's resize coefficients for a batch of ImageN
 computed and cached.
 
     python benchmarks/cpu-2026-11-23/c6_device_views_host_time.py [BATCH] [ROUNDS]
-The old preprocessor is the committed file of 20ed23c, read with `git show`.
+The old preprocessor is the committed file of 20ed23c, read with `git show` (old_device_views.py).
 """
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,21 +26,14 @@ import beitv2_mm  # noqa: F401
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
+from old_device_views import register_old_preprocessor  # beside this script
 
 batch_size = int(sys.argv[1]) if len(sys.argv) > 1 else 128
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
 torch.set_num_threads(1)
 init_default_scope('mmpretrain')
 
-source = subprocess.run(['git', 'show', '20ed23c:beitv2_mm/datasets/device_views.py'],
-                        check=True, capture_output=True, text=True).stdout
-source = source.replace('from .mim_transforms', 'from beitv2_mm.datasets.mim_transforms')
-source = source.replace('from .transforms', 'from beitv2_mm.datasets.transforms')
-source = source.replace('@TRANSFORMS.register_module()', '')
-source = source.replace("@MODELS.register_module()\nclass DeviceMIMDataPreprocessor",
-                        "@MODELS.register_module(name='OldDeviceMIMDataPreprocessor')\n"
-                        "class DeviceMIMDataPreprocessor")
-exec(compile(source, 'old_device_views.py', 'exec'), {'__name__': 'old_device_views'})
+old_name = register_old_preprocessor()  # 20ed23c's, from git
 
 views = dict(type='DrawMIMViews', transforms=[
     dict(type='PILColorJitter', brightness=0.4, contrast=0.4, saturation=0.4),
@@ -52,7 +44,7 @@ pipeline = Compose([dict(type='LoadEncodedImage'), views,
                     dict(type='PackInputs', meta_keys=('sample_idx', 'img_path', 'ori_shape',
                                                        'img_shape', 'mim_views'))])
 norm = dict(mean=[127.5] * 3, std=[127.5] * 3, second_mean=[127.5] * 3, second_std=[127.5] * 3)
-sides = {'before (20ed23c)': MODELS.build(dict(type='OldDeviceMIMDataPreprocessor', **norm)),
+sides = {'before (20ed23c)': MODELS.build(dict(type=old_name, **norm)),
          'after': MODELS.build(dict(type='DeviceMIMDataPreprocessor', **norm))}
 
 rng = np.random.default_rng(0)
