@@ -235,7 +235,7 @@ def pil_color_jitter_batch(pixels: torch.Tensor, counts: Sequence[int],
     the batch, where one image at a time launched ~40 per image. The same pixels as PIL (tested
     bit for bit); nothing is read back to the host.
     """
-    x = pixels.float()
+    x = pixels.to(torch.float32, copy=True)  # the rounds work in place: never on the input
     steps = _jitter_steps(jitters)
     rounds = max((len(s) for s in steps), default=0)
     if rounds == 0:
