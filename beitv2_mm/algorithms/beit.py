@@ -18,7 +18,8 @@ What this fixes or adds over mmpretrain 1.2.0 (``mmpretrain/models/selfsup/beit.
   stable sort instead of boolean indexing, which needs a device->host sync for the output size.
   The gathered order equals boolean indexing's, so the loss is the same. A tokenizer whose
   token grid is not the student's patch grid raises (boolean indexing raises there; a gather
-  would silently read the wrong tokens).
+  would silently read the wrong tokens), and so does a mask with another count (checked on the
+  first batch; on a CPU, every batch).
 * **Patch-aggregation neck** (:class:`BEiTV2AggregationNeck`): custom (dict) archs work (stock
   reads ``arch['depth']`` but validates ``num_layers``), weights are initialised as the official
   ones (see :meth:`BEiTV2AggregationNeck.init_weights`; stock rescales in ``__init__`` and then
@@ -238,6 +239,7 @@ class BEiTMIM(BEiT):
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
         self.num_masked_patches = num_masked_patches
+        self._mask_count_checked = False
         self.tokenizer_checkpoint = checkpoint
         if checkpoint:
             if hasattr(self.target_generator, 'load_weights'):  # e.g. DALLETokenizer
@@ -301,6 +303,47 @@ class BEiTMIM(BEiT):
         index = index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
         return tokens.gather(1, index).flatten(0, 1)
 
+    def masked_positions(self, data_samples: List[DataSample]):
+        """The ``(B, N)`` bool mask of the batch and, with ``num_masked_patches``, the
+        ``(B, M)`` indices of the masked positions in position order (else None).
+
+        The gather takes exactly ``num_masked_patches`` positions per image, so a mask with
+        another count would silently put visible patches into the loss or drop masked ones
+        (boolean indexing, the official code, would follow the mask). The count is checked on
+        a CPU for every batch and elsewhere on the first batch only (one host sync per run).
+        """
+        mask = torch.stack([sample.mask for sample in data_samples]).flatten(1).bool()
+        if not self.num_masked_patches:
+            return mask, None
+        if mask.device.type == 'cpu' or not self._mask_count_checked:
+            counts = mask.sum(1)
+            if bool((counts != self.num_masked_patches).any()):
+                raise ValueError(
+                    f'{type(self).__name__}: num_masked_patches={self.num_masked_patches} but '
+                    f'the batch\'s masks cover {sorted(set(counts.tolist()))} patches; set the '
+                    'model\'s num_masked_patches to the mask generator\'s num_masking_patches '
+                    '(BlockwiseMaskGenerator masks exactly that many), or to None for a '
+                    'generator whose count varies (boolean indexing, one host sync per step)')
+            self._mask_count_checked = True
+        # stable sort puts the masked positions first, in position order
+        index = torch.argsort(mask.to(torch.uint8), dim=1, descending=True,
+                              stable=True)[:, :self.num_masked_patches]
+        return mask, index
+
+    def masked_targets(self, images: torch.Tensor, mask: torch.Tensor,
+                       index: Optional[torch.Tensor]) -> torch.Tensor:
+        """The tokenizer's ids of ``images`` at the masked positions, flattened ``(B*M,)``."""
+        tokens = self.tokenize(images)
+        if tokens.shape[1] != mask.shape[1]:
+            # boolean indexing (the official code) raises here; the gather would not
+            raise ValueError(
+                f'{type(self).__name__}: the tokenizer gives {tokens.shape[1]} tokens per image '
+                f'(view {tuple(images.shape[-2:])}) but the mask covers {mask.shape[1]} '
+                'student patches; size the tokenizer view (second_size of '
+                'TwoViewRandomResizedCrop) so that its token grid is the student\'s patch grid '
+                '(e.g. DALL-E: 112 px for a 224 px, patch-16 student)')
+        return self._masked(tokens, mask, index)
+
     def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
         """MIM losses: ``loss_mim`` (final layer) and, for BEiT v2, ``loss_agg``.
@@ -312,24 +355,9 @@ class BEiTMIM(BEiT):
         Returns:
             dict[str, Tensor]: The loss terms (summed by the runner).
         """
-        mask = torch.stack([sample.mask for sample in data_samples]).flatten(1).bool()
-        index = None
-        if self.num_masked_patches:
-            # stable sort puts the masked positions first, in position order
-            index = torch.argsort(mask.to(torch.uint8), dim=1, descending=True,
-                                  stable=True)[:, :self.num_masked_patches]
-
-        tokens = self.tokenize(inputs[1])
-        if tokens.shape[1] != mask.shape[1]:
-            # boolean indexing (the official code) raises here; the gather would not
-            raise ValueError(
-                f'{type(self).__name__}: the tokenizer gives {tokens.shape[1]} tokens per image '
-                f'(view {tuple(inputs[1].shape[-2:])}) but the mask covers {mask.shape[1]} '
-                'student patches; size the tokenizer view (second_size of '
-                'TwoViewRandomResizedCrop) so that its token grid is the student\'s patch grid '
-                '(e.g. DALL-E: 112 px for a 224 px, patch-16 student)')
+        mask, index = self.masked_positions(data_samples)
+        target = self.masked_targets(inputs[1], mask, index)
         latent = self.backbone(inputs[0], mask)
-        target = self._masked(tokens, mask, index)
         lm_head, criterion = self.head.cls_head, self.head.loss_module
 
         if self.with_neck:

@@ -12,8 +12,9 @@ gradients with mmpretrain's step); the saving is about half of each of the two l
 (~5% of the FLOPs of a ViT-B/16 step with its tokenizer), on any device.
 
 Everything else is :class:`beitv2_mm.algorithms.beit.BEiTMIM` (frozen tokenizer under
-``inference_mode``, sync-free masked gather); without ``num_masked_patches`` or without a
-neck (BEiT v1) it falls back to its ``loss``.
+``inference_mode``, sync-free masked gather, the checks of the mask count and of the
+tokenizer's grid); without ``num_masked_patches`` or without a neck (BEiT v1) it falls
+back to its ``loss``.
 """
 from __future__ import annotations
 
@@ -155,14 +156,12 @@ class SelectiveBEiTMIM(BEiTMIM):
                   and backbone.out_indices[0] < last)
         if not usable:
             return super().loss(inputs, data_samples, **kwargs)
-        mask = torch.stack([sample.mask for sample in data_samples]).flatten(1).bool()
-        index = torch.argsort(mask.to(torch.uint8), dim=1, descending=True,
-                              stable=True)[:, :self.num_masked_patches]
+        mask, index = self.masked_positions(data_samples)
+        target = self.masked_targets(inputs[1], mask, index)
         patch_rows = index + 1  # token rows: [CLS] first
         cls_row = torch.zeros_like(index[:, :1])
         early, last_rows = student_forward_rows(backbone, inputs[0], mask,
                                                 torch.cat((cls_row, patch_rows), dim=1))
-        target = self._masked(self.tokenize(inputs[1]), mask, index)
         shared = backbone.shared_rel_pos_bias
         layers = self.neck.patch_aggregation
         x = torch.cat((last_rows[:, :1], early[:, 1:]), dim=1)

@@ -184,6 +184,48 @@ def test_a_tokenizer_grid_other_than_the_student_grid_is_an_error():
         model.loss(too_big, samples)
 
 
+@pytest.mark.parametrize('algorithm', ['BEiTMIM', 'SelectiveBEiTMIM'])
+def test_beitv2_tokenizer_grid_other_than_the_student_grid_is_an_error(algorithm):
+    """The same check on the BEiT v2 path, including the selective-rows step that every
+    BEiT v2 config runs: a 128 px tokenizer view gives 16x16 tokens for 8x8 patches."""
+    torch.manual_seed(0)
+    model = _tiny_v2_model(type=algorithm)
+    imgs, samples = _fake_batch(model)
+    model.loss(imgs, samples)
+    too_big = [imgs[0], torch.randn(2, 3, 128, 128)]
+    with pytest.raises(ValueError, match=r'256 tokens per image .*covers 64 student patches'):
+        model.loss(too_big, samples)
+
+
+def _masks_with_counts(counts, grid=8):
+    gen = torch.Generator().manual_seed(0)
+    masks = []
+    for count in counts:
+        mask = torch.zeros(grid * grid, dtype=torch.bool)
+        mask[torch.randperm(grid * grid, generator=gen)[:count]] = True
+        masks.append(DataSample().set_mask(mask.view(grid, grid)))
+    return masks
+
+
+@pytest.mark.parametrize('algorithm', ['BEiTMIM', 'SelectiveBEiTMIM'])
+def test_a_mask_count_other_than_num_masked_patches_is_an_error(algorithm):
+    """The gather takes exactly num_masked_patches (24) positions: a mask of 20 would put 4
+    visible patches into the loss, one of 30 would drop 6 masked ones, silently."""
+    torch.manual_seed(0)
+    model = _tiny_v2_model(type=algorithm)
+    assert model.num_masked_patches == 24
+    imgs, _ = _fake_batch(model)
+    model.loss(imgs, _masks_with_counts([24, 24]))
+    for counts in ([24, 20], [30, 30]):
+        with pytest.raises(ValueError, match=r'num_masked_patches=24 but the batch\'s masks '
+                                             r'cover \[.*\] patches.*num_masking_patches'):
+            model.loss(imgs, _masks_with_counts(counts))
+    # a generator whose count varies: boolean indexing follows each mask
+    model.num_masked_patches = None
+    losses = model.loss(imgs, _masks_with_counts([24, 20]))
+    assert set(losses) == {'loss_mim', 'loss_agg'}
+
+
 def test_beitv1_with_dalle_tokenizer_and_no_neck():
     cfg = Config.fromfile(str(DEMO_V1))
     cfg.model.target_generator = copy.deepcopy(TINY_DALLE)
