@@ -22,9 +22,10 @@ REPORTED_NOTE = 'Rows of kind "reported" are published numbers (see Source), not
 MEASURED_NOTE = ('Measured rows give the last evaluation of each run (results.json "metrics"; '
                  '"best_metrics" there holds the best validation); the published BEiT / BEiT v2 '
                  'fine-tune top-1 is the best epoch of the official script (max_accuracy). '
-                 'ADE20K: every method is fine-tuned with one UperNet recipe, BEiT v2\'s '
-                 '(configs/upernet_ade20k.py); the published BEiT v1 mIoU used BEiT v1\'s own '
-                 '(lr 7e-4, layer decay 0.65: configs/upernet_ade20k_beitv1.py).')
+                 'Every method is fine-tuned with one recipe per task, BEiT v2\'s '
+                 '(configs/finetune_in1k.py, configs/upernet_ade20k.py); the published BEiT v1 '
+                 'numbers used BEiT v1\'s own (ImageNet: lr 4e-3, configs/finetune_in1k_beitv1.py; '
+                 'ADE20K: lr 7e-4, layer decay 0.65, configs/upernet_ade20k_beitv1.py).')
 
 
 def _method_cell(row: Row) -> str:

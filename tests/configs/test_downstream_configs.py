@@ -17,6 +17,7 @@ CONFIGS = {
     'configs/finetune_in1k.py': ('mmpretrain', 'finetune'),
     'configs/finetune_in1k_1600e.py': ('mmpretrain', 'finetune'),
     'configs/finetune_in1k_vitl.py': ('mmpretrain', 'finetune'),
+    'configs/finetune_in1k_beitv1.py': ('mmpretrain', 'finetune'),
     'configs/linear_probe_in1k.py': ('mmpretrain', 'linear_probe'),
     'configs/upernet_ade20k.py': ('mmseg', 'semantic_segmentation'),
     'configs/upernet_ade20k_vitl.py': ('mmseg', 'semantic_segmentation'),
@@ -85,6 +86,15 @@ def test_recipe_numbers():
     ft_l = _load('configs/finetune_in1k_vitl.py')  # the 87.3 recipe: 1600-epoch ViT-L pretrain
     assert ft_l.optim_wrapper.optimizer.lr == 2e-4
     assert ft_l.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.8
+    # BEiT v1's own recipe for self-supervised checkpoints (unilm beit/
+    # get_started_for_image_classification.md): only the lr differs
+    ft_v1 = _load('configs/finetune_in1k_beitv1.py')
+    assert ft_v1.optim_wrapper.optimizer.lr == 4e-3
+    assert ft_v1.optim_wrapper.paramwise_cfg == ft.optim_wrapper.paramwise_cfg
+    assert {k: v for k, v in ft_v1.optim_wrapper.optimizer.items() if k != 'lr'} == \
+        {k: v for k, v in ft.optim_wrapper.optimizer.items() if k != 'lr'}
+    assert ft_v1.model == ft.model and ft_v1.train_cfg == ft.train_cfg
+    assert ft_v1.train_dataloader == ft.train_dataloader
     # the official head init: trunc-normal(0.02) x init_scale 0.001
     assert ft.model.head.init_cfg[0].std == pytest.approx(2e-5)
     # mixed precision as the official runs
@@ -117,7 +127,8 @@ def test_recipe_numbers():
 
 @pytest.mark.parametrize('rel,base_lr', [('configs/finetune_in1k.py', 5e-4),
                                           ('configs/finetune_in1k_1600e.py', 5e-4),
-                                          ('configs/finetune_in1k_vitl.py', 2e-4)])
+                                          ('configs/finetune_in1k_vitl.py', 2e-4),
+                                          ('configs/finetune_in1k_beitv1.py', 4e-3)])
 def test_finetune_lr_floor_scales_with_layer_decay(rel, base_lr):
     """The official schedule ends every parameter group at min_lr 1e-6 times the group's
     layer-decay factor (engine_for_finetuning.py: ``lr_schedule_values[it] * lr_scale``), not
@@ -146,10 +157,13 @@ def test_finetune_lr_floor_scales_with_layer_decay(rel, base_lr):
         for sched in schedulers:
             sched.step()
     # the last step is one short of the end of the cosine (as in the official schedule): every
-    # group sits at the same multiple of its own scale, just above 1e-6
+    # group sits at the same multiple of its own scale, one cosine step above 1e-6
     final = [group['lr'] / scale for group, scale in zip(wrapper.param_groups, scales)]
     assert final == pytest.approx([final[0]] * len(final), rel=1e-9)
-    assert 1e-6 < final[0] < 1.3e-6
+    cosine_epochs = cfg.train_cfg.max_epochs - cfg.param_scheduler[1].begin
+    one_step_short = 1e-6 + (base_lr - 1e-6) * (1 + math.cos(math.pi * (cosine_epochs - 1)
+                                                              / cosine_epochs)) / 2
+    assert final[0] == pytest.approx(one_step_short, rel=1e-6)
 
 
 def _mmcv_poly_with_linear_warmup(t, base, total):
