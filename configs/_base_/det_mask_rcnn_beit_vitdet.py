@@ -2,11 +2,12 @@
 
 Backbone: mmpretrain ``BEiTViT`` (per-layer relative position bias, the pretrain's 14x14 window
 resized to 64x64 by the checkpoint flow), drop path 0.1, last-layer feature map (stride 16).
-Deviation from ViTDet: attention is global in every block (BEiT's own detection setup) instead of
-ViTDet's 14x14 windows with 4 global blocks, because mmpretrain's BEiT ViT has no window
-attention; it costs memory at 1024 px: a 4097 x 4097 relative position index buffer per layer
-(134 MB int64, 1.6 GB for 12 layers) and 12 x 4097^2 attention maps per image and layer (use AMP;
-GPU memory not measured in this project). Neck: ``SimpleFeaturePyramid`` (strides
+Deviation from ViTDet: attention is global in every block instead of ViTDet's 14x14 windows
+with 4 global blocks, because mmpretrain's BEiT ViT has no window attention. It costs memory at
+1024 px: a 4097 x 4097 relative position index buffer per layer (134 MB int64, 1.6 GB for 12
+layers, which every checkpoint stores too: 2.06 GB of state dict per ViT-B Mask R-CNN, 0.45 GB of
+it parameters) and 12 x 4097^2 attention maps per image and layer (use AMP; GPU memory not
+measured in this project). Neck: ``SimpleFeaturePyramid`` (strides
 4/8/16/32 + 64 by max pooling, LayerNorm), RPN with 2 convs, Shared4Conv1FC box head and FCN mask
 head with LayerNorm (``LN2d``), as ViTDet.
 Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``.
