@@ -115,13 +115,20 @@ def convert_mmpretrain_vqkd(state_dict: Dict[str, torch.Tensor]
     """mmpretrain ``VQKD`` state dict -> :class:`VQKDTokenizer` state dict (encoder only).
 
     mmpretrain's encoder is a ``BEiTViT`` with the same key names as ours; only the quantizer
-    keys differ. A ``target_generator.`` prefix (from a MIM checkpoint) is stripped.
+    keys differ. From a whole MIM checkpoint (``target_generator.*`` beside the student's
+    ``backbone.*``, ``neck.*``, ``head.*``) only the tokenizer's keys are taken, unprefixed.
     """
     report = ConversionReport()
     out: Dict[str, torch.Tensor] = {}
-    if state_dict and all(k.startswith('target_generator.') for k in state_dict):
-        state_dict = {k[len('target_generator.'):]: v for k, v in state_dict.items()}
-        report.notes.append("stripped the 'target_generator.' prefix")
+    prefix = 'target_generator.'
+    if any(k.startswith(prefix) for k in state_dict):
+        others = [k for k in state_dict if not k.startswith(prefix)]
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        report.notes.append("took the 'target_generator.*' keys, prefix stripped")
+        if others:
+            report.dropped.extend(others)
+            report.notes.append(f'{len(others)} keys of the MIM model around the tokenizer '
+                                '(student, neck, head) dropped')
     for key, value in state_dict.items():
         if _convert_quantizer(key, value, out, report):
             continue

@@ -171,6 +171,8 @@ class DALLETokenizer(BaseModule):
         self.apply_map_pixels = apply_map_pixels
         self.vocab_size = vocab_size
         self.downsample = 8
+        # frozen on its own too (mmpretrain's DALL-E convolutions make trainable parameters)
+        self.requires_grad_(False)
         if weights:
             self.load_weights(weights)
 

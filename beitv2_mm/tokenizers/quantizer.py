@@ -152,7 +152,12 @@ class NormEMAQuantizer(nn.Module):
                 codebook = F.normalize(codebook, p=2, dim=-1)
         self.register_buffer('codebook', codebook)
         self.register_buffer('initted', torch.tensor([0.0 if kmeans_init else 1.0]))
-        self.register_buffer('cluster_size', torch.zeros(num_codes))
+        # The euclidean codebook is embed_avg / smoothed cluster_size: counts of 1 make the
+        # random start the codebook itself (k-means sets them to 1 too). Counts of 0 would divide
+        # the first EMA update by ~0.01 x hits (1e-5 for codes not hit) and blow the codes up.
+        # The l2 codebook does not divide by them: there they start at 0, as the official ones.
+        self.register_buffer('cluster_size', torch.zeros(num_codes) if l2_normalize
+                             else torch.ones(num_codes))
         if not l2_normalize:
             self.register_buffer('embed_avg', codebook.clone())
         self.register_buffer('usage_counts', torch.zeros(num_codes, dtype=torch.float64),

@@ -6,12 +6,14 @@ codebook of 8192 codes; loss = MSE pixel loss + commitment + 1.0 x perceptual lo
 3/6/9/12 of a frozen self-supervised ViT-B.
 
 Teacher: DINO ViT-B/16 through ``TimmTeacher`` (PeCo used MoCo v3 ViT-B; DINO ViT-B/16 is the
-self-supervised ViT-B the suite already uses for VQ-KD). Set its weights with
-``--cfg-options model.teacher.checkpoint=/path/dino_vitbase16_pretrain.pth``.
+self-supervised ViT-B the suite already uses for VQ-KD; the same local file as
+configs/vqkd/vqkd_vitb_dino-b16_in1k.py: checkpoints/teachers/dino_vitbase16_pretrain.pth, or
+``--cfg-options model.teacher.checkpoint=/path/dino_vitbase16_pretrain.pth``).
 
 Schedule: PeCo does not publish its tokenizer optimiser settings in our references; this uses
-the BEiT v2 tokenizer recipe (AdamW betas (0.9, 0.99), wd 1e-4, lr 2e-4 with 10 warmup epochs
-and cosine decay to 1e-5, 100 epochs, AMP) at a total batch of 256 (8 GPUs x 32).
+the BEiT v2 tokenizer recipe (AdamW betas (0.9, 0.99), wd 1e-4, lr 5e-5 per 128 images as
+``run_vqkd_training.py`` scales it, so 1e-4 at this total batch of 256 (8 GPUs x 32; 2e-4 is
+VQ-KD's at 512), 10 warmup epochs and cosine decay to 1e-5, 100 epochs, AMP).
 
 Run: ``tools/dist_train.sh configs/peco/peco_vqvae_in1k.py 8``; the checkpoint (keys
 ``tokenizer.*``) goes to ``model.target_generator.checkpoint`` of configs/peco/peco_vitb_mim.py.
@@ -34,7 +36,7 @@ model = dict(
     teacher=dict(
         type='TimmTeacher',
         model_name='vit_base_patch16_224',
-        checkpoint='checkpoints/dino_vitbase16_pretrain.pth',
+        checkpoint='checkpoints/teachers/dino_vitbase16_pretrain.pth',
         input_range=(-1, 1)),
     perceptual_weight=1.0,
     perceptual_layers=(3, 6, 9, 12),
@@ -44,7 +46,7 @@ model = dict(
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
-    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.99), weight_decay=1e-4),
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-4),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=10,
@@ -53,4 +55,5 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=100)
-auto_scale_lr = dict(base_batch_size=256)
+# scaled by the total batch as the BEiT v2 tokenizer script always does (enable=False: off)
+auto_scale_lr = dict(enable=True, base_batch_size=256)

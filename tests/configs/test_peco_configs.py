@@ -88,6 +88,21 @@ def test_full_size_grids():
     assert model.encode(torch.zeros(1, 3, 224, 224)).shape == (1, 14, 14)
 
 
+def test_vqvae_recipe_follows_the_vqkd_tokenizer_recipe():
+    """The BEiT v2 tokenizer recipe the PeCo VQ-VAE borrows scales the lr with the total batch
+    (run_vqkd_training.py: 5e-5 per 128 images), and its DINO teacher is the same local file
+    as the DINO VQ-KD's (one download serves both)."""
+    peco = load('configs/peco/peco_vqvae_in1k.py')
+    vqkd = load('configs/vqkd/vqkd_vitb_clip-b16_in1k.py')
+    per_image = vqkd.optim_wrapper.optimizer.lr / vqkd.auto_scale_lr.base_batch_size
+    assert per_image == pytest.approx(5e-5 / 128)
+    assert peco.optim_wrapper.optimizer.lr == pytest.approx(
+        per_image * peco.auto_scale_lr.base_batch_size)
+    assert peco.auto_scale_lr.enable and vqkd.auto_scale_lr.enable  # other totals: scaled
+    assert peco.model.teacher.checkpoint == \
+        load('configs/vqkd/vqkd_vitb_dino-b16_in1k.py').model.teacher.checkpoint
+
+
 def _run(cfg: Config, work_dir: Path):
     from mmengine.runner import Runner
     cfg.work_dir = str(work_dir)

@@ -84,10 +84,14 @@ def test_mmpretrain_vqkd_gives_identical_tokens():
     torch.manual_seed(0)
     theirs = VQKD(encoder_config=enc, num_embed=64, embed_dims=8,
                   quantize_kmeans_init=False).eval()
+    # a whole mmpretrain MIM checkpoint: the tokenizer beside the student, neck and head
     sd = {'target_generator.' + k: v for k, v in theirs.state_dict().items()}
+    around = {'backbone.cls_token': torch.zeros(1, 1, 32), 'neck.norm.weight': torch.ones(32),
+              'head.cls_head.weight': torch.zeros(64, 32)}
     assert 'vqkd_mmpretrain' in CONVERTERS
-    converted, report = convert('vqkd_mmpretrain', {'state_dict': sd})
+    converted, report = convert('vqkd_mmpretrain', {'state_dict': {**sd, **around}})
     assert not report.unmatched
+    assert sorted(report.dropped) == sorted(around)  # and the rest loads strictly, below
     ours = MODELS.build(tiny_vqkd_tokenizer_cfg(decoder_layers=None, input_range=(-1, 1)))
     missing, unexpected = ours.load_state_dict(converted, strict=True)
     ours.eval()

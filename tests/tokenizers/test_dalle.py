@@ -119,6 +119,8 @@ def test_mmpretrain_state_dict_and_prefixed_checkpoints_load(tmp_path):
     for name in ('dalle_encoder.pth', 'mim.pth'):
         tok = MODELS.build(dict(type='DALLETokenizer', weights=str(tmp_path / name), **SMALL))
         torch.testing.assert_close(tok(x), ref(x))
+        # frozen on its own, not only inside BEiTMIM
+        assert not any(p.requires_grad for p in tok.parameters())
 
 
 def test_wrong_architecture_or_missing_file_fails_clearly(tmp_path):

@@ -115,6 +115,26 @@ def test_euclidean_mode_for_vqvae():
     assert out.commit_loss.item() < z.pow(2).mean().item()
 
 
+def test_euclidean_mode_without_kmeans_keeps_its_codes():
+    """Random start (kmeans_init=False): EMA updates move the codes towards the data; they
+    neither blow up (counts starting at 0 divided the first update by ~0.01 x hits) nor
+    collapse onto a few codes."""
+    torch.manual_seed(0)
+    q = NormEMAQuantizer(num_codes=64, code_dim=8, kmeans_init=False,
+                         l2_normalize=False).train()
+    start = q.codebook.clone()
+    used = []
+    for _ in range(5):
+        z = torch.randn(256, 8)
+        out = q(z)
+        used.append(out.indices.unique().numel())
+    norms = q.codebook.norm(dim=-1)
+    assert norms.max() < 2 * start.norm(dim=-1).max()
+    assert min(used) > 32, used
+    assert not torch.equal(q.codebook, start)
+    assert out.commit_loss.item() < 2.0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
