@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The GPU measurements issue #7 still waits for, in one call per phase (each run under a time
+# limit, its JSON and log written to OUT, a one-line summary printed):
+#   data  the MIM loader at batch 128 on 2048 ImageNet-sized JPEGs (made if missing, as g17):
+#         the official order (configs/beitv2_vitb_mim.py, as g17/g21), the jitter after the crop,
+#         and the device views with their preprocessor on the GPU (--preprocess --profile: the
+#         GPU's share, never measured so far)
+#   mim   the MIM step compiled against mmpretrain's stock step, with the kernel profile (as
+#         g15), then the fast side alone under torch.compile's max-autotune (GEMM templates with
+#         fused epilogues: the memory-bound half of the step is what 40% MFU needs)
+#
+#   bash benchmarks/gpu/run_pending.sh OUT [data|mim|all]     # from the repository root
+#
+# The stack must be importable (on a host without network: benchmarks/gpu/fetch_wheels.sh).
+# Environment: ARCH (base), BATCH (128), PRECISION (bf16), IMAGES (/tmp/inet), STEPS (20),
+# WARMUP (4), LIMIT (seconds per run, 150), AUTOTUNE_LIMIT (300), PY (python3).
+set -uo pipefail
+out="${1:?usage: run_pending.sh OUT [data|mim|all]}"
+phase="${2:-all}"
+case "$phase" in data|mim|all) ;; *) echo "phase must be data, mim or all, got '$phase'" >&2; exit 2;; esac
+ARCH="${ARCH:-base}" BATCH="${BATCH:-128}" PRECISION="${PRECISION:-bf16}"
+IMAGES="${IMAGES:-/tmp/inet}" STEPS="${STEPS:-20}" WARMUP="${WARMUP:-4}"
+LIMIT="${LIMIT:-150}" AUTOTUNE_LIMIT="${AUTOTUNE_LIMIT:-300}" PY="${PY:-python3}"
+export PYTHONUNBUFFERED=1
+mkdir -p "$out"
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$here"
+
+run() {  # run NAME LIMIT ARGS...: tools/benchmark.py ARGS --json OUT/NAME.json, log OUT/NAME.log
+    local name="$1" limit="$2"; shift 2
+    echo "=== $name ($(date -u +%H:%M:%S) UTC): tools/benchmark.py $*"
+    timeout "$limit" "$PY" tools/benchmark.py "$@" --json "$out/$name.json" >"$out/$name.log" 2>&1
+    local rc=$?
+    grep -E "^(mim|data|vqkd|tokenize)|loss on|Error|error:" "$out/$name.log" | cut -c1-400
+    echo "rc=$rc"
+}
+
+echo "host: $(nproc) CPUs; $("$PY" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")')"
+if [[ "$phase" != mim ]]; then
+    [[ -f "$IMAGES/meta/train.txt" ]] ||
+        "$PY" benchmarks/h100-2026-11-23/g17_make_imagenet_sized_jpegs.py "$IMAGES" || exit 1
+    D=(data --data-root "$IMAGES" --batch "$BATCH" --steps 40)
+    run data_official "$LIMIT" "${D[@]}" --config configs/beitv2_vitb_mim.py
+    run data_jitter_after_crop "$LIMIT" "${D[@]}" --config configs/beitv2_vitb_mim_jitter_after_crop.py
+    run data_device_views "$LIMIT" "${D[@]}" --config configs/beitv2_vitb_mim_device_views.py \
+        --preprocess --profile
+fi
+if [[ "$phase" != data ]]; then
+    M=(mim --arch "$ARCH" --batch "$BATCH" --precision "$PRECISION" --steps "$STEPS" --warmup "$WARMUP")
+    run mim_compile "$LIMIT" "${M[@]}" --compare mmpretrain --compile --profile
+    run mim_max_autotune "$AUTOTUNE_LIMIT" "${M[@]}" --compile max-autotune --no-loss-check
+fi
