@@ -779,13 +779,16 @@ def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
         index += 1
         stage.work_dir.mkdir(parents=True, exist_ok=True)
         if stage.kind == 'data':
+            # not ready until this run finishes: a killed regeneration must not pass as the
+            # old set (its manifest would still name the old size and seed)
+            (stage.work_dir / DATA_MANIFEST).unlink(missing_ok=True)
             cmd = list(stage.command)
             if any(stage.work_dir.iterdir()):
                 cmd.append('--force')  # a partial earlier attempt: start over
             log_path = stage.log_path
         else:
             options = _resolve_options(stage, outputs)
-            resume = last_checkpoint(stage.work_dir) is not None
+            resume = resume_or_restart(stage, progress.line)
             cmd = (list(stage.command) + format_options(options) if stage.command
                    else _train_command(stage, options, resume))
             log_path = stage.work_dir / 'suite_stage.log'
@@ -918,6 +921,30 @@ def render_leaderboard(work_dir: Path, stream=None) -> int:
     if proc.returncode != 0:
         print(proc.stderr, file=stream)
     return proc.returncode
+
+
+def resume_or_restart(stage: Stage, say: Callable[[str], None]) -> bool:
+    """Before a training stage starts: whether it resumes from its last checkpoint.
+
+    An interrupted run resumes only if it ran with the same config, options and inputs (the
+    fingerprint its manifest recorded at its start); otherwise its work dir is cleared and the
+    stage starts over, as a finished stage whose fingerprint changed does (resuming would
+    continue the old schedule and label the result with the new settings). Records this
+    start (status ``running`` with the fingerprint) for the next interrupted attempt.
+    """
+    resume = last_checkpoint(stage.work_dir) is not None
+    if resume and stage.fingerprint:
+        recorded = (read_manifest(stage.work_dir) or {}).get('fingerprint')
+        if recorded is not None and recorded != stage.fingerprint:
+            say(f'[suite] {stage.name}: config or inputs changed since the interrupted run; '
+                'starting over instead of resuming')
+            clean_stage(stage)
+            resume = False
+    stage.work_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(stage.work_dir, dict(stage=stage.name, status='running',
+                                        fingerprint=stage.fingerprint, config=stage.config,
+                                        started=time.strftime('%Y-%m-%dT%H:%M:%S')))
+    return resume
 
 
 def clean_stage(stage: Stage) -> None:

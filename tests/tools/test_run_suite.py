@@ -228,6 +228,47 @@ def test_changed_config_reruns_the_stage(tmp_path):
     assert suite.read_manifest(a.work_dir)['fingerprint'] == 'config-v2'
 
 
+def test_interrupted_stage_resumes_only_with_the_same_settings(tmp_path):
+    """A stage killed part-way resumes from its checkpoint when rerun with the same settings;
+    with changed ones it starts over (resuming would continue the old schedule and record the
+    result under the new settings)."""
+    import io
+    a = _fake_stage(tmp_path, 'a')
+    a.fingerprint = 'config-v1'
+    say = io.StringIO()
+    assert suite.resume_or_restart(a, say.write) is False  # nothing to resume yet
+    assert suite.read_manifest(a.work_dir)['status'] == 'running'
+    # killed after its first checkpoint
+    (a.work_dir / 'iter_5.pth').write_text('ckpt')
+    (a.work_dir / 'last_checkpoint').write_text(str(a.work_dir / 'iter_5.pth'))
+    assert suite.resume_or_restart(a, say.write) is True
+    assert (a.work_dir / 'iter_5.pth').is_file() and say.getvalue() == ''
+    a.fingerprint = 'config-v2'  # e.g. --cfg-options optim_wrapper.optimizer.lr=0.001 added
+    assert suite.resume_or_restart(a, say.write) is False
+    assert not (a.work_dir / 'iter_5.pth').exists()
+    assert 'changed since the interrupted run' in say.getvalue()
+    assert suite.read_manifest(a.work_dir)['fingerprint'] == 'config-v2'
+    # and through the runner: the stage records done with the new fingerprint
+    assert suite.run_stages([a], stream=io.StringIO(), heartbeat=0) == {'a': 'done'}
+    assert suite.read_manifest(a.work_dir)['fingerprint'] == 'config-v2'
+
+
+def test_a_data_stage_that_fails_leaves_no_ready_manifest(tmp_path):
+    """The synthetic set is regenerated with another seed and the run is killed: the old
+    manifest must not make the half-written set pass as ready."""
+    import io
+    data_dir = tmp_path / 'data'
+    data_dir.mkdir()
+    (data_dir / suite.DATA_MANIFEST).write_text('{"size": "demo", "seed": 0}')
+    assert suite.data_ready(data_dir, {'size': 'demo', 'seed': 0})
+    stage = suite.Stage(name='data', kind='data', work_dir=data_dir,
+                        options={'size': 'demo', 'seed': 1}, log_path=tmp_path / 'data.log',
+                        command=[sys.executable, '-c', 'import sys; sys.exit(3)'])
+    assert suite.run_stages([stage], stream=io.StringIO(), heartbeat=0,
+                            fork=False) == {'data': 'failed'}
+    assert not suite.data_ready(data_dir, {'size': 'demo', 'seed': 0})
+
+
 def test_extra_options_reach_the_configs_that_have_the_key(tmp_path):
     """``run_suite --cfg-options`` keys are checked the way tools/train.py checks them: list
     items by position count (they were silently dropped), keys a config lacks are left out."""
