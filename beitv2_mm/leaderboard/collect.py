@@ -185,9 +185,21 @@ def load_result(path: str | Path) -> Result | None:
     data = _read_json(path)
     if data is None:
         return None
+    if not isinstance(data, dict):
+        warnings.warn(f'leaderboard: skipping {path}: a JSON {type(data).__name__}, not an '
+                      'object with "task" and "metrics"')
+        return None
     missing = [k for k in ('task', 'metrics') if k not in data]
     if missing:
         warnings.warn(f'leaderboard: skipping {path}: missing keys {missing}')
+        return None
+    if not isinstance(data['metrics'], dict):
+        warnings.warn(f'leaderboard: skipping {path}: "metrics" is a '
+                      f'{type(data["metrics"]).__name__}, not an object of metric -> value')
+        return None
+    if not isinstance(data.get('dataset') or {}, (dict, str)):
+        warnings.warn(f'leaderboard: skipping {path}: "dataset" is a '
+                      f'{type(data["dataset"]).__name__}, not an object or a name')
         return None
     task = canonical_task(data['task'])
     if task is None:
@@ -220,7 +232,12 @@ def collect_results(roots: Iterable[str | Path], include_partial: bool = False
     results = []
     for root in roots:
         root = Path(root)
+        if not root.exists():
+            warnings.warn(f'leaderboard: {root} does not exist (a typo?): nothing read from it')
+            continue
         paths = [root] if root.is_file() else sorted(root.rglob(RESULTS_FILENAME))
+        if not paths:
+            warnings.warn(f'leaderboard: no {RESULTS_FILENAME} under {root}')
         for path in paths:
             result = load_result(path)
             if result is not None and (result.final or include_partial):

@@ -135,6 +135,28 @@ def test_summary_ranks_against_random_init_with_noise(tmp_path):
     assert render.to_summary(rows[:1]) == ''
 
 
+def test_malformed_results_are_skipped_with_a_warning(results_root, tmp_path):
+    """Valid JSON of the wrong shape (a hand-edited or truncated-then-rewritten file) is
+    skipped like unreadable JSON, not a crash of the whole table."""
+    bad = {'metrics_null': '{"task": "finetune", "metrics": null}',
+           'a_number': '42',
+           'dataset_list': '{"task": "finetune", "metrics": {"accuracy/top1": 1.0}, '
+                           '"dataset": [1]}'}
+    for name, text in bad.items():
+        (results_root / name).mkdir()
+        (results_root / name / 'results.json').write_text(text)
+    with pytest.warns(UserWarning) as record:
+        rows = collect.build_rows([results_root])
+    messages = ' '.join(str(w.message) for w in record)
+    for name in bad:
+        assert f'{name}/results.json' in messages, name
+    assert '"metrics" is a NoneType' in messages and 'a JSON int' in messages
+    assert len([r for r in rows if r.kind == 'measured']) == 3  # the good ones, as before
+    # a mistyped root says so instead of giving an empty table in silence
+    with pytest.warns(UserWarning, match='does not exist'):
+        collect.collect_results([tmp_path / 'no_such_dir'])
+
+
 def test_partial_results_on_request(results_root):
     with pytest.warns(UserWarning):
         rows = collect.build_rows([results_root], reported=None, include_partial=True)
