@@ -277,8 +277,8 @@ def measured_rows(results: list[Result]) -> list[Row]:
         method = r.stage.get('method') or r.pretrain_method or 'random'
         checkpoint = r.stage.get('checkpoint') or r.pretrain_checkpoint or ''
         groups.setdefault((str(method), str(checkpoint), r.synthetic), []).append(r)
-    rows = []
-    for (method, _, synthetic), group in groups.items():
+    rows, checkpoints = [], []
+    for (method, checkpoint, synthetic), group in groups.items():
         group.sort(key=lambda r: r.timestamp)
         info = {}
         for r in group:
@@ -306,7 +306,29 @@ def measured_rows(results: list[Result]) -> list[Row]:
             source='measured (synthetic data)' if synthetic else 'measured')
         rows.append(Row('measured', cells, values, synthetic=synthetic, configs=configs,
                         method_id=method, samples=samples))
+        checkpoints.append(checkpoint)
+    _tell_apart(rows, checkpoints)
     return rows
+
+
+def _tell_apart(rows: list[Row], checkpoints: list[str]) -> None:
+    """Rows of one method from different checkpoints (two pretraining runs, say) get the
+    checkpoint's last path parts after the name, so that the table and the summary can tell
+    them apart."""
+    names: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        names.setdefault((row.cells['method'], row.synthetic), []).append(i)
+    for same in names.values():
+        if len(same) < 2:
+            continue
+        parts = [Path(checkpoints[i]).parts if checkpoints[i] else () for i in same]
+        depth = 1
+        while depth < max(len(p) for p in parts) and \
+                len({p[-depth:] for p in parts}) < len(parts):
+            depth += 1
+        for i, p in zip(same, parts):
+            where = '/'.join(p[-depth:]) if p else 'no checkpoint'
+            rows[i].cells['method'] = f"{rows[i].cells['method']} ({where})"
 
 
 def _number(text: str) -> float | None:

@@ -157,6 +157,24 @@ def test_malformed_results_are_skipped_with_a_warning(results_root, tmp_path):
         collect.collect_results([tmp_path / 'no_such_dir'])
 
 
+def test_two_checkpoints_of_one_method_are_told_apart(tmp_path):
+    """Two BEiT v2 pretrains evaluated side by side: two rows that name their checkpoints, and
+    a summary line for each (not one line listing a column twice)."""
+    root = tmp_path / 'runs'
+    for name, ckpt, top1 in (('a', '/w/beitv2_300e/epoch_300.pth', 60.0),
+                             ('b', '/w/beitv2_1600e/epoch_300.pth', 70.0)):
+        _write_result(root / name, 'linear_probe', {'accuracy/top1': top1}, 'beitv2', ckpt)
+    _write_result(root / 'random', 'linear_probe', {'accuracy/top1': 10.0}, 'random_init', None)
+    rows = collect.build_rows([root], reported=None)
+    methods = sorted(r.cells['method'] for r in rows)
+    assert methods == ['BEiT v2 (beitv2_1600e/epoch_300.pth)',
+                       'BEiT v2 (beitv2_300e/epoch_300.pth)', 'Random init'], methods
+    summary = render.to_summary(rows)
+    assert 'BEiT v2 (beitv2_300e/epoch_300.pth) vs random init: ahead (no noise' in summary
+    assert 'BEiT v2 (beitv2_1600e/epoch_300.pth) vs random init: ahead (no noise' in summary
+    assert 'top-1, Linear probe top-1' not in summary
+
+
 def test_partial_results_on_request(results_root):
     with pytest.warns(UserWarning):
         rows = collect.build_rows([results_root], reported=None, include_partial=True)
