@@ -70,6 +70,21 @@ def _summarize(keys: List[str], limit: int = 10) -> str:
     return ', '.join(f'{head}.* ({n})' for head, n in groups.items())
 
 
+def require_tokenizer_checkpoint(path: str, how_to_get: str) -> None:
+    """Raise a FileNotFoundError that names the config key and how to obtain the file when a
+    MIM tokenizer's ``model.target_generator.checkpoint`` does not exist.
+
+    Args:
+        path (str): The configured file.
+        how_to_get (str): Where such a file comes from (training config, official release).
+    """
+    if not os.path.isfile(os.fspath(path)):
+        raise FileNotFoundError(
+            f'tokenizer checkpoint {os.fspath(path)!r} (model.target_generator.checkpoint) does '
+            f'not exist; {how_to_get}; then set that key, e.g. --cfg-options '
+            'model.target_generator.checkpoint=PATH')
+
+
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """The tensor dict inside a checkpoint file (``state_dict``/``model``/``module`` or itself).
 

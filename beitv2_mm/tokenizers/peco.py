@@ -41,7 +41,7 @@ from torch import nn
 
 from mmpretrain.registry import MODELS
 
-from .checkpoint import load_tokenizer_checkpoint
+from .checkpoint import load_tokenizer_checkpoint, require_tokenizer_checkpoint
 from .quantizer import NormEMAQuantizer
 
 
@@ -290,6 +290,9 @@ class PeCoVQVAE(BaseModule):
         if checkpoint is not None:
             # the project's tokenizer loader: strips tokenizer./target_generator. prefixes,
             # raises on missing keys or shape mismatches, reports unexpected keys
+            require_tokenizer_checkpoint(
+                checkpoint, 'train one with configs/peco/peco_vqvae_in1k.py '
+                '(configs/demo/peco_vqvae-tiny_synthetic.py for a tiny one)')
             load_tokenizer_checkpoint(self, checkpoint)
         if frozen:
             self.requires_grad_(False)

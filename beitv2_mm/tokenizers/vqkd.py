@@ -27,7 +27,7 @@ from torch import nn
 
 from mmpretrain.registry import MODELS
 
-from .checkpoint import load_tokenizer_checkpoint
+from .checkpoint import load_tokenizer_checkpoint, require_tokenizer_checkpoint
 from .quantizer import NormEMAQuantizer
 
 # official VisionTransformer._init_weights: Linear trunc-normal(0.02) / bias 0, LayerNorm 1 / 0
@@ -178,6 +178,11 @@ class VQKDTokenizer(BaseModule):
         self.frozen = frozen
         self.checkpoint = checkpoint
         if checkpoint is not None:
+            require_tokenizer_checkpoint(
+                checkpoint, 'train one (configs/vqkd/*.py; configs/demo/vqkd_vit-tiny_synthetic.py '
+                'for a tiny one) or convert the official release (microsoft/unilm beit2, '
+                'vqkd_encoder_base_decoder_3x768x12_clip.pth) with tools/convert_ckpt.py '
+                'vqkd_official SRC DST')
             load_tokenizer_checkpoint(self, checkpoint)
             self._is_init = True
         if frozen:

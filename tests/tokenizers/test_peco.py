@@ -95,7 +95,8 @@ def test_checkpoint_of_training_run_loads(tmp_path):
 
     with pytest.raises(RuntimeError, match='mismatch|missing'):
         tiny_tokenizer(checkpoint=str(raw), num_embed=64)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r'model.target_generator.checkpoint.*'
+                                                r'peco_vqvae_in1k.py'):
         tiny_tokenizer(checkpoint=str(tmp_path / 'nope.pth'))
 
 

@@ -95,7 +95,9 @@ def test_encoder_only_tokenizer_loads_training_checkpoint(tmp_path):
 
 
 def test_checkpoint_errors_name_file_and_keys(tmp_path):
-    with pytest.raises(FileNotFoundError, match='nope.pth'):
+    # the key to set and where such a file comes from, as for a missing teacher
+    with pytest.raises(FileNotFoundError, match=r"nope.pth' \(model.target_generator.checkpoint\)"
+                                                r'.*convert_ckpt.py vqkd_official'):
         MODELS.build(tiny_vqkd_tokenizer_cfg(checkpoint=str(tmp_path / 'nope.pth')))
     src = build(num_codes=32)  # another codebook size
     path = tmp_path / 'other.pth'
