@@ -100,6 +100,9 @@ def test_missing_data_root_is_named(tmp_path, config, kind, checked):
     with pytest.raises(FileNotFoundError) as info:
         _train(config, _roots(kind, missing), tmp_path / 'work')
     assert str(missing) in str(info.value)
+    # the keys that set it (a top-level data_root override would not) and the suite's flag
+    assert 'train_dataloader.dataset.data_root=DIR' in str(info.value)
+    assert f'run_suite.py --{kind}-root DIR' in str(info.value)
 
 
 def test_ade20k_without_annotations_names_the_missing_folder(tmp_path, tiny_data):
