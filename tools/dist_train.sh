@@ -6,6 +6,7 @@
 #   NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 PORT=29500 tools/dist_train.sh CONFIG 8
 #   NNODES=2 NODE_RANK=1 MASTER_ADDR=10.0.0.1 PORT=29500 tools/dist_train.sh CONFIG 8
 # Without GPUs, GPUS is the number of CPU processes and the gloo backend is used.
+# On one node without PORT, a free port is picked (two jobs on one machine do not collide).
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 CONFIG GPUS [tools/train.py args...]" >&2
@@ -15,9 +16,12 @@ CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 source "$(dirname "${BASH_SOURCE[0]}")/_python.sh"
+if [ -z "${PORT:-}" ] && [ "$NNODES" = 1 ]; then
+    PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')
+fi
+PORT=${PORT:-29500}  # several nodes: the same port on every node
 
 exec "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \

@@ -3,6 +3,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,26 @@ def test_dist_scripts_need_their_arguments():
         proc = subprocess.run(['bash', str(REPO_ROOT / 'tools' / script)],
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2 and 'usage' in proc.stderr, script
+
+
+def test_one_node_without_port_gets_a_free_port(tmp_path):
+    """Two single-node jobs on one machine must not both take torchrun's 29500; several nodes
+    keep the shared default (every node must use the same one)."""
+    fake = tmp_path / 'python'
+    fake.write_text(f'#!/bin/bash\nif [ "$1" = -c ]; then exec {sys.executable} "$@"; fi\n'
+                    'printf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+
+    def port(script, *args, **env):
+        base = {k: v for k, v in os.environ.items() if k not in ('PORT', 'NNODES')}
+        out = subprocess.run(['bash', str(REPO_ROOT / 'tools' / script), *args],
+                             capture_output=True, text=True, timeout=60,
+                             env=dict(base, PYTHON=str(fake), **env), check=True).stdout
+        return next(a.split('=', 1)[1] for a in out.split() if a.startswith('--master_port='))
+
+    for script, args in (('dist_train.sh', ('cfg.py', '2')),
+                         ('dist_test.sh', ('cfg.py', 'c.pth', '2'))):
+        picked = {port(script, *args) for _ in range(3)}
+        assert all(p.isdigit() and p != '29500' for p in picked), picked
+        assert port(script, *args, PORT='12345') == '12345'
+        assert port(script, *args, NNODES='2') == '29500'
