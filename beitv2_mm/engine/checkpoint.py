@@ -240,6 +240,7 @@ def _save_checkpoint_with_step(self, runner, step, meta):
     if not is_main_process():
         return
     atomic_write_text(str(self.last_ckpt), osp.join(runner.work_dir, 'last_checkpoint'))
+    _remove_stale_partial_checkpoints(self)
 
     if to_remove is not None and to_remove != step:
         old_path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(to_remove))
@@ -247,6 +248,22 @@ def _save_checkpoint_with_step(self, runner, step, meta):
             self.file_backend.remove(old_path)
         elif self.file_backend.isdir(old_path):  # deepspeed checkpoints are directories
             self.file_backend.rmtree(old_path)
+
+
+def _remove_stale_partial_checkpoints(hook) -> None:
+    """Delete the temporary files of checkpoint writes that were killed (``.iter_4.pth.tmp-*``,
+    :func:`atomic_write`): each can be as large as a checkpoint, and after a preemption nothing
+    else would remove them. Called after a save completed, so no write of this run is in flight.
+    """
+    import glob
+    if not isinstance(hook.out_dir, str) or '://' in hook.out_dir:
+        return  # a remote backend: its writes are not atomic_write's
+    pattern = '.' + hook.filename_tmpl.format('*') + '.tmp-*'
+    for path in glob.glob(osp.join(glob.escape(hook.out_dir), pattern)):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 _ORIGINALS: dict[str, Any] = {}

@@ -89,6 +89,13 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path):
     assert ckpt['meta']['iter'] == 2  # the last complete checkpoint, not deleted by max_keep_ckpts
     assert 'rng_states' in ckpt['meta'] and len(ckpt['meta']['rng_states']) == 1
     assert not osp.exists(work_dir / 'iter_4.pth')  # the half-written one never got the name
+    # its temporary file stays behind until the resumed run's next complete save removes it
+    partial = list(work_dir.glob('.iter_4.pth.tmp-*'))
+    assert len(partial) == 1, sorted(work_dir.iterdir())
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    subprocess.run([sys.executable, TOY, str(work_dir), '--max-iters', '6', '--ckpt-interval',
+                    '2', '--resume'], env=env, check=True, capture_output=True, timeout=300)
+    assert osp.exists(work_dir / 'iter_6.pth') and not list(work_dir.glob('.*.tmp-*'))
 
 
 @pytest.mark.slow
