@@ -6,7 +6,8 @@
 
 Prints how many keys were renamed and every key that was dropped or not understood, so
 nothing is lost silently. The output is written atomically as ``{'state_dict': ...,
-'meta': {'converted_from': FORMAT, 'source': SRC}}``.
+'meta': {'converted_from': FORMAT, 'source': SRC}}``, and only when every key was understood
+(keys no rule knows usually mean the wrong FORMAT; ``--allow-unmatched`` writes the rest anyway).
 """
 import argparse
 import os
@@ -28,6 +29,9 @@ def main(argv=None) -> int:
     parser.add_argument('src', nargs='?', help='checkpoint to convert')
     parser.add_argument('dst', nargs='?', help='where to write the converted checkpoint')
     parser.add_argument('--list', action='store_true', help='list the known source layouts')
+    parser.add_argument('--allow-unmatched', action='store_true',
+                        help='write DST even if some source keys matched no rule (they are '
+                             'left out; the exit status is still 1)')
     args = parser.parse_args(argv)
 
     if args.list or not args.format:
@@ -43,9 +47,14 @@ def main(argv=None) -> int:
 
     state_dict, report = convert(args.format, trusted_torch_load(args.src, map_location='cpu'))
     dst = Path(args.dst)
+    print(report.format())
+    if report.unmatched and not args.allow_unmatched:
+        print(f'not written: {len(report.unmatched)} source keys matched no rule of '
+              f'{args.format!r}; is SRC in that layout (see --list)? --allow-unmatched writes '
+              f'the {len(state_dict)} converted tensors anyway', file=sys.stderr)
+        return 1
     atomic_torch_save({'state_dict': state_dict,
                        'meta': {'converted_from': args.format, 'source': str(args.src)}}, dst)
-    print(report.format())
     print(f'wrote {len(state_dict)} tensors to {dst}')
     return 1 if report.unmatched else 0
 

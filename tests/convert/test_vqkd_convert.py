@@ -67,6 +67,14 @@ def test_official_layout_round_trip(tmp_path, repo_root):
     x = torch.rand(2, 3, 32, 32) * 255
     torch.testing.assert_close(src.reconstruct(x).features, dst.reconstruct(x).features)
 
+    # a source in another layout: nothing written unless asked for, and a failing status
+    other, other_dst = tmp_path / 'other.pth', tmp_path / 'other_out.pth'
+    torch.save({'state_dict': {'backbone.layers.0.ln1.weight': torch.ones(4)}}, other)
+    assert tool.main(['vqkd_official', str(other), str(other_dst)]) == 1
+    assert not other_dst.exists()
+    assert tool.main(['vqkd_official', str(other), str(other_dst), '--allow-unmatched']) == 1
+    assert other_dst.exists()
+
 
 def test_unknown_official_keys_are_listed_not_dropped():
     _, report = convert('vqkd_official', {'encoder.some_new_thing': torch.zeros(1)})
