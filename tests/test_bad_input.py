@@ -105,6 +105,24 @@ def test_missing_data_root_is_named(tmp_path, config, kind, checked):
     assert f'run_suite.py --{kind}-root DIR' in str(info.value)
 
 
+@pytest.mark.parametrize('config', ['configs/beitv2_vitb_mim.py', 'configs/beitv1_vitb_mim.py',
+                                    'configs/vqkd/vqkd_vitb_clip-b16_in1k.py',
+                                    'configs/peco/peco_vqvae_in1k.py',
+                                    'configs/peco/peco_vitb_mim.py', str(BEITV2), str(VQKD)])
+def test_pretraining_configs_check_their_imagenet_root(tmp_path, config):
+    """The tokenizer and MIM recipes read ImageNet too: a wrong root names the path and the
+    expected layout (mmpretrain's own ImageNet gave a bare FileNotFoundError)."""
+    from beitv2_mm.datasets.layout import DatasetLayoutError
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import DATASETS
+    cfg = _load(REPO / config)
+    init_default_scope('mmpretrain')
+    dataset = dict(cfg.train_dataloader.dataset, data_root=str(tmp_path / 'no_such_data'))
+    with pytest.raises(DatasetLayoutError, match=r'no_such_data does not exist.*\n'
+                                                 r'expected ImageNet layout'):
+        DATASETS.build(dataset)
+
+
 def test_ade20k_without_annotations_names_the_missing_folder(tmp_path, tiny_data):
     _require_type(UPERNET, 'train_dataloader.dataset.type',
                   {'CheckedADE20KDataset', 'SyntheticADE20KDataset'}, 'ADE20K layout')

@@ -1,6 +1,6 @@
 # ImageNet-1K data for BEiT v2 MIM (official recipe): two 224 px views of one crop
 # and a block-wise mask of exactly 75 / 196 patches.
-dataset_type = 'ImageNet'
+dataset_type = 'CheckedImageNet'  # mmpretrain's ImageNet + a readable layout error
 data_root = 'data/imagenet/'
 # The data preprocessor (student view: ImageNet mean/std; tokenizer view: what the tokenizer
 # expects) lives in the model pieces: the second view's normalisation belongs to the tokenizer.

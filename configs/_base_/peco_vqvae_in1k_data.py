@@ -27,4 +27,4 @@ train_dataloader = dict(
     drop_last=True,  # as the official loaders: no short last batch in an epoch
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root=data_root, split='train', pipeline=train_pipeline))
+    dataset=dict(type='CheckedImageNet', data_root=data_root, split='train', pipeline=train_pipeline))

@@ -43,7 +43,7 @@ train_dataloader = dict(
     num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root='data/synthetic/imagenet', split='train',
+    dataset=dict(type='CheckedImageNet', data_root='data/synthetic/imagenet', split='train',
                  pipeline=train_pipeline))
 
 model = dict(

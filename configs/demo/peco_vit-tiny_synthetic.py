@@ -38,7 +38,7 @@ train_dataloader = dict(
     num_workers=0,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root=data_root, split='train',
+    dataset=dict(type='CheckedImageNet', data_root=data_root, split='train',
                  metainfo=dict(classes=synthetic_classes), pipeline=train_pipeline))
 
 model = dict(

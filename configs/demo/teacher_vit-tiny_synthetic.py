@@ -54,14 +54,14 @@ train_dataloader = dict(
     num_workers=1,
     persistent_workers=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(type='ImageNet', data_root=data_root, split='train',
+    dataset=dict(type='CheckedImageNet', data_root=data_root, split='train',
                  metainfo=dict(classes=classes), pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=64,
     num_workers=1,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='ImageNet', data_root=data_root, split='val',
+    dataset=dict(type='CheckedImageNet', data_root=data_root, split='val',
                  metainfo=dict(classes=classes), pipeline=val_pipeline))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader

@@ -63,7 +63,7 @@ train_dataloader = dict(
     persistent_workers=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='ImageNet', data_root=data_root, split='train', pipeline=train_pipeline))
+    dataset=dict(type='CheckedImageNet', data_root=data_root, split='train', pipeline=train_pipeline))
 
 max_iters = 150
 optim_wrapper = dict(
