@@ -25,18 +25,7 @@ optim_wrapper = dict(
     type='AmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
     constructor='BEiTLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        layer_decay_rate=0.7,
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        custom_keys={
-            'q_bias': dict(decay_mult=0.0),
-            'v_bias': dict(decay_mult=0.0),
-            '.cls_token': dict(decay_mult=0.0),
-            '.pos_embed': dict(decay_mult=0.0),
-            '.gamma': dict(decay_mult=0.0),
-            'relative_position_bias_table': dict(decay_mult=0.0),
-        }),
+    paramwise_cfg={{_base_.vitdet_paramwise_cfg}},
 )
 max_iters = 184375
 # detectron2's WarmupParamScheduler reaches the full lr at iteration 250; mmengine's LinearLR

@@ -117,3 +117,19 @@ model = dict(
         rcnn=dict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5), max_per_img=100,
                   mask_thr_binary=0.5)),
 )
+
+# ViTDet's layer decay 0.7 and no-decay set (norms, biases, q/v biases, gamma, cls token and the
+# position tables), for BEiTLayerDecayOptimWrapperConstructor: configs/mask_rcnn_coco.py and the
+# demo take it as ``paramwise_cfg={{_base_.vitdet_paramwise_cfg}}``
+vitdet_paramwise_cfg = dict(
+    layer_decay_rate=0.7,
+    norm_decay_mult=0.0,
+    bias_decay_mult=0.0,
+    custom_keys={
+        'q_bias': dict(decay_mult=0.0),
+        'v_bias': dict(decay_mult=0.0),
+        '.cls_token': dict(decay_mult=0.0),
+        '.pos_embed': dict(decay_mult=0.0),
+        '.gamma': dict(decay_mult=0.0),
+        'relative_position_bias_table': dict(decay_mult=0.0),
+    })

@@ -83,19 +83,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.1),
     constructor='BEiTLayerDecayOptimWrapperConstructor',
-    # configs/mask_rcnn_coco.py's (ViTDet's no-decay set)
-    paramwise_cfg=dict(
-        layer_decay_rate=0.7,
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        custom_keys={
-            'q_bias': dict(decay_mult=0.0),
-            'v_bias': dict(decay_mult=0.0),
-            '.cls_token': dict(decay_mult=0.0),
-            '.pos_embed': dict(decay_mult=0.0),
-            '.gamma': dict(decay_mult=0.0),
-            'relative_position_bias_table': dict(decay_mult=0.0),
-        }),
+    paramwise_cfg={{_base_.vitdet_paramwise_cfg}},  # configs/mask_rcnn_coco.py's
 )
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=10),
