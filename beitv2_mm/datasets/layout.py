@@ -23,10 +23,10 @@ expected ImageNet layout:
   <data_root>/val/<class>/*.JPEG      (or flat files listed in meta/val.txt)
   <data_root>/meta/train.txt          optional: '<relative path> <label>' per line
   <data_root>/meta/val.txt
-Set the dataloaders' `dataset.data_root` to the folder that holds train/ and val/ (e.g. data/imagenet):
-  --cfg-options train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR \\
-                test_dataloader.dataset.data_root=DIR
-(overriding a top-level `data_root=` changes nothing: the config copied it when it was read),
+Set `dataset.data_root` of each dataloader the config has to the folder that holds train/ and val/ (e.g. data/imagenet):
+`--cfg-options train_dataloader.dataset.data_root=DIR` (and val_dataloader /
+test_dataloader where present; overriding a top-level `data_root=` changes nothing: the config
+copied it when it was read),
 or `tools/run_suite.py --imagenet-root DIR`, or generate a synthetic set with
 `python tools/make_synthetic_data.py --out data/synthetic`."""
 
@@ -36,10 +36,10 @@ expected ADE20K layout:
   <data_root>/images/validation/*.jpg
   <data_root>/annotations/training/*.png      (uint8; 0 = ignore/background, 1..K classes)
   <data_root>/annotations/validation/*.png
-Set the dataloaders' `dataset.data_root` to the ADEChallengeData2016 folder (e.g. data/ade/ADEChallengeData2016):
-  --cfg-options train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR \\
-                test_dataloader.dataset.data_root=DIR
-(overriding a top-level `data_root=` changes nothing: the config copied it when it was read),
+Set `dataset.data_root` of each dataloader the config has to the ADEChallengeData2016 folder (e.g. data/ade/ADEChallengeData2016):
+`--cfg-options train_dataloader.dataset.data_root=DIR` (and val_dataloader /
+test_dataloader where present; overriding a top-level `data_root=` changes nothing: the config
+copied it when it was read),
 or `tools/run_suite.py --ade20k-root DIR`, or generate a synthetic set with
 `python tools/make_synthetic_data.py --out data/synthetic`."""
 
@@ -49,10 +49,10 @@ expected COCO layout:
   <data_root>/annotations/instances_val2017.json
   <data_root>/train2017/*.jpg
   <data_root>/val2017/*.jpg
-Set the dataloaders' `dataset.data_root` to the folder that holds annotations/ (e.g. data/coco):
-  --cfg-options train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR \\
-                test_dataloader.dataset.data_root=DIR
-(overriding a top-level `data_root=` changes nothing: the config copied it when it was read),
+Set `dataset.data_root` of each dataloader the config has to the folder that holds annotations/ (e.g. data/coco):
+`--cfg-options train_dataloader.dataset.data_root=DIR` (and val_dataloader /
+test_dataloader where present; overriding a top-level `data_root=` changes nothing: the config
+copied it when it was read),
 or `tools/run_suite.py --coco-root DIR`, or generate a synthetic set with
 `python tools/make_synthetic_data.py --out data/synthetic`."""
 
