@@ -47,6 +47,7 @@ from mmpretrain.structures import DataSample
 
 from ..backbones.beit_vit import (compile_layers, loads_pretrained, pretrain_trunc_normal_,
                                   use_fast_attention)
+from ..tokenizers.checkpoint import require_tokenizer_checkpoint
 
 # Prefixes a tokenizer's weights can carry inside a training checkpoint, most specific first.
 TOKENIZER_PREFIXES = ('target_generator.', 'tokenizer.', 'model.', 'module.')
@@ -136,13 +137,10 @@ def load_tokenizer_checkpoint(module: nn.Module, path: str) -> None:
     """
     from beitv2_mm.engine.compat import trusted_torch_load
 
-    try:
-        checkpoint = trusted_torch_load(path, map_location='cpu')
-    except FileNotFoundError as err:
-        raise FileNotFoundError(
-            f'tokenizer checkpoint {path!r} (model.target_generator.checkpoint) does not exist; '
-            'train one (configs/vqkd/*, configs/demo/vqkd_vit-tiny_synthetic.py) or convert '
-            'an official one with tools/convert_ckpt.py, then set that key') from err
+    require_tokenizer_checkpoint(
+        path, 'train one (configs/vqkd/*, configs/demo/vqkd_vit-tiny_synthetic.py) or convert '
+        'an official one with tools/convert_ckpt.py')
+    checkpoint = trusted_torch_load(path, map_location='cpu')
     state = _extract_tokenizer_state(checkpoint, module)
     result = module.load_state_dict(state, strict=False)
     if result.missing_keys:
