@@ -748,14 +748,6 @@ def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
     if done_count:
         progress.line(f'[suite] {done_count}/{len(stages)} stage(s) already done, skipped: '
                       + ', '.join(s for s in status))
-    for stage in stages:
-        manifest = read_manifest(stage.work_dir) if stage.kind != 'data' else None
-        if stage.name not in status and manifest and manifest.get('status') == 'done' and \
-                manifest.get('fingerprint') not in (None, stage.fingerprint):
-            # Config, options or an upstream stage changed: start over, not resume.
-            progress.line(f'[suite] {stage.name}: config or inputs changed since it ran; '
-                          f'running it again')
-            clean_stage(stage)
     pending = [s for s in stages if s.name not in status]
     running: dict[str, tuple] = {}  # name -> (stage, t0, proc, log_path, log_file)
     base_env = dict(os.environ if env is None else env)
@@ -926,20 +918,22 @@ def render_leaderboard(work_dir: Path, stream=None) -> int:
 def resume_or_restart(stage: Stage, say: Callable[[str], None]) -> bool:
     """Before a training stage starts: whether it resumes from its last checkpoint.
 
-    An interrupted run resumes only if it ran with the same config, options and inputs (the
-    fingerprint its manifest recorded at its start); otherwise its work dir is cleared and the
-    stage starts over, as a finished stage whose fingerprint changed does (resuming would
-    continue the old schedule and label the result with the new settings). Records this
-    start (status ``running`` with the fingerprint) for the next interrupted attempt.
+    A run (finished or interrupted) whose manifest recorded another fingerprint (config,
+    options or an upstream stage changed) is cleared and the stage starts over: resuming would
+    continue the old schedule and label the result with the new settings. Otherwise an
+    interrupted run resumes. Records this start (status ``running`` with the fingerprint) for
+    the next interrupted attempt.
     """
-    resume = last_checkpoint(stage.work_dir) is not None
-    if resume and stage.fingerprint:
-        recorded = (read_manifest(stage.work_dir) or {}).get('fingerprint')
-        if recorded is not None and recorded != stage.fingerprint:
+    manifest = read_manifest(stage.work_dir) or {}
+    recorded = manifest.get('fingerprint')
+    if recorded is not None and recorded != stage.fingerprint:
+        if manifest.get('status') == 'done':
+            say(f'[suite] {stage.name}: config or inputs changed since it ran; running it again')
+        else:
             say(f'[suite] {stage.name}: config or inputs changed since the interrupted run; '
                 'starting over instead of resuming')
-            clean_stage(stage)
-            resume = False
+        clean_stage(stage)
+    resume = last_checkpoint(stage.work_dir) is not None
     stage.work_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(stage.work_dir, dict(stage=stage.name, status='running',
                                         fingerprint=stage.fingerprint, config=stage.config,
