@@ -2,12 +2,22 @@
 
 mmpretrain's :class:`BEiTAttention` materialises the full ``(B, heads, N, N)`` attention
 matrix (``q @ k^T + bias``, softmax, dropout, ``@ v``). The classes here keep every module,
-parameter and buffer of mmpretrain's :class:`BEiTViT` / :class:`BEiTPretrainViT` (so the
-state-dict keys are identical and checkpoints move freely between the two), and only replace
-the attention arithmetic by one call to ``torch.nn.functional.scaled_dot_product_attention``,
-with the relative position bias (shared, per-layer or both) passed as an additive float mask.
-The result equals the explicit computation up to floating point rounding
-(``tests/backbones/test_fast_beit.py`` checks forward and gradients).
+parameter of mmpretrain's :class:`BEiTViT` / :class:`BEiTPretrainViT` (so checkpoints move
+freely between the two), and only replace the attention arithmetic by one call to
+``torch.nn.functional.scaled_dot_product_attention``, with the relative position bias (shared,
+per-layer or both) passed as an additive float mask. The result equals the explicit computation
+up to floating point rounding (``tests/backbones/test_fast_beit.py`` checks forward and
+gradients).
+
+One deviation in the state dict: the per-layer ``attn.relative_position_index`` buffers (a pure
+function of the window size) are neither stored nor loaded; all layers share one index per
+window size and device (:func:`shared_relative_position_index`). mmpretrain keeps an int64
+copy per layer, in memory and in every checkpoint: at 1024 px (the detector's 64 x 64 grid)
+that is 12 x 134 MB = 1.6 GB for a ViT-B, more than its parameters. The shared index of
+mmpretrain's ``RelativePositionBias`` (the MIM student's) is untouched. A stock model loading
+a checkpoint of these classes builds its own index (mmengine's non-strict load lists the keys
+as missing; :func:`beitv2_mm.downstream.checkpoint.load_beit_pretrained` says they were
+computed).
 
 ``attn_impl='explicit'`` selects mmpretrain's original arithmetic on the same modules, so the
 two paths can be benchmarked against each other on one checkpoint; the stock classes
@@ -31,6 +41,46 @@ from mmpretrain.registry import MODELS
 ATTN_IMPLS = ('sdpa', 'explicit')
 
 
+def relative_position_index(window_size) -> torch.Tensor:
+    """BEiT's relative position index of a ``(Wh, Ww)`` (or square ``int``) grid plus [CLS],
+    shape ``(Wh*Ww + 1, Wh*Ww + 1)``, int64; the values mmpretrain's ``BEiTAttention`` and
+    ``RelativePositionBias`` build (rows of the ``(2Wh-1)(2Ww-1) + 3`` bias table: patch pairs by
+    their offset, then [CLS]->patch, patch->[CLS], [CLS]->[CLS])."""
+    wh, ww = (window_size, window_size) if isinstance(window_size, int) else window_size
+    coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww),
+                                        indexing='ij')).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
+    num_relative = (2 * wh - 1) * (2 * ww - 1) + 3
+    index = torch.zeros((wh * ww + 1, ) * 2, dtype=torch.long)
+    index[1:, 1:] = (rel[..., 0] + wh - 1) * (2 * ww - 1) + rel[..., 1] + ww - 1
+    index[0, 0:] = num_relative - 3
+    index[0:, 0] = num_relative - 2
+    index[0, 0] = num_relative - 1
+    return index
+
+
+_SHARED_INDEX: dict = {}
+
+
+def shared_relative_position_index(window_size, device) -> torch.Tensor:
+    """One read-only :func:`relative_position_index` per (window, device), shared by all layers
+    (and models) that ask for it. Built outside inference mode, so that autograd may save it."""
+    device = torch.device(device)
+    key = (tuple(int(w) for w in window_size), device.type, device.index)
+    index = _SHARED_INDEX.get(key)
+    if index is None:
+        with torch.inference_mode(False):
+            index = relative_position_index(key[0]).to(device)
+        _SHARED_INDEX[key] = index
+    return index
+
+
+def _drop_stored_rel_pos_index(state_dict, prefix, *args) -> None:
+    """Load pre-hook: a stored ``relative_position_index`` (stock checkpoints) is not loaded;
+    the shared one is a function of the window size, which the table's shape already checks."""
+    state_dict.pop(prefix + 'relative_position_index', None)
+
+
 def pretrain_trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
     """The official BEiT pretraining init: normal(0, std) truncated at +-std.
 
@@ -49,10 +99,11 @@ def loads_pretrained(init_cfg) -> bool:
 
 
 class FastBEiTAttention(BEiTAttention):
-    """:class:`BEiTAttention` with a selectable attention kernel; same parameters and buffers.
+    """:class:`BEiTAttention` with a selectable attention kernel; same parameters.
 
     Instances are made by :func:`use_fast_attention`, which re-classes existing
-    ``BEiTAttention`` modules in place (no new parameters, so no key changes).
+    ``BEiTAttention`` modules in place (no new parameters, so no key changes) and replaces a
+    per-layer ``relative_position_index`` buffer by the shared, unsaved index (module docstring).
 
     Attributes:
         attn_impl (str): ``'sdpa'`` (fused ``scaled_dot_product_attention``, the relative
@@ -60,6 +111,19 @@ class FastBEiTAttention(BEiTAttention):
     """
 
     attn_impl: str = 'sdpa'
+
+    def _share_rel_pos_index(self) -> None:
+        """Point ``relative_position_index`` (now a plain attribute, not a buffer) at the shared
+        index on the table's device."""
+        if self.relative_position_bias_table is not None:
+            self.__dict__['relative_position_index'] = shared_relative_position_index(
+                self.window_size, self.relative_position_bias_table.device)
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .cuda() move parameters and buffers; the index follows the table's device
+        out = super()._apply(fn, *args, **kwargs)
+        self._share_rel_pos_index()
+        return out
 
     def _layer_rel_pos_bias(self) -> Optional[torch.Tensor]:
         """This layer's own relative position bias, shape ``(heads, N, N)``, or None."""
@@ -100,8 +164,8 @@ class FastBEiTAttention(BEiTAttention):
 def use_fast_attention(module: nn.Module, attn_impl: str = 'sdpa') -> int:
     """Switch every ``BEiTAttention`` inside ``module`` to :class:`FastBEiTAttention`.
 
-    The modules keep their parameters and buffers; only the class (hence ``forward``)
-    changes, so state-dict keys are untouched.
+    The modules keep their parameters; the class (hence ``forward``) changes, and a per-layer
+    ``relative_position_index`` buffer becomes the shared, unsaved index (module docstring).
 
     Args:
         module (nn.Module): Any module holding BEiT attention layers (backbone, neck, ...).
@@ -118,6 +182,9 @@ def use_fast_attention(module: nn.Module, attn_impl: str = 'sdpa') -> int:
         if isinstance(sub, BEiTAttention):
             if not isinstance(sub, FastBEiTAttention):
                 sub.__class__ = FastBEiTAttention
+                if sub._buffers.pop('relative_position_index', None) is not None:
+                    sub._register_load_state_dict_pre_hook(_drop_stored_rel_pos_index)
+                    sub._share_rel_pos_index()
             sub.attn_impl = attn_impl
             count += 1
     return count

@@ -38,6 +38,7 @@ from typing import Dict, Tuple
 
 import torch
 
+from ..backbones.beit_vit import relative_position_index
 from . import ConversionReport, register_converter
 
 _BLOCK_SUBKEYS = [
@@ -49,20 +50,6 @@ _BLOCK_SUBKEYS = [
     (r'gamma_1$', 'gamma_1'),
     (r'gamma_2$', 'gamma_2'),
 ]
-
-
-def relative_position_index(window: int) -> torch.Tensor:
-    """BEiT's relative position index for a square ``window`` x ``window`` grid + [CLS]."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
-                                        indexing='ij')).flatten(1)
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
-    num_relative = (2 * window - 1)**2 + 3
-    index = torch.zeros((window * window + 1, ) * 2, dtype=torch.long)
-    index[1:, 1:] = rel[..., 0] * (2 * window - 1) + rel[..., 1]
-    index[0, 0:] = num_relative - 3
-    index[0:, 0] = num_relative - 2
-    index[0, 0] = num_relative - 1
-    return index
 
 
 def _map_block(rest: str) -> str:

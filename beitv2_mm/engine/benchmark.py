@@ -1162,7 +1162,14 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
                                                   num_classes, compile_layers=compiled),
                              device, SEG_MODELS).train()
         if first is not None:
-            model.load_state_dict(first.state_dict())
+            # the fast backbone stores no per-layer relative_position_index (a function of the
+            # window size): the stock one keeps its own; every other key must match
+            result = model.load_state_dict(first.state_dict(), strict=False)
+            missing = [k for k in result.missing_keys
+                       if not k.endswith('attn.relative_position_index')]
+            if missing or result.unexpected_keys:
+                raise KeyError(f'fast -> {name} weight copy: missing {missing}, unexpected '
+                               f'{result.unexpected_keys}')
         first = first or model
         if channels_last and name == 'fast':
             model.to(memory_format=torch.channels_last)

@@ -6,7 +6,8 @@ import torch
 
 import beitv2_mm  # noqa: F401  (registers the modules)
 from beitv2_mm.backbones.beit_vit import (FastBEiTAttention, FastBEiTPretrainViT, FastBEiTViT,
-                                         use_fast_attention)
+                                         relative_position_index,
+                                         shared_relative_position_index, use_fast_attention)
 from mmpretrain.models.backbones import BEiTViT
 from mmpretrain.models.selfsup.beit import BEiTPretrainViT
 from mmpretrain.registry import MODELS
@@ -103,8 +104,57 @@ def test_same_keys_and_outputs_as_stock_mmpretrain_classes():
     stock_ft = BEiTViT(arch=ARCH, img_size=32, patch_size=8, use_rel_pos_bias=True,
                        out_type='avg_featmap')
     _randomise(fast_ft, seed=3)
-    stock_ft.load_state_dict(fast_ft.state_dict(), strict=True)
+    # per-layer relative_position_index buffers are not stored by the fast class; the stock
+    # model keeps the ones it built, and nothing else is missing
+    result = stock_ft.load_state_dict(fast_ft.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    assert result.missing_keys == [f'layers.{i}.attn.relative_position_index'
+                                   for i in range(ARCH['num_layers'])]
     torch.testing.assert_close(fast_ft(x)[0], stock_ft(x)[0], atol=1e-5, rtol=1e-4)
+    # the other way round: the stock index buffers are dropped on load, strict or not
+    _randomise(stock_ft, seed=4)
+    fast_ft.load_state_dict(stock_ft.state_dict(), strict=True)
+    torch.testing.assert_close(fast_ft(x)[0], stock_ft(x)[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize('img_size', [32, (24, 40)])
+def test_per_layer_index_is_shared_unsaved_and_equals_mmpretrains(img_size):
+    stock = BEiTViT(arch=ARCH, img_size=img_size, patch_size=8, use_rel_pos_bias=True)
+    fast = FastBEiTViT(arch=ARCH, img_size=img_size, patch_size=8, use_rel_pos_bias=True)
+    assert not any(k.endswith('relative_position_index') for k in fast.state_dict())
+    assert not any(k.endswith('relative_position_index') for k, _ in fast.named_buffers())
+    first = fast.layers[0].attn.relative_position_index
+    assert all(layer.attn.relative_position_index is first for layer in fast.layers)
+    torch.testing.assert_close(first, stock.layers[0].attn.relative_position_index, rtol=0, atol=0)
+    assert relative_position_index(stock.layers[0].attn.window_size).equal(first)
+    # a dtype cast keeps the integer index; a device move takes the index along, still shared
+    fast.to(torch.float64)
+    assert fast.layers[1].attn.relative_position_index is first
+    fast.to('meta')
+    moved = fast.layers[0].attn.relative_position_index
+    assert moved.device.type == 'meta' and moved.shape == first.shape
+    assert fast.layers[1].attn.relative_position_index is moved
+
+
+def test_shared_index_is_usable_by_autograd_when_first_built_in_inference_mode():
+    with torch.inference_mode():
+        index = shared_relative_position_index((5, 3), 'cpu')
+    assert not index.is_inference()
+    table = torch.randn(9 * 5 + 3, 2, requires_grad=True)
+    table[index.view(-1)].sum().backward()  # index saved for the backward of the gather
+    assert table.grad.sum() == index.numel() * 2
+
+
+def test_compiled_layers_with_per_layer_bias_match_eager():
+    torch.manual_seed(0)
+    plain = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, use_rel_pos_bias=True,
+                        out_type='raw')
+    _randomise(plain)
+    compiled = copy.deepcopy(plain)
+    from beitv2_mm.backbones.beit_vit import compile_layers
+    compile_layers(compiled.layers, dict(backend='eager', fullgraph=True))
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(compiled(x)[-1], plain(x)[-1])
 
 
 def test_bad_attn_impl_is_rejected():
@@ -214,5 +264,6 @@ def test_only_patchifying_convs_are_switched():
     assert all(type(c) is torch.nn.Conv2d for c in convs)
     model = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8)
     assert type(model.patch_embed.projection).__name__ == 'PatchConv2d'
-    assert list(model.state_dict()) == list(
-        BEiTViT(arch=ARCH, img_size=32, patch_size=8).state_dict())
+    assert list(model.state_dict()) == [  # the same keys (bar the unsaved index buffers)
+        k for k in BEiTViT(arch=ARCH, img_size=32, patch_size=8).state_dict()
+        if not k.endswith('relative_position_index')]
