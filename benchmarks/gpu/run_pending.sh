@@ -8,16 +8,22 @@
 #   mim   the MIM step compiled against mmpretrain's stock step, with the kernel profile (as
 #         g15), then the fast side alone under torch.compile's max-autotune (GEMM templates with
 #         fused epilogues: the memory-bound half of the step is what 40% MFU needs)
+#   det   the detector's backbone at 1024 px (4097 tokens, global attention in every block):
+#         GPU memory and step time of FastBEiTViT (SDPA, one shared relative position index;
+#         configs/_base_/det_mask_rcnn_beit_vitdet.py) against mmpretrain's BEiTViT, inside the
+#         UperNet step at 1024 px (mmdet's Mask R-CNN needs compiled mmcv ops this host lacks;
+#         mmseg imports through g24's stand-in): the fast side alone at the detector's 4 images
+#         per GPU, then both sides at 2 images (the least that UperNet's BatchNorm trains with)
 #
-#   bash benchmarks/gpu/run_pending.sh OUT [data|mim|all]     # from the repository root
+#   bash benchmarks/gpu/run_pending.sh OUT [data|mim|det|all]     # from the repository root
 #
 # The stack must be importable (on a host without network: benchmarks/gpu/fetch_wheels.sh).
 # Environment: ARCH (base), BATCH (128), PRECISION (bf16), IMAGES (/tmp/inet), STEPS (20),
-# WARMUP (4), LIMIT (seconds per run, 150), AUTOTUNE_LIMIT (300), PY (python3).
+# WARMUP (4), LIMIT (seconds per run, 150), AUTOTUNE_LIMIT (300), PY (python3), DET_IMG (1024).
 set -uo pipefail
-out="${1:?usage: run_pending.sh OUT [data|mim|all]}"
+out="${1:?usage: run_pending.sh OUT [data|mim|det|all]}"
 phase="${2:-all}"
-case "$phase" in data|mim|all) ;; *) echo "phase must be data, mim or all, got '$phase'" >&2; exit 2;; esac
+case "$phase" in data|mim|det|all) ;; *) echo "phase must be data, mim, det or all, got '$phase'" >&2; exit 2;; esac
 ARCH="${ARCH:-base}" BATCH="${BATCH:-128}" PRECISION="${PRECISION:-bf16}"
 IMAGES="${IMAGES:-/tmp/inet}" STEPS="${STEPS:-20}" WARMUP="${WARMUP:-4}"
 LIMIT="${LIMIT:-150}" AUTOTUNE_LIMIT="${AUTOTUNE_LIMIT:-300}" PY="${PY:-python3}"
@@ -26,17 +32,18 @@ mkdir -p "$out"
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$here"
 
-run() {  # run NAME LIMIT ARGS...: tools/benchmark.py ARGS --json OUT/NAME.json, log OUT/NAME.log
+TOOL="${TOOL:-tools/benchmark.py}"
+run() {  # run NAME LIMIT ARGS...: $TOOL ARGS --json OUT/NAME.json, log OUT/NAME.log
     local name="$1" limit="$2"; shift 2
-    echo "=== $name ($(date -u +%H:%M:%S) UTC): tools/benchmark.py $*"
-    timeout "$limit" "$PY" tools/benchmark.py "$@" --json "$out/$name.json" >"$out/$name.log" 2>&1
+    echo "=== $name ($(date -u +%H:%M:%S) UTC): $TOOL $*"
+    timeout "$limit" "$PY" "$TOOL" "$@" --json "$out/$name.json" >"$out/$name.log" 2>&1
     local rc=$?
-    grep -E "^(mim|data|vqkd|tokenize)|loss on|Error|error:" "$out/$name.log" | cut -c1-400
+    grep -E "^(mim|data|vqkd|tokenize|upernet)|loss on|Error|error:" "$out/$name.log" | cut -c1-400
     echo "rc=$rc"
 }
 
 echo "host: $(nproc) CPUs; $("$PY" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")')"
-if [[ "$phase" != mim ]]; then
+if [[ "$phase" == data || "$phase" == all ]]; then
     [[ -f "$IMAGES/meta/train.txt" ]] ||
         "$PY" benchmarks/h100-2026-11-23/g17_make_imagenet_sized_jpegs.py "$IMAGES" || exit 1
     D=(data --data-root "$IMAGES" --batch "$BATCH" --steps 40)
@@ -45,8 +52,14 @@ if [[ "$phase" != mim ]]; then
     run data_device_views "$LIMIT" "${D[@]}" --config configs/beitv2_vitb_mim_device_views.py \
         --preprocess --profile
 fi
-if [[ "$phase" != data ]]; then
+if [[ "$phase" == mim || "$phase" == all ]]; then
     M=(mim --arch "$ARCH" --batch "$BATCH" --precision "$PRECISION" --steps "$STEPS" --warmup "$WARMUP")
     run mim_compile "$LIMIT" "${M[@]}" --compare mmpretrain --compile --profile
     run mim_max_autotune "$AUTOTUNE_LIMIT" "${M[@]}" --compile max-autotune --no-loss-check
+fi
+if [[ "$phase" == det || "$phase" == all ]]; then
+    U=(upernet --arch "$ARCH" --img-size "${DET_IMG:-1024}" --precision "$PRECISION" --steps 8 --warmup 2)
+    TOOL=benchmarks/h100-2026-11-23/g24_upernet_without_mmcv_ops.py
+    run det_backbone_fast_b4 "$LIMIT" "${U[@]}" --batch 4
+    run det_backbone_compare_b2 "$LIMIT" "${U[@]}" --batch 2 --compare mmpretrain
 fi

@@ -1,13 +1,18 @@
 """Mask R-CNN on a BEiT ViT-B/16 with ViTDet's simple feature pyramid (mmdet), 1024x1024 input.
 
-Backbone: mmpretrain ``BEiTViT`` (per-layer relative position bias, the pretrain's 14x14 window
-resized to 64x64 by the checkpoint flow), drop path 0.1, last-layer feature map (stride 16).
-Deviation from ViTDet: attention is global in every block instead of ViTDet's 14x14 windows
-with 4 global blocks, because mmpretrain's BEiT ViT has no window attention. It costs memory at
-1024 px: a 4097 x 4097 relative position index buffer per layer (134 MB int64, 1.6 GB for 12
-layers, which every checkpoint stores too: 2.06 GB of state dict per ViT-B Mask R-CNN, 0.45 GB of
-it parameters) and 12 x 4097^2 attention maps per image and layer (use AMP; GPU memory not
-measured in this project). Neck: ``SimpleFeaturePyramid`` (strides
+Backbone: this project's ``FastBEiTViT`` (mmpretrain ``BEiTViT``, same parameters, with
+SDPA attention and one shared, unsaved relative position index; per-layer relative position
+bias, the pretrain's 14x14 window resized to 64x64 by the checkpoint flow), drop path 0.1,
+last-layer feature map (stride 16). Deviation from ViTDet: attention is global in every block
+instead of ViTDet's 14x14 windows with 4 global blocks, because mmpretrain's BEiT ViT has no
+window attention. At 1024 px that is 4097 tokens per block, which is why the backbone is not
+the stock class: mmpretrain's ``BEiTViT`` keeps a 4097 x 4097 int64 index buffer per layer
+(1.6 GB for 12 layers, in memory and in every checkpoint: 2.06 GB of state dict per ViT-B
+Mask R-CNN against 0.45 GB with the shared index, run c7 in BENCHMARKS.md) and materialises
+12 x 4097^2 attention maps per image and layer, which SDPA's memory-efficient CUDA kernel does
+not store (GPU memory not measured in this project yet; on a CPU SDPA falls back to the
+explicit arithmetic). ``type='mmpretrain.BEiTViT'`` gives the stock backbone back (same
+checkpoints). Neck: ``SimpleFeaturePyramid`` (strides
 4/8/16/32 + 64 by max pooling, LayerNorm), RPN with 2 convs, Shared4Conv1FC box head and FCN mask
 head with LayerNorm (``LN2d``), as ViTDet.
 Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``.
@@ -27,7 +32,7 @@ model = dict(
         batch_augments=[dict(type='BatchFixedSizePad', size=(1024, 1024), pad_mask=True)],
     ),
     backbone=dict(
-        type='mmpretrain.BEiTViT',
+        type='mmpretrain.FastBEiTViT',
         # ViT-B as a dict (not 'base') so that other configs can override single entries.
         arch=dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
         img_size=1024,

@@ -132,6 +132,30 @@ def test_relative_position_tables_are_resized(tiny_mim_checkpoint):
     assert out.shape == (1, 64, 16, 16)
 
 
+@pytest.mark.parametrize('img_size', [64, 128])
+def test_stock_per_layer_checkpoint_into_fast_backbone(img_size):
+    """A stock fine-tuned / detector backbone (per-layer tables and index buffers) loads into
+    ``FastBEiTViT`` (the detector's backbone), which stores no index: nothing unexpected, nothing
+    missing, same window (64 px) or resized (128 px)."""
+    stock = build_vit(out_type='featmap')
+    with torch.no_grad():
+        for layer in stock.layers:
+            layer.attn.relative_position_bias_table.normal_()
+    sd = {'backbone.' + k: v for k, v in stock.state_dict().items()}
+    assert sum(k.endswith('relative_position_index') for k in sd) == len(stock.layers)
+    fast = build_vit(type='FastBEiTViT', img_size=img_size, out_type='featmap')
+    report = load_beit_pretrained(fast, {'state_dict': sd})
+    assert not report.unexpected and not report.missing
+    table = fast.layers[1].attn.relative_position_bias_table
+    if img_size == 64:
+        assert torch.equal(table, stock.layers[1].attn.relative_position_bias_table)
+        x = torch.randn(1, 3, 64, 64)
+        torch.testing.assert_close(fast(x)[0], stock(x)[0], atol=1e-5, rtol=1e-4)
+    else:
+        assert 'layers.1.attn.relative_position_bias_table' in report.resized
+        assert fast(torch.randn(1, 3, 128, 128))[0].shape == (1, 64, 16, 16)
+
+
 def test_abs_pos_embed_is_resized_and_survives_init_weights(tmp_path):
     from mmpretrain.registry import MODELS
     torch.manual_seed(3)
