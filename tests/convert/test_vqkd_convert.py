@@ -106,3 +106,79 @@ def test_mmpretrain_vqkd_gives_identical_tokens():
     x = torch.rand(2, 3, 32, 32) * 2 - 1  # mmpretrain's target view: [-1, 1]
     with torch.no_grad():
         assert torch.equal(theirs(x), ours.get_codebook_indices(x))
+
+
+def official_vqkd_keys(enc_depth=2, dec_depth=1, dim=32, hidden=64, patch=8, grid=4,
+                       codes=64, code_dim=8, target_dim=16):
+    """Key -> shape of a unilm beit2 ``VQKD`` training checkpoint (its ``'model'``), written from
+    the official modules, independently of the converter's rules: ``modeling_finetune``'s
+    ``VisionTransformer`` as VQKD builds it (qkv_bias: q_bias/v_bias; init_values 0: no gamma;
+    use_mean_pooling: ``fc_norm`` and an Identity ``norm``; num_classes 0: no head), the
+    ``encode_task_layer`` / ``decode_task_layer`` MLPs, ``NormEMAVectorQuantizer`` (with its
+    ``EmbeddingEMA``), and the frozen teacher and ``scaling_layer`` a training run also saves."""
+    shapes = {}
+
+    def vit(prefix, depth, in_chans, patch_size):
+        shapes.update({f'{prefix}.cls_token': (1, 1, dim),
+                       f'{prefix}.pos_embed': (1, grid * grid + 1, dim),
+                       f'{prefix}.patch_embed.proj.weight': (dim, in_chans, patch_size, patch_size),
+                       f'{prefix}.patch_embed.proj.bias': (dim, ),
+                       f'{prefix}.fc_norm.weight': (dim, ), f'{prefix}.fc_norm.bias': (dim, )})
+        for i in range(depth):
+            b = f'{prefix}.blocks.{i}'
+            shapes.update({
+                f'{b}.norm1.weight': (dim, ), f'{b}.norm1.bias': (dim, ),
+                f'{b}.attn.q_bias': (dim, ), f'{b}.attn.v_bias': (dim, ),
+                f'{b}.attn.qkv.weight': (3 * dim, dim),
+                f'{b}.attn.proj.weight': (dim, dim), f'{b}.attn.proj.bias': (dim, ),
+                f'{b}.norm2.weight': (dim, ), f'{b}.norm2.bias': (dim, ),
+                f'{b}.mlp.fc1.weight': (hidden, dim), f'{b}.mlp.fc1.bias': (hidden, ),
+                f'{b}.mlp.fc2.weight': (dim, hidden), f'{b}.mlp.fc2.bias': (dim, )})
+
+    vit('encoder', enc_depth, 3, patch)
+    vit('decoder', dec_depth, code_dim, 1)
+    shapes.update({
+        'encode_task_layer.0.weight': (dim, dim), 'encode_task_layer.0.bias': (dim, ),
+        'encode_task_layer.2.weight': (code_dim, dim), 'encode_task_layer.2.bias': (code_dim, ),
+        'decode_task_layer.0.weight': (dim, dim), 'decode_task_layer.0.bias': (dim, ),
+        'decode_task_layer.2.weight': (target_dim, dim),
+        'decode_task_layer.2.bias': (target_dim, ),
+        'quantize.embedding.weight': (codes, code_dim),
+        'quantize.embedding.cluster_size': (codes, ),
+        'quantize.embedding.embed_avg': (codes, code_dim),
+        'quantize.embedding.initted': (1, ),
+        'quantize.cluster_size': (codes, ),
+        'teacher_model.visual.proj': (dim, target_dim),
+        'teacher_model.visual.conv1.weight': (dim, 3, patch, patch),
+        'scaling_layer.shift': (1, 3, 1, 1), 'scaling_layer.scale': (1, 3, 1, 1)})
+    return shapes
+
+
+def test_official_key_list_converts_and_loads_strictly():
+    """Independent of :func:`to_official_layout`: every official tensor lands where it should."""
+    gen = torch.Generator().manual_seed(0)
+    official = {k: torch.randn(s, generator=gen) for k, s in official_vqkd_keys().items()}
+    official['quantize.embedding.initted'] = torch.ones(1)
+    converted, report = convert('vqkd_official', {'model': official})
+    assert not report.unmatched
+    assert {k for k in official if k.startswith(('teacher_model.', 'scaling_layer.'))} \
+        <= set(report.dropped)
+    ours = MODELS.build(tiny_vqkd_tokenizer_cfg()).eval()
+    ours.load_state_dict(converted, strict=True)
+    sd = ours.state_dict()
+    expected = {  # official -> ours, one of each kind
+        'encoder.patch_embed.proj.weight': 'encoder.patch_embed.projection.weight',
+        'encoder.blocks.1.norm1.bias': 'encoder.layers.1.ln1.bias',
+        'encoder.blocks.0.attn.q_bias': 'encoder.layers.0.attn.q_bias',
+        'encoder.blocks.1.mlp.fc1.weight': 'encoder.layers.1.ffn.layers.0.0.weight',
+        'encoder.blocks.0.mlp.fc2.bias': 'encoder.layers.0.ffn.layers.1.bias',
+        'encoder.fc_norm.weight': 'encoder.ln1.weight',
+        'decoder.blocks.0.norm2.weight': 'decoder.layers.0.ln2.weight',
+        'decoder.patch_embed.proj.weight': 'decoder.patch_embed.projection.weight',
+        'encode_task_layer.2.weight': 'encode_task_layer.2.weight',
+        'decode_task_layer.0.bias': 'decode_task_layer.0.bias',
+        'quantize.embedding.weight': 'quantizer.codebook',
+        'quantize.cluster_size': 'quantizer.cluster_size',
+    }
+    for theirs, mine in expected.items():
+        assert torch.equal(sd[mine], official[theirs]), f'{theirs} -> {mine}'
