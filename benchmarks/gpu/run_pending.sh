@@ -12,8 +12,9 @@
 #         GPU memory and step time of FastBEiTViT (SDPA, one shared relative position index;
 #         configs/_base_/det_mask_rcnn_beit_vitdet.py) against mmpretrain's BEiTViT, inside the
 #         UperNet step at 1024 px (mmdet's Mask R-CNN needs compiled mmcv ops this host lacks;
-#         mmseg imports through g24's stand-in): the fast side alone at the detector's 4 images
-#         per GPU, then both sides at 2 images (the least that UperNet's BatchNorm trains with)
+#         mmseg imports through g24's stand-in): the fast side alone, then both sides (one
+#         process holds both models), 2 images each (the least UperNet's BatchNorm trains with;
+#         at 1024 px the UperNet head alone should take ~4x g24's 8.8 GB, so 4 may not fit)
 #
 #   bash benchmarks/gpu/run_pending.sh OUT [data|mim|det|all]     # from the repository root
 #
@@ -60,6 +61,6 @@ fi
 if [[ "$phase" == det || "$phase" == all ]]; then
     U=(upernet --arch "$ARCH" --img-size "${DET_IMG:-1024}" --precision "$PRECISION" --steps 8 --warmup 2)
     TOOL=benchmarks/h100-2026-11-23/g24_upernet_without_mmcv_ops.py
-    run det_backbone_fast_b4 "$LIMIT" "${U[@]}" --batch 4
+    run det_backbone_fast_b2 "$LIMIT" "${U[@]}" --batch 2
     run det_backbone_compare_b2 "$LIMIT" "${U[@]}" --batch 2 --compare mmpretrain
 fi
