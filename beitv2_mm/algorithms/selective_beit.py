@@ -29,24 +29,12 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from beitv2_mm.algorithms.beit import BEiTMIM
+from beitv2_mm.backbones.beit_vit import attention_bias
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Rows ``index`` (B, M) of ``x`` (B, N, C) -> (B, M, C)."""
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
-def _relative_bias(attn: nn.Module, shared: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """The (heads, N, N) bias a ``BEiTAttention`` adds: its own table and/or the shared one."""
-    own = None
-    if getattr(attn, 'relative_position_bias_table', None) is not None:
-        wh, ww = attn.window_size
-        n = wh * ww + 1
-        own = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
-        own = own.view(n, n, -1).permute(2, 0, 1)
-    if shared is None:
-        return own
-    return shared if own is None else own + shared
 
 
 def attention_rows(attn: nn.Module, h: torch.Tensor, index: torch.Tensor,
@@ -78,7 +66,7 @@ def attention_rows(attn: nn.Module, h: torch.Tensor, index: torch.Tensor,
     kv = F.linear(h, weight[C:], kv_bias)
     q = q.view(B, M, heads, -1).transpose(1, 2)
     k, v = kv.view(B, N, 2, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-    bias = _relative_bias(attn, rel_pos_bias)
+    bias = attention_bias(attn, rel_pos_bias)
     if bias is not None:
         bias = bias[:, index].transpose(0, 1)  # (B, heads, M, N)
     if getattr(attn, 'attn_impl', 'explicit') == 'sdpa':

@@ -81,6 +81,19 @@ def _drop_stored_rel_pos_index(state_dict, prefix, *args) -> None:
     state_dict.pop(prefix + 'relative_position_index', None)
 
 
+def attention_bias(attn: nn.Module, shared: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The ``(heads, N, N)`` bias a ``BEiTAttention`` (stock or fast) adds to its scores: its
+    own relative position table gathered by its index, plus the ``shared`` one; None if none."""
+    own = None
+    if getattr(attn, 'relative_position_bias_table', None) is not None:
+        num_tokens = attn.window_size[0] * attn.window_size[1] + 1
+        own = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
+        own = own.view(num_tokens, num_tokens, -1).permute(2, 0, 1)
+    if shared is None:
+        return own
+    return shared if own is None else own + shared
+
+
 def pretrain_trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
     """The official BEiT pretraining init: normal(0, std) truncated at +-std.
 
@@ -125,14 +138,6 @@ class FastBEiTAttention(BEiTAttention):
         self._share_rel_pos_index()
         return out
 
-    def _layer_rel_pos_bias(self) -> Optional[torch.Tensor]:
-        """This layer's own relative position bias, shape ``(heads, N, N)``, or None."""
-        if self.relative_position_bias_table is None:
-            return None
-        num_tokens = self.window_size[0] * self.window_size[1] + 1
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(num_tokens, num_tokens, -1).permute(2, 0, 1)
-
     def forward(self, x: torch.Tensor, rel_pos_bias: Optional[torch.Tensor] = None):
         """Self-attention over ``x`` (B, N, C) with optional shared bias (heads, N, N)."""
         if self.attn_impl == 'explicit':
@@ -146,9 +151,7 @@ class FastBEiTAttention(BEiTAttention):
             qkv = self.qkv(x)
         q, k, v = qkv.reshape(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
 
-        bias = self._layer_rel_pos_bias()
-        if rel_pos_bias is not None:
-            bias = rel_pos_bias if bias is None else bias + rel_pos_bias
+        bias = attention_bias(self, rel_pos_bias)
         if bias is not None:
             # SDPA wants the mask in the query dtype under autocast (bf16/fp16).
             bias = bias.to(q.dtype)
