@@ -58,6 +58,7 @@ def main(argv=None):
         metrics = runner.test() or {}
         main_process = launch.is_main_process()  # before the group is gone
     finally:
+        del runner  # its model wrapper holds the process group; close_distributed must free it
         launch.close_distributed()
     if main_process:
         metrics = {k: _jsonable(v) for k, v in metrics.items()}

@@ -61,6 +61,7 @@ def main(argv=None):
     try:
         runner.train()
     finally:
+        del runner  # its DDP wrapper holds the process group; close_distributed must free it
         launch.close_distributed()
 
 

@@ -7,7 +7,9 @@
   real launcher at a chosen point of a tiny demo run.
 * ``--record``: every rank appends ``{"iter", "loss"}`` to ``<work_dir>/losses_rank<R>.jsonl``
   (mmengine logs rank 0's loss only) and, at the end, saves its model buffers to
-  ``<work_dir>/buffers_rank<R>.pth`` (EMA codebooks must be identical on every rank).
+  ``<work_dir>/buffers_rank<R>.pth`` (EMA codebooks must be identical on every rank); after
+  ``tools/train.py`` returns, the names of the native threads still running go to
+  ``<work_dir>/threads_rank<R>.json`` (Linux; gloo's must be gone before interpreter teardown).
 * ``--per-sample-seed``: the augmentation of a sample depends only on its index (python, numpy
   and torch RNGs re-seeded around each ``dataset[i]``), so a 1-process run and a 2-process run
   with the same total batch see identical batches; only for world-size agreement tests.
@@ -98,6 +100,23 @@ def _install_per_sample_seed():
     Runner.build_dataloader = staticmethod(build_dataloader)
 
 
+def _record_native_threads(train_argv):
+    """Names of this process's native threads (``/proc/self/task/*/comm``) into the work dir."""
+    tasks = '/proc/self/task'
+    if '--work-dir' not in train_argv or not osp.isdir(tasks):
+        return
+    names = []
+    for task in sorted(os.listdir(tasks)):
+        try:
+            with open(osp.join(tasks, task, 'comm')) as f:
+                names.append(f.read().strip())
+        except OSError:  # the thread ended meanwhile
+            pass
+    work_dir = train_argv[train_argv.index('--work-dir') + 1]
+    with open(osp.join(work_dir, f"threads_rank{os.environ.get('RANK', '0')}.json"), 'w') as f:
+        json.dump(names, f)
+
+
 def main():
     argv = sys.argv[1:]
     split = argv.index('--')
@@ -118,6 +137,8 @@ def main():
     sys.argv = [train] + argv[split + 1:]
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     runpy.run_path(train, run_name='__main__')
+    if args.record:
+        _record_native_threads(argv[split + 1:])
 
 
 if __name__ == '__main__':
