@@ -330,7 +330,10 @@ def main(argv=None):
         cfg.env_cfg.dist_cfg.timeout = args.dist_timeout
     if args.no_random:
         cfg.train_dataloader.dataset.augment = False
-    run(cfg, resume=args.resume)
+    run(cfg, resume=args.resume)  # the runner it returns is dropped at once
+    if args.launcher != 'none':  # as tools/train.py: gloo's threads end before teardown
+        from beitv2_mm.engine.launch import close_distributed
+        close_distributed()
 
 
 if __name__ == '__main__':
