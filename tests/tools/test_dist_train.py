@@ -1,4 +1,5 @@
-"""tools/dist_train.sh: a 2-process run on gloo (no GPU) of a tiny config finishes."""
+"""tools/dist_train.sh and tools/dist_test.sh: 2-process runs on gloo (no GPU) of a tiny config."""
+import json
 import os
 import re
 import socket
@@ -38,6 +39,26 @@ def test_dist_train_two_processes_on_gloo(tmp_path, tiny_data):
     # Both ranks took part: mmengine logs the world size and the backend of the group.
     assert 'Distributed training: True' in log and re.search(r'GPU number: 2\b', log), log[-3000:]
     assert "dist_cfg: {'backend': 'gloo'}" in log, log[-3000:]
+
+    # Evaluation split over 2 ranks gives the metrics of one process on the whole set; 15 of
+    # the 20 val images, so the sampler pads rank 1 and the gathered results must drop the pad.
+    def evaluate(*cmd, name):
+        out = tmp_path / f'{name}.json'
+        done = subprocess.run([*cmd, '--work-dir', str(tmp_path / name), '--out', str(out),
+                               '--cfg-options', '+test_dataloader.dataset.indices=15'],
+                              capture_output=True, text=True, env=dict(env, PORT=str(_free_port())),
+                              timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        return done.stdout, json.loads(out.read_text())['metrics']
+
+    checkpoint = str(work / 'iter_2.pth')
+    _, single = evaluate(sys.executable, str(REPO_ROOT / 'tools' / 'test.py'), str(config),
+                         checkpoint, name='test_one')
+    printed, split = evaluate('bash', str(REPO_ROOT / 'tools' / 'dist_test.sh'), str(config),
+                              checkpoint, '2', name='test_two')
+    assert split == single and 'accuracy/top1' in split, (split, single)
+    assert printed.count('"accuracy/top1"') == 1  # printed by the main process only
+    assert re.search(r'GPU number: 2\b', printed), printed[-3000:]
 
 
 def test_dist_scripts_need_their_arguments():
