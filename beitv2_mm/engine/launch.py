@@ -422,11 +422,11 @@ def close_distributed() -> None:
 
     Left to interpreter teardown, a gloo group's threads (``gloo_tcp_loop``, ``pt_gloo_runloop``)
     can be destroyed while still joinable: "terminate called without an active exception" and
-    SIGABRT on one rank after a finished run, which ``torchrun`` reports as a failure (about 1
-    run in 40 of the 2-rank MIM demo on a 2-core CPU, torch 2.13). ``destroy_process_group``
-    alone does not end those threads while the runner lives: its DDP wrapper holds the group
-    and the runner sits in reference cycles. So the caller drops its runner first, and the
-    cycles are collected here before and after the group is destroyed.
+    SIGABRT on one rank after a finished run, which ``torchrun`` reports as a failure (2 of 41
+    runs of the 2-rank MIM demo on a 2-core CPU, torch 2.13). ``destroy_process_group`` alone
+    does not end those threads while the runner lives: its DDP wrapper holds the group and the
+    runner sits in reference cycles. So the caller drops its runner first, and the cycles are
+    collected here, before the group is destroyed.
     """
     import gc
 
@@ -435,7 +435,6 @@ def close_distributed() -> None:
     gc.collect()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    gc.collect()
 
 
 def add_guard_hooks(cfg: Config) -> None:
