@@ -4,8 +4,8 @@ LSJ 1024 (scale 0.1-2.0), 100 epochs = 184375 iterations at batch 64 (16 GPUs x 
 --auto-scale-lr for other totals), AdamW lr 1e-4 betas (0.9, 0.999) wd 0.1, layer decay 0.7
 (``BEiTLayerDecayOptimWrapperConstructor`` understands ``backbone.layers.N`` inside the detector),
 250 warmup iterations, lr x0.1 at 88.9% and 96.3% of training, drop path 0.1, AMP, simple
-feature pyramid with LayerNorm (eps 1e-6; neck and heads). Model details and the deviation from
-ViTDet's architecture (global attention) in configs/_base_/det_mask_rcnn_beit_vitdet.py.
+feature pyramid with LayerNorm (eps 1e-6; neck and heads), ViTDet's 14x14 window attention with
+global blocks 2, 5, 8, 11. Model details in configs/_base_/det_mask_rcnn_beit_vitdet.py.
 
 Weight decay deviates from ViTDet on purpose: no decay on any norm (backbone, neck, heads), bias,
 q/v bias, layer-scale gamma, cls token or relative position table, as BEiT's fine-tuning rule

@@ -117,6 +117,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help='also run it on the stock mmpretrain.BEiTViT backbone')
     uper.add_argument('--channels-last', action='store_true',
                       help='fast side: convolution weights in torch.channels_last format')
+    uper.add_argument('--window-size', type=int, default=0,
+                      help='fast side: the detector\'s WindowedBEiTViT, ViTDet\'s window '
+                           'attention with windows of N patches in all blocks but the last of '
+                           'each quarter (configs/mask_rcnn_coco.py: 14 at 1024 px); 0 (default): '
+                           'global attention in every block')
     data = sub.add_parser('data', parents=[common], help='training dataloader images/s')
     data.add_argument('--config', required=True, help='config whose train_dataloader to time')
     data.add_argument('--data-root', default=None,
@@ -211,7 +216,8 @@ def main(argv=None) -> dict:
         variants = bench.upernet_variants(arch, batch, args.img_size, device, args.precision,
                                           args.attn, args.compare, fused, args.seed,
                                           compile_layers=compile_cfg(args.compile),
-                                          channels_last=args.channels_last)
+                                          channels_last=args.channels_last,
+                                          window_size=args.window_size)
         baseline = args.compare
     else:  # data
         variants, info = bench.data_variant(

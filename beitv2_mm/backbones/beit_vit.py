@@ -41,11 +41,12 @@ from mmpretrain.registry import MODELS
 ATTN_IMPLS = ('sdpa', 'explicit')
 
 
-def relative_position_index(window_size) -> torch.Tensor:
+def relative_position_index(window_size, with_cls: bool = True) -> torch.Tensor:
     """BEiT's relative position index of a ``(Wh, Ww)`` (or square ``int``) grid plus [CLS],
     shape ``(Wh*Ww + 1, Wh*Ww + 1)``, int64; the values mmpretrain's ``BEiTAttention`` and
     ``RelativePositionBias`` build (rows of the ``(2Wh-1)(2Ww-1) + 3`` bias table: patch pairs by
-    their offset, then [CLS]->patch, patch->[CLS], [CLS]->[CLS])."""
+    their offset, then [CLS]->patch, patch->[CLS], [CLS]->[CLS]). ``with_cls=False``: the
+    ``(Wh*Ww, Wh*Ww)`` patch-to-patch part alone (a grid without [CLS], as ViTDet's windows)."""
     wh, ww = (window_size, window_size) if isinstance(window_size, int) else window_size
     coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww),
                                         indexing='ij')).flatten(1)
@@ -53,6 +54,8 @@ def relative_position_index(window_size) -> torch.Tensor:
     num_relative = (2 * wh - 1) * (2 * ww - 1) + 3
     index = torch.zeros((wh * ww + 1, ) * 2, dtype=torch.long)
     index[1:, 1:] = (rel[..., 0] + wh - 1) * (2 * ww - 1) + rel[..., 1] + ww - 1
+    if not with_cls:
+        return index[1:, 1:].contiguous()
     index[0, 0:] = num_relative - 3
     index[0:, 0] = num_relative - 2
     index[0, 0] = num_relative - 1
@@ -62,15 +65,16 @@ def relative_position_index(window_size) -> torch.Tensor:
 _SHARED_INDEX: dict = {}
 
 
-def shared_relative_position_index(window_size, device) -> torch.Tensor:
-    """One read-only :func:`relative_position_index` per (window, device), shared by all layers
-    (and models) that ask for it. Built outside inference mode, so that autograd may save it."""
+def shared_relative_position_index(window_size, device, with_cls: bool = True) -> torch.Tensor:
+    """One read-only :func:`relative_position_index` per (window, [CLS] or not, device), shared
+    by all layers (and models) that ask for it. Built outside inference mode, so that autograd
+    may save it."""
     device = torch.device(device)
-    key = (tuple(int(w) for w in window_size), device.type, device.index)
+    key = (tuple(int(w) for w in window_size), bool(with_cls), device.type, device.index)
     index = _SHARED_INDEX.get(key)
     if index is None:
         with torch.inference_mode(False):
-            index = relative_position_index(key[0]).to(device)
+            index = relative_position_index(key[0], with_cls=key[1]).to(device)
         _SHARED_INDEX[key] = index
     return index
 
@@ -86,7 +90,7 @@ def attention_bias(attn: nn.Module, shared: Optional[torch.Tensor]) -> Optional[
     own relative position table gathered by its index, plus the ``shared`` one; None if none."""
     own = None
     if getattr(attn, 'relative_position_bias_table', None) is not None:
-        num_tokens = attn.window_size[0] * attn.window_size[1] + 1
+        num_tokens = attn.relative_position_index.shape[0]  # with [CLS] or without (windows)
         own = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
         own = own.view(num_tokens, num_tokens, -1).permute(2, 0, 1)
     if shared is None:
@@ -142,6 +146,11 @@ class FastBEiTAttention(BEiTAttention):
         """Self-attention over ``x`` (B, N, C) with optional shared bias (heads, N, N)."""
         if self.attn_impl == 'explicit':
             return super().forward(x, rel_pos_bias=rel_pos_bias)
+        return self.sdpa_attention(x, attention_bias(self, rel_pos_bias))
+
+    def sdpa_attention(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        """qkv projection, SDPA with the additive ``bias`` ((heads, N, N) or None) and output
+        projection of ``x`` (B, N, C)."""
         B, N, C = x.shape
         if self.bias == 'qv_bias':
             # k has no bias in BEiT: a zero block keeps one fused qkv matmul.
@@ -151,7 +160,6 @@ class FastBEiTAttention(BEiTAttention):
             qkv = self.qkv(x)
         q, k, v = qkv.reshape(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
 
-        bias = attention_bias(self, rel_pos_bias)
         if bias is not None:
             # SDPA wants the mask in the query dtype under autocast (bf16/fp16).
             bias = bias.to(q.dtype)
@@ -164,7 +172,8 @@ class FastBEiTAttention(BEiTAttention):
         return self.proj_drop(self.proj(out))
 
 
-def use_fast_attention(module: nn.Module, attn_impl: str = 'sdpa') -> int:
+def use_fast_attention(module: nn.Module, attn_impl: str = 'sdpa',
+                       attention_class: type = FastBEiTAttention) -> int:
     """Switch every ``BEiTAttention`` inside ``module`` to :class:`FastBEiTAttention`.
 
     The modules keep their parameters; the class (hence ``forward``) changes, and a per-layer
@@ -173,6 +182,8 @@ def use_fast_attention(module: nn.Module, attn_impl: str = 'sdpa') -> int:
     Args:
         module (nn.Module): Any module holding BEiT attention layers (backbone, neck, ...).
         attn_impl (str): ``'sdpa'`` or ``'explicit'``.
+        attention_class (type): The subclass of :class:`FastBEiTAttention` to switch stock
+            modules to (e.g. the windowed one of :mod:`beitv2_mm.backbones.windowed_beit`).
 
     Returns:
         int: Number of attention modules switched.
@@ -184,7 +195,7 @@ def use_fast_attention(module: nn.Module, attn_impl: str = 'sdpa') -> int:
     for sub in module.modules():
         if isinstance(sub, BEiTAttention):
             if not isinstance(sub, FastBEiTAttention):
-                sub.__class__ = FastBEiTAttention
+                sub.__class__ = attention_class
                 if sub._buffers.pop('relative_position_index', None) is not None:
                     sub._register_load_state_dict_pre_hook(_drop_stored_rel_pos_index)
                     sub._share_rel_pos_index()

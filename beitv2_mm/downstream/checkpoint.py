@@ -12,13 +12,15 @@ scopes find it. It calls :func:`load_beit_pretrained`, which
    ``target_generator.*``, MIM ``neck.*``/``head.*`` and anything else are dropped and counted),
    or, with no ``backbone.`` key, the whole dict as backbone keys (the output of
    ``tools/convert_ckpt.py``);
-2. maps ``BEiTPretrainViT`` to ``BEiTViT``: drops ``mask_token``, copies the shared relative
+2. maps ``BEiTPretrainViT`` to ``BEiTViT``: drops ``mask_token`` (and ``cls_token`` for a
+   backbone without one, the windowed detector backbone), copies the shared relative
    position bias (``rel_pos_bias.relative_position_bias_table``) into every layer when the target
    has per-layer tables (the official fine-tune code does the same), drops the final norm ``ln1``
    when the target pools with ``fc_norm`` instead;
-3. resizes relative position bias tables (e.g. 14x14 -> 32x32 windows for ADE20K at 512 px, with
-   mmpretrain's geometric-progression bicubic resize, working through the interp2d fix in
-   :mod:`beitv2_mm.engine.compat`) and absolute position embeddings (bicubic, extra tokens kept);
+3. resizes relative position bias tables, per layer to that layer's window (e.g. 14x14 -> 32x32
+   windows for ADE20K at 512 px, with mmpretrain's geometric-progression bicubic resize, working
+   through the interp2d fix in :mod:`beitv2_mm.engine.compat`; a smaller window takes the
+   table's centre) and absolute position embeddings (bicubic, extra tokens kept);
 4. loads with ``strict=False`` and *reports* every missing and unexpected key in the log (and
    raises with ``strict=True``); the report is also returned.
 
@@ -168,9 +170,11 @@ def _num_patches_side(num_tokens: int, num_extra: int, what: str) -> int:
 def resize_rel_pos_table(table: torch.Tensor, dst_len: int) -> torch.Tensor:
     """Resize a BEiT relative position bias table (``(2W-1)^2 + 3`` rows) to ``dst_len`` rows.
 
-    The 3 extra rows (cls->token, token->cls, cls->cls) are kept; the grid part goes through
+    The 3 extra rows (cls->token, token->cls, cls->cls) are kept. A larger window goes through
     mmpretrain's ``resize_relative_position_bias_table`` (the official geometric-progression
-    bicubic resize).
+    bicubic resize); a smaller one (a ViTDet window smaller than the pretraining grid) takes the
+    table's centre, the offsets it already holds: the geometric search of that resize only
+    covers growth (ratio 1.01-1.5) and would stretch the table instead.
     """
     from mmpretrain.models.utils import resize_relative_position_bias_table
 
@@ -178,6 +182,10 @@ def resize_rel_pos_table(table: torch.Tensor, dst_len: int) -> torch.Tensor:
     src = _num_patches_side(src_len, 3, 'relative_position_bias_table (checkpoint)')
     dst = _num_patches_side(dst_len, 3, 'relative_position_bias_table (model)')
     extra = table[-3:]
+    if dst < src:
+        start = (src - dst) // 2  # both sides odd (2W - 1): the centre is exact
+        grid = table[:-3].view(src, src, num_heads)[start:start + dst, start:start + dst]
+        return torch.cat([grid.reshape(dst * dst, num_heads), extra], dim=0)
     grid = resize_relative_position_bias_table(src, dst, table[:-3].float(), num_heads)
     return torch.cat([grid.to(table.dtype), extra], dim=0)
 
@@ -203,6 +211,9 @@ def adapt_backbone_state_dict(state_dict: Dict[str, torch.Tensor], module: nn.Mo
         if key in sd and key not in target:
             sd.pop(key)
             report.dropped[key] = 'MIM mask token (pretraining only)'
+    if 'cls_token' in sd and 'cls_token' not in target:
+        sd.pop('cls_token')
+        report.dropped['cls_token'] = '[CLS] token: the backbone has none (ViTDet windows)'
 
     shared_key = 'rel_pos_bias.relative_position_bias_table'
     per_layer = [k for k in target if k.startswith('layers.')

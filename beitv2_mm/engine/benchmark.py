@@ -1069,12 +1069,14 @@ def vqkd_variants(tokenizer_arch: dict, batch: int, img_size: int, device: torch
 
 # --------------------------------------------------------------------------- UperNet
 def upernet_model_config(arch: dict, img_size: int, backbone_type: str, attn: str,
-                         num_classes: int = 150, compile_layers=False) -> dict:
+                         num_classes: int = 150, compile_layers=False,
+                         window_size: int = 0) -> dict:
     """mmseg UperNet + FCN auxiliary head on a BEiT ViT (the ADE20K recipe's structure).
 
     ``backbone_type`` ``'mmpretrain.BEiTViT'`` is the stock backbone, ``'FastBEiTViT'``
     this project's (SDPA attention; its layers ``torch.compile``d with ``compile_layers``,
-    bool or options dict). Four features from evenly spaced layers (3/5/7/11 for
+    bool or options dict), ``'WindowedBEiTViT'`` the detector's (ViTDet's layout with windows of
+    ``window_size`` patches). Four features from evenly spaced layers (3/5/7/11 for
     12 layers), a ViT-to-pyramid neck (x4, x2, x1, x0.5), channels min(768, 4*embed_dims).
     """
     depth, dims = arch['num_layers'], arch['embed_dims']
@@ -1088,6 +1090,8 @@ def upernet_model_config(arch: dict, img_size: int, backbone_type: str, attn: st
                     drop_path_rate=0.15)
     if backbone_type != 'mmpretrain.BEiTViT':
         backbone.update(attn_impl=attn, compile=compile_layers or False)
+    if backbone_type.endswith('WindowedBEiTViT'):
+        backbone.update(window_size=window_size)  # ViTDet's global blocks by default
     channels = min(768, 4 * dims)
     norm = dict(type='SyncBN' if torch.distributed.is_initialized() else 'BN',
                 requires_grad=True)
@@ -1133,15 +1137,19 @@ def upernet_batch(batch: int, img_size: int, num_classes: int, seed: int = 0) ->
 def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device,
                      precision: str, attn: str, compare: Optional[str], fused: bool = True,
                      seed: int = 0, compile_layers=False,
-                     channels_last: bool = False) -> List[Variant]:
+                     channels_last: bool = False, window_size: int = 0) -> List[Variant]:
     """UperNet training step (ADE20K recipe's optimizer: AdamW lr 5e-5 wd 0.05); the fast
     side's backbone layers are compiled with ``compile_layers``, and with ``channels_last``
     its convolution weights (neck and heads) are in ``torch.channels_last`` memory format
     (the ViT's feature maps already come out channels-last: (B, N, C) tokens viewed as
-    (B, C, h, w)).
+    (B, C, h, w)). ``window_size`` > 0: the fast side's backbone is the detector's
+    ``WindowedBEiTViT`` (ViTDet's window attention, windows of that many patches), the way to
+    time the Mask R-CNN backbone at 1024 px without mmdet's compiled ops.
 
     ``compare='mmpretrain'`` (or ``'explicit'``) adds the same model on the stock
-    ``mmpretrain.BEiTViT`` backbone with the same weights and mmengine's default AdamW.
+    ``mmpretrain.BEiTViT`` backbone with the same weights (with windows: all but the windowed
+    blocks' relative position tables, which have the window's size) and mmengine's default
+    AdamW.
     """
     import beitv2_mm  # noqa: F401 - registers FastBEiTViT
     from mmseg.registry import MODELS as SEG_MODELS
@@ -1152,21 +1160,30 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
     num_classes = 150
     variants = []
     first = None
-    entries = [('fast', 'mmpretrain.FastBEiTViT', fused)]
+    fast_type = 'mmpretrain.WindowedBEiTViT' if window_size else 'mmpretrain.FastBEiTViT'
+    entries = [('fast', fast_type, fused)]
     if compare:
         entries.append((compare, 'mmpretrain.BEiTViT', False))
     for name, backbone_type, use_fused in entries:
         torch.manual_seed(seed)
         compiled = (compile_layers or False) if name == 'fast' else False
         model = _build_model(upernet_model_config(arch, img_size, backbone_type, attn,
-                                                  num_classes, compile_layers=compiled),
+                                                  num_classes, compile_layers=compiled,
+                                                  window_size=window_size),
                              device, SEG_MODELS).train()
         if first is not None:
             # the fast backbone stores no per-layer relative_position_index (a function of the
-            # window size): the stock one keeps its own; every other key must match
-            result = model.load_state_dict(first.state_dict(), strict=False)
+            # window size): the stock one keeps its own; every other key must match, except,
+            # with windows, the windowed blocks' tables and the [CLS] token the windowed
+            # backbone does not have
+            source, own = first.state_dict(), model.state_dict()
+            if window_size:
+                source = {k: v for k, v in source.items() if v.shape == own[k].shape}
+            result = model.load_state_dict(source, strict=False)
             missing = [k for k in result.missing_keys
-                       if not k.endswith('attn.relative_position_index')]
+                       if not k.endswith('attn.relative_position_index')
+                       and not (window_size and (k.endswith('relative_position_bias_table')
+                                                 or k == 'backbone.cls_token'))]
             if missing or result.unexpected_keys:
                 raise KeyError(f'fast -> {name} weight copy: missing {missing}, unexpected '
                                f'{result.unexpected_keys}')
@@ -1187,6 +1204,8 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
 
         variants.append(Variant(name, step, batch, info=dict(
             backbone=backbone_type, fused_adamw=use_fused, compile=compiled,
+            window_size=window_size if name == 'fast' else 0,
+            window_blocks=list(getattr(model.backbone, 'window_block_indexes', [])),
             channels_last=bool(channels_last and name == 'fast'))))
     init_default_scope('mmpretrain')
     return variants

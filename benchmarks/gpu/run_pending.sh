@@ -8,13 +8,14 @@
 #   mim   the MIM step compiled against mmpretrain's stock step, with the kernel profile (as
 #         g15), then the fast side alone under torch.compile's max-autotune (GEMM templates with
 #         fused epilogues: the memory-bound half of the step is what 40% MFU needs)
-#   det   the detector's backbone at 1024 px (4097 tokens, global attention in every block):
-#         GPU memory and step time of FastBEiTViT (SDPA, one shared relative position index;
-#         configs/_base_/det_mask_rcnn_beit_vitdet.py) against mmpretrain's BEiTViT, inside the
-#         UperNet step at 1024 px (mmdet's Mask R-CNN needs compiled mmcv ops this host lacks;
-#         mmseg imports through g24's stand-in): the fast side alone, then both sides (one
-#         process holds both models), 2 images each (the least UperNet's BatchNorm trains with;
-#         at 1024 px the UperNet head alone should take ~4x g24's 8.8 GB, so 4 may not fit)
+#   det   the detector's backbone at 1024 px: GPU memory and step time of WindowedBEiTViT
+#         (ViTDet's 14x14 windows, 4 global blocks; configs/_base_/det_mask_rcnn_beit_vitdet.py)
+#         and of FastBEiTViT (global attention in every block, 4097 tokens, what the detector
+#         used before 2026-11-24) against mmpretrain's BEiTViT, inside the UperNet step at
+#         1024 px (mmdet's Mask R-CNN needs compiled mmcv ops this host lacks; mmseg imports
+#         through g24's stand-in): each fast side alone, then each against the stock backbone
+#         (one process holds both models), 2 images each (the least UperNet's BatchNorm trains
+#         with; at 1024 px the UperNet head alone should take ~4x g24's 8.8 GB)
 #
 #   bash benchmarks/gpu/run_pending.sh OUT [data|mim|det|all]     # from the repository root
 #
@@ -61,6 +62,8 @@ fi
 if [[ "$phase" == det || "$phase" == all ]]; then
     U=(upernet --arch "$ARCH" --img-size "${DET_IMG:-1024}" --precision "$PRECISION" --steps 8 --warmup 2)
     TOOL=benchmarks/h100-2026-11-23/g24_upernet_without_mmcv_ops.py
+    run det_backbone_windowed_b2 "$LIMIT" "${U[@]}" --batch 2 --window-size 14
     run det_backbone_fast_b2 "$LIMIT" "${U[@]}" --batch 2
+    run det_backbone_windowed_compare_b2 "$LIMIT" "${U[@]}" --batch 2 --window-size 14 --compare mmpretrain
     run det_backbone_compare_b2 "$LIMIT" "${U[@]}" --batch 2 --compare mmpretrain
 fi

@@ -1,20 +1,22 @@
-"""Mask R-CNN on a BEiT ViT-B/16 with ViTDet's simple feature pyramid (mmdet), 1024x1024 input.
+"""Mask R-CNN on a BEiT ViT-B/16 with ViTDet's backbone layout and simple feature pyramid (mmdet),
+1024x1024 input.
 
-Backbone: this project's ``FastBEiTViT`` (mmpretrain ``BEiTViT``, same parameters, with
-SDPA attention and one shared, unsaved relative position index; per-layer relative position
-bias, the pretrain's 14x14 window resized to 64x64 by the checkpoint flow), drop path 0.1,
-last-layer feature map (stride 16). Deviation from ViTDet: attention is global in every block
-instead of ViTDet's 14x14 windows with 4 global blocks, because mmpretrain's BEiT ViT has no
-window attention. At 1024 px that is 4097 tokens per block, which is why the backbone is not
-the stock class: mmpretrain's ``BEiTViT`` keeps a 4097 x 4097 int64 index buffer per layer
-(1.6 GB for 12 layers, in memory and in every checkpoint: 2.06 GB of state dict per ViT-B
-Mask R-CNN against 0.45 GB with the shared index, run c7 in BENCHMARKS.md) and materialises
-12 x 4097^2 attention maps per image and layer, which SDPA's memory-efficient CUDA kernel does
-not store (GPU memory not measured in this project yet; on a CPU SDPA falls back to the
-explicit arithmetic). ``type='mmpretrain.BEiTViT'`` gives the stock backbone back (same
-checkpoints). Neck: ``SimpleFeaturePyramid`` (strides
-4/8/16/32 + 64 by max pooling, LayerNorm), RPN with 2 convs, Shared4Conv1FC box head and FCN mask
-head with LayerNorm (``LN2d``), as ViTDet.
+Backbone: this project's ``WindowedBEiTViT`` (mmpretrain ``BEiTViT`` keys, SDPA attention, one
+shared unsaved relative position index per window size): ViTDet's window attention, 14x14
+windows in blocks 0, 1, 3, 4, 6, 7, 9, 10 and global attention in blocks 2, 5, 8, 11, no [CLS]
+token (``beitv2_mm/backbones/windowed_beit.py``). A 14x14 window is the pretraining grid, so the
+windowed blocks keep the pretrained relative position table as it is; the checkpoint flow
+resizes it to 64x64 for the global blocks only. Per-layer relative position bias, drop path
+0.1, last-layer feature map (stride 16).
+
+Against global attention in every block (``FastBEiTViT``, 4097 tokens per block, what this
+config used until 2026-11-24): the windowed blocks attend over 25 windows of 196 tokens (the
+64x64 grid padded to 70x70, as ViTDet), 8.3x fewer attention FLOPs per block, and their bias is
+(heads, 196, 196) instead of (heads, 4096, 4096). mmpretrain's ``BEiTViT`` has no window
+attention; as a global-attention backbone it would also keep a 4097 x 4097 int64 index buffer
+per layer (1.6 GB for 12 layers, in memory and in every checkpoint; run c7 in BENCHMARKS.md).
+Neck: ``SimpleFeaturePyramid`` (strides 4/8/16/32 + 64 by max pooling, LayerNorm), RPN with 2
+convs, Shared4Conv1FC box head and FCN mask head with LayerNorm (``LN2d``), as ViTDet.
 Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``.
 """
 # eps as detectron2's LayerNorm in ViTDet (mmcv's build_norm_layer would default it to 1e-5)
@@ -32,11 +34,13 @@ model = dict(
         batch_augments=[dict(type='BatchFixedSizePad', size=(1024, 1024), pad_mask=True)],
     ),
     backbone=dict(
-        type='mmpretrain.FastBEiTViT',
+        type='mmpretrain.WindowedBEiTViT',
         # ViT-B as a dict (not 'base') so that other configs can override single entries.
         arch=dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
         img_size=1024,
         patch_size=16,
+        window_size=14,
+        window_block_indexes=[0, 1, 3, 4, 6, 7, 9, 10],
         out_indices=[11],
         out_type='featmap',
         final_norm=False,

@@ -62,14 +62,21 @@ def test_config_builds(rel):
         assert 'data_root' in cfg[key].dataset
     hooks = [h for h in cfg.custom_hooks if h.type == 'DownstreamResultsHook']
     assert len(hooks) == 1 and hooks[0].task == task
-    # ViT-L (300M parameters) and the 1024 px detector (a 4097 x 4097 relative position index per
-    # layer) are built on the meta device: structure only, no memory; the ViT-B detector is built
-    # for real (at a reduced resolution) in test_vitb_mask_rcnn_one_step_reduced_resolution.
+    # ViT-L (300M parameters) and the 1024 px detector (a 4096 x 4096 relative position index for
+    # its global blocks) are built on the meta device: structure only, no memory; the ViT-B
+    # detector is built for real (at a reduced resolution) in
+    # test_vitb_mask_rcnn_one_step_reduced_resolution.
     if 'vitl' in rel or rel.startswith('configs/mask_rcnn_coco'):
         with torch.device('meta'):
             model = _registry(scope).build(cfg.model)
         if 'vitl' in rel:
             assert model.backbone.num_layers == 24 and model.backbone.embed_dims == 1024
+        else:  # ViTDet's layout: 14x14 windows (the pretraining grid), 4 global blocks
+            windows = [layer.attn.attn_window for layer in model.backbone.layers]
+            assert windows == [(14, 14), (14, 14), (64, 64)] * 4
+            tables = [layer.attn.relative_position_bias_table.shape[0]
+                      for layer in model.backbone.layers]
+            assert tables == [27 ** 2 + 3, 27 ** 2 + 3, 127 ** 2 + 3] * 4
     else:
         model = _registry(scope).build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) > 0
@@ -323,6 +330,8 @@ def test_vitb_mask_rcnn_one_step_reduced_resolution(tiny_data):
     size = 128
     cfg.merge_from_dict({
         'model.backbone.img_size': size,
+        # an 8x8 grid: 4x4 windows keep the windowed blocks windowed (14 would pad to one window)
+        'model.backbone.window_size': 4,
         'model.data_preprocessor.pad_size_divisor': size,
         'model.data_preprocessor.batch_augments': [
             dict(type='BatchFixedSizePad', size=(size, size), pad_mask=True)],

@@ -7,7 +7,7 @@ import torch
 
 from beitv2_mm.downstream.checkpoint import (FINAL_NORM_FROM_NECK, extract_backbone_state_dict,
                                              load_beit_pretrained, method_from_config_text,
-                                             read_pretrain_info)
+                                             read_pretrain_info, resize_rel_pos_table)
 
 from downstream_helpers import TINY_ARCH
 
@@ -154,6 +154,40 @@ def test_stock_per_layer_checkpoint_into_fast_backbone(img_size):
     else:
         assert 'layers.1.attn.relative_position_bias_table' in report.resized
         assert fast(torch.randn(1, 3, 128, 128))[0].shape == (1, 64, 16, 16)
+
+
+def test_mim_checkpoint_into_windowed_detector_backbone(tiny_mim_checkpoint):
+    """ViTDet layout (``WindowedBEiTViT``): blocks whose window is the pretraining grid take the
+    pretrained table as it is, the global block gets it resized to the whole grid, and the
+    [CLS] token (which the backbone does not have) is dropped with its reason."""
+    path, sd = tiny_mim_checkpoint
+    vit = build_vit(type='WindowedBEiTViT', img_size=128, window_size=8,
+                    window_block_indexes=[0, 1, 2], out_type='featmap')
+    report = load_beit_pretrained(vit, path)
+    shared = sd['backbone.rel_pos_bias.relative_position_bias_table']
+    for i in range(3):
+        assert torch.equal(vit.layers[i].attn.relative_position_bias_table, shared)
+    assert report.resized == {'layers.3.attn.relative_position_bias_table': '(228, 4) -> (964, 4)'}
+    assert 'cls_token' in report.dropped and 'no' in report.dropped['cls_token']
+    assert not report.missing and not report.unexpected
+    assert torch.equal(vit.layers[2].attn.qkv.weight, sd['backbone.layers.2.attn.qkv.weight'])
+    assert vit(torch.randn(1, 3, 128, 128))[0].shape == (1, 64, 16, 16)
+
+
+def test_smaller_window_takes_the_centre_of_the_table():
+    """A window smaller than the pretraining grid keeps the bias of each offset it can see."""
+    side, heads = 2 * 8 - 1, 2  # an 8x8 pretraining grid: offsets -7..7
+    offsets = torch.arange(side) - 7
+    grid = (100 * offsets[:, None] + offsets[None, :]).float()  # row dy, column dx
+    table = torch.cat([grid.reshape(-1, 1).repeat(1, heads), torch.full((3, heads), -1.0)])
+    table[:, 1] *= 2
+    small = resize_rel_pos_table(table, (2 * 4 - 1) ** 2 + 3)  # a 4x4 window: offsets -3..3
+    assert small.shape == (7 * 7 + 3, heads)
+    near = torch.arange(7) - 3
+    expected = (100 * near[:, None] + near[None, :]).float().reshape(-1)
+    torch.testing.assert_close(small[:-3, 0], expected, rtol=0, atol=0)
+    torch.testing.assert_close(small[:-3, 1], 2 * expected, rtol=0, atol=0)
+    assert torch.equal(small[-3:], table[-3:])
 
 
 def test_abs_pos_embed_is_resized_and_survives_init_weights(tmp_path):

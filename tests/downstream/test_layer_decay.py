@@ -60,8 +60,9 @@ def test_per_layer_lr_scales(config, decay):
         assert cfg.optim_wrapper.paramwise_cfg == full
         for name in ('backbone.layers.0.attn.q_bias', 'backbone.layers.0.ln1.weight',
                      'backbone.layers.0.gamma_1', 'backbone.layers.0.attn.proj.bias',
-                     'backbone.cls_token', 'backbone.layers.0.attn.relative_position_bias_table'):
+                     'backbone.layers.0.attn.relative_position_bias_table'):
             assert groups[name]['weight_decay'] == 0.0, name
+        assert 'backbone.cls_token' not in groups  # ViTDet's windowed ViT has no [CLS] token
         assert groups['backbone.layers.0.attn.qkv.weight']['weight_decay'] == wd
     if 'upernet' in config:  # norms of the neck and heads are 1-D: no decay either
         norm_weights = [n for n in groups if not n.startswith('backbone.')

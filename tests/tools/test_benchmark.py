@@ -186,6 +186,21 @@ def test_upernet_compare_stock_backbone(bench_tool, tmp_path):
     assert data['settings']['channels_last'] is True
 
 
+def test_upernet_windowed_backbone_against_stock(bench_tool, tmp_path):
+    """``--window-size``: the fast side is the detector's WindowedBEiTViT (ViTDet layout), the
+    stock side keeps global attention; both share every weight that has the same shape."""
+    path = tmp_path / 'uper_windows.json'
+    eight_layers = TINY.replace('"num_layers": 4', '"num_layers": 8')
+    out = bench_tool.main(['upernet', '--arch', eight_layers, *COMMON[2:4], '--img-size', '64',
+                           *COMMON[6:], '--window-size', '2', '--compare', 'mmpretrain',
+                           '--no-flops', '--json', str(path)])
+    data = _check_result(out, path, ['fast', 'mmpretrain'])
+    fast, stock = data['results']['fast']['info'], data['results']['mmpretrain']['info']
+    assert fast['backbone'] == 'mmpretrain.WindowedBEiTViT' and fast['window_size'] == 2
+    assert fast['window_blocks'] == [0, 2, 4, 6]  # 2x2 windows on the 4x4 grid; 1, 3, 5, 7 global
+    assert stock['backbone'] == 'mmpretrain.BEiTViT' and stock['window_blocks'] == []
+
+
 def _write_imagenet_layout(root: Path, per_class: int = 4):
     from PIL import Image
 
