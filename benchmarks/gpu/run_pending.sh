@@ -21,14 +21,16 @@
 #
 # The stack must be importable (on a host without network: benchmarks/gpu/fetch_wheels.sh).
 # Environment: ARCH (base), BATCH (128), PRECISION (bf16), IMAGES (/tmp/inet), STEPS (20),
-# WARMUP (4), LIMIT (seconds per run, 150), AUTOTUNE_LIMIT (300), PY (python3), DET_IMG (1024).
+# WARMUP (4), LIMIT (seconds per run, 150), AUTOTUNE_LIMIT (300), DET_LIMIT (130: the det phase's
+# four runs fit one 10-minute device call), PY (python3), DET_IMG (1024).
 set -uo pipefail
 out="${1:?usage: run_pending.sh OUT [data|mim|det|all]}"
 phase="${2:-all}"
 case "$phase" in data|mim|det|all) ;; *) echo "phase must be data, mim, det or all, got '$phase'" >&2; exit 2;; esac
 ARCH="${ARCH:-base}" BATCH="${BATCH:-128}" PRECISION="${PRECISION:-bf16}"
 IMAGES="${IMAGES:-/tmp/inet}" STEPS="${STEPS:-20}" WARMUP="${WARMUP:-4}"
-LIMIT="${LIMIT:-150}" AUTOTUNE_LIMIT="${AUTOTUNE_LIMIT:-300}" PY="${PY:-python3}"
+LIMIT="${LIMIT:-150}" AUTOTUNE_LIMIT="${AUTOTUNE_LIMIT:-300}" DET_LIMIT="${DET_LIMIT:-130}"
+PY="${PY:-python3}"
 export PYTHONUNBUFFERED=1
 mkdir -p "$out"
 here="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -62,8 +64,8 @@ fi
 if [[ "$phase" == det || "$phase" == all ]]; then
     U=(upernet --arch "$ARCH" --img-size "${DET_IMG:-1024}" --precision "$PRECISION" --steps 8 --warmup 2)
     TOOL=benchmarks/h100-2026-11-23/g24_upernet_without_mmcv_ops.py
-    run det_backbone_windowed_b2 "$LIMIT" "${U[@]}" --batch 2 --window-size 14
-    run det_backbone_fast_b2 "$LIMIT" "${U[@]}" --batch 2
-    run det_backbone_windowed_compare_b2 "$LIMIT" "${U[@]}" --batch 2 --window-size 14 --compare mmpretrain
-    run det_backbone_compare_b2 "$LIMIT" "${U[@]}" --batch 2 --compare mmpretrain
+    run det_backbone_windowed_b2 "$DET_LIMIT" "${U[@]}" --batch 2 --window-size 14
+    run det_backbone_fast_b2 "$DET_LIMIT" "${U[@]}" --batch 2
+    run det_backbone_windowed_compare_b2 "$DET_LIMIT" "${U[@]}" --batch 2 --window-size 14 --compare mmpretrain
+    run det_backbone_compare_b2 "$DET_LIMIT" "${U[@]}" --batch 2 --compare mmpretrain
 fi

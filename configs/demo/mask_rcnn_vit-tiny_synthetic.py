@@ -1,19 +1,21 @@
 """Demo: Mask R-CNN on the tiny MIM ViT, synthetic COCO layout (CPU, under a minute).
 
 configs/mask_rcnn_coco.py at toy size: the MIM demo's student arch (width 64, 4 layers, 8 px
-patches, so the last map has stride 8 and the simple feature pyramid gives strides 2..32; window
-attention in blocks 0 and 2),
-LSJ at 64 px, 32-channel pyramid and heads with LayerNorm, 10 classes, layer decay 0.7, AdamW,
-150 iterations at batch 4 (no AMP on CPU), evaluated on the first 100 validation images.
+patches, so the last map has stride 8 and the simple feature pyramid gives strides 2..32;
+window attention in blocks 0 and 2), LSJ at 64 px, 32-channel pyramid and heads with LayerNorm,
+10 classes, layer decay 0.7, AdamW, 150 iterations at batch 4 (no AMP on CPU), evaluated on the
+first 100 validation images.
 30 iterations left every AP at 0.0-0.1; with 150 the five initialisations reached box AP
 1.1-2.8 and mask AP 2.0-6.9 (demo run of 2026-11-23 02:14 UTC, 800 MIM iterations), 1.2-2.8 /
 2.8-6.9 (04:27 UTC, 2400 MIM iterations), 1.5-3.2 / 3.8-6.3 (06:29 UTC, after commit
 d1f155e) and 0.9-2.9 / 3.9-5.8 (17:24 and 17:50 UTC, after 68c26a3 padded with 0 after the
-normalisation), ~45 s each: the detector trains, but too little to rank methods. Longer runs learn
-but do not rank either (random init vs the demo's BEiT v2 after 2400 MIM iterations, box / mask
-AP, one seed each, 2026-11-23, before d1f155e): 300 iterations 22.4 / 27.1 vs 19.3 / 24.5, 450
-iterations 36.4 / 37.1 vs 38.3 / 38.5 (~2 min each on one core): the order flips
-with the schedule, and 450 for five methods would not fit the demo's 15 minutes.
+normalisation), ~45 s each; with window attention in blocks 0 and 2, 1.5-2.9 / 3.6-5.2
+(2026-11-24 03:24 UTC, commit 2fe3704, ~39 s each): the detector trains, but too little to rank
+methods. Longer runs learn but do not rank either (random init vs the demo's BEiT v2 after 2400
+MIM iterations, box / mask AP, one seed each, 2026-11-23, before d1f155e, global attention):
+300 iterations 22.4 / 27.1 vs 19.3 / 24.5, 450 iterations 36.4 / 37.1 vs 38.3 / 38.5 (~2 min
+each on one core): the order flips with the schedule, and 450 for five methods would not fit
+the demo's 15 minutes.
 Pretrain checkpoint at ``model.backbone.init_cfg.checkpoint``; None = random init.
 """
 _base_ = ['../_base_/det_mask_rcnn_beit_vitdet.py', '../_base_/det_coco_lsj_1024.py']
