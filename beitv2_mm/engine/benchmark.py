@@ -260,12 +260,21 @@ def eager_only():
         yield
 
 
-def count_flops(fn: Callable[[], Any]) -> Optional[int]:
-    """FLOPs of one call of ``fn`` (forward + backward if it does both), or None on failure."""
+def count_flops(fn: Callable[[], Any], math_attention: bool = False) -> Optional[int]:
+    """FLOPs of one call of ``fn`` (forward + backward if it does both), or None on failure.
+
+    ``math_attention``: run SDPA through its math backend while counting (for CPU runs): the
+    counter has formulas for the CUDA flash / memory-efficient kernels but none for the CPU
+    flash kernel, which SDPA takes where no gradient is needed (the tokenizer), so that
+    attention would count as zero; the math backend's matmuls are the same products.
+    """
     try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
         from torch.utils.flop_counter import FlopCounterMode
         counter = FlopCounterMode(display=False)
-        with eager_only(), counter:
+        backend = (sdpa_kernel([SDPBackend.MATH]) if math_attention
+                   else contextlib.nullcontext())
+        with eager_only(), backend, counter:
             fn()
         return int(counter.get_total_flops())
     except Exception as err:  # noqa: BLE001 - an op the counter cannot trace: report, go on
@@ -416,7 +425,8 @@ def run_alternating(variants: Sequence[Variant], steps: int, warmup: int,
     synchronize(device)
     flops = {}
     for variant in variants:
-        flops[variant.name] = (count_flops(variant.flops_fn or variant.step)
+        flops[variant.name] = (count_flops(variant.flops_fn or variant.step,
+                                           math_attention=device.type == 'cpu')
                                if count_flops_too else None)
     synchronize(device)
     timers = {v.name: StepTimer(device) for v in variants}
