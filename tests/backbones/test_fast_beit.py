@@ -12,17 +12,9 @@ from mmpretrain.models.backbones import BEiTViT
 from mmpretrain.models.selfsup.beit import BEiTPretrainViT
 from mmpretrain.registry import MODELS
 
+from backbone_helpers import randomise
+
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
-
-
-def _randomise(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-trivial values everywhere (relative position tables start at zero)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.2 + (1.0 if 'ln' in name and
-                                                                   name.endswith('weight')
-                                                                   else 0.0))
 
 
 def _forward_and_grads(model, x, mask=None):
@@ -58,7 +50,7 @@ def _mask(batch=2, grid=4, seed=0):
 def test_shared_rel_pos_bias_sdpa_equals_explicit(with_mask):
     model = FastBEiTPretrainViT(arch=ARCH, img_size=32, patch_size=8, out_indices=[0, 1],
                                 use_shared_rel_pos_bias=True, final_norm=True)
-    _randomise(model)
+    randomise(model)
     assert isinstance(model.layers[0].attn, FastBEiTAttention)
     _assert_paths_agree(model, _mask() if with_mask else None)
 
@@ -66,13 +58,13 @@ def test_shared_rel_pos_bias_sdpa_equals_explicit(with_mask):
 def test_per_layer_rel_pos_bias_sdpa_equals_explicit():
     model = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, out_indices=[0, 1],
                         use_rel_pos_bias=True, out_type='raw')
-    _randomise(model)
+    randomise(model)
     _assert_paths_agree(model)
 
 
 def test_per_layer_plus_shared_bias_in_one_attention():
     attn = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, use_rel_pos_bias=True).layers[0].attn
-    _randomise(attn)
+    randomise(attn)
     explicit = copy.deepcopy(attn)
     use_fast_attention(explicit, 'explicit')
     x = torch.randn(3, 17, 32)
@@ -82,7 +74,7 @@ def test_per_layer_plus_shared_bias_in_one_attention():
     # without any bias, and with a qkv bias instead of q/v bias
     plain = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, use_rel_pos_bias=False,
                         bias=True).layers[0].attn
-    _randomise(plain)
+    randomise(plain)
     plain_explicit = copy.deepcopy(plain)
     use_fast_attention(plain_explicit, 'explicit')
     torch.testing.assert_close(plain(x), plain_explicit(x), atol=1e-5, rtol=1e-4)
@@ -93,7 +85,7 @@ def test_same_keys_and_outputs_as_stock_mmpretrain_classes():
                              use_shared_rel_pos_bias=True, out_indices=[0, 1]))
     stock = BEiTPretrainViT(arch=ARCH, img_size=32, patch_size=8, use_shared_rel_pos_bias=True,
                             out_indices=[0, 1])
-    _randomise(fast)
+    randomise(fast)
     stock.load_state_dict(fast.state_dict(), strict=True)
     x, mask = torch.randn(2, 3, 32, 32), _mask()
     for a, b in zip(fast(x, mask), stock(x, mask)):
@@ -103,7 +95,7 @@ def test_same_keys_and_outputs_as_stock_mmpretrain_classes():
                                 use_rel_pos_bias=True, out_type='avg_featmap'))
     stock_ft = BEiTViT(arch=ARCH, img_size=32, patch_size=8, use_rel_pos_bias=True,
                        out_type='avg_featmap')
-    _randomise(fast_ft, seed=3)
+    randomise(fast_ft, seed=3)
     # per-layer relative_position_index buffers are not stored by the fast class; the stock
     # model keeps the ones it built, and nothing else is missing
     result = stock_ft.load_state_dict(fast_ft.state_dict(), strict=False)
@@ -112,7 +104,7 @@ def test_same_keys_and_outputs_as_stock_mmpretrain_classes():
                                    for i in range(ARCH['num_layers'])]
     torch.testing.assert_close(fast_ft(x)[0], stock_ft(x)[0], atol=1e-5, rtol=1e-4)
     # the other way round: the stock index buffers are dropped on load, strict or not
-    _randomise(stock_ft, seed=4)
+    randomise(stock_ft, seed=4)
     fast_ft.load_state_dict(stock_ft.state_dict(), strict=True)
     torch.testing.assert_close(fast_ft(x)[0], stock_ft(x)[0], atol=1e-5, rtol=1e-4)
 
@@ -149,7 +141,7 @@ def test_compiled_layers_with_per_layer_bias_match_eager():
     torch.manual_seed(0)
     plain = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, use_rel_pos_bias=True,
                         out_type='raw')
-    _randomise(plain)
+    randomise(plain)
     compiled = copy.deepcopy(plain)
     from beitv2_mm.backbones.beit_vit import compile_layers
     compile_layers(compiled.layers, dict(backend='eager', fullgraph=True))
@@ -165,7 +157,7 @@ def test_bad_attn_impl_is_rejected():
 def test_bf16_autocast_runs_close_to_fp32():
     model = FastBEiTPretrainViT(arch=ARCH, img_size=32, patch_size=8, out_indices=[1],
                                 use_shared_rel_pos_bias=True)
-    _randomise(model)
+    randomise(model)
     x, mask = torch.randn(2, 3, 32, 32), _mask()
     ref = model(x, mask)[0]
     dtypes = []

@@ -9,6 +9,8 @@ from beitv2_mm.backbones.windowed_beit import (WindowedBEiTViT, vitdet_window_bl
                                                window_partition, window_unpartition)
 from mmpretrain.registry import MODELS
 
+from backbone_helpers import randomise
+
 ARCH = dict(embed_dims=32, num_layers=4, num_heads=4, feedforward_channels=64)
 
 
@@ -18,11 +20,7 @@ def _build(**kwargs):
                layer_scale_init_value=0.1)
     cfg.update(kwargs)
     model = MODELS.build(cfg)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # non-trivial values everywhere (the tables start at zero)
-        for name, p in model.named_parameters():
-            base = 1.0 if 'ln' in name and name.endswith('weight') else 0.0
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.2 + base)
+    randomise(model, seed=0)
     model.eval()  # mmpretrain's train() returns None
     return model
 
