@@ -6,7 +6,7 @@ import torch
 
 import beitv2_mm  # noqa: F401  (registers the modules)
 from beitv2_mm.backbones.beit_vit import (FastBEiTAttention, FastBEiTPretrainViT, FastBEiTViT,
-                                         relative_position_index,
+                                         attention_bias, relative_position_index,
                                          shared_relative_position_index, use_fast_attention)
 from mmpretrain.models.backbones import BEiTViT
 from mmpretrain.models.selfsup.beit import BEiTPretrainViT
@@ -135,6 +135,30 @@ def test_shared_index_is_usable_by_autograd_when_first_built_in_inference_mode()
     table = torch.randn(9 * 5 + 3, 2, requires_grad=True)
     table[index.view(-1)].sum().backward()  # index saved for the backward of the gather
     assert table.grad.sum() == index.numel() * 2
+
+
+@pytest.mark.parametrize('model_type', ['BEiTViT', 'FastBEiTViT', 'WindowedBEiTViT'])
+def test_attention_bias_is_mmpretrains_gather_in_a_contiguous_heads_first_layout(model_type):
+    """Same values and table gradient as mmpretrain's ``table[index]`` + permute, bit for bit,
+    but (heads, N, N) contiguous, so SDPA need not copy it (run c9)."""
+    cfg = dict(type=model_type, arch=ARCH, img_size=(24, 40), patch_size=8, use_rel_pos_bias=True)
+    if model_type == 'WindowedBEiTViT':  # a 2x3 window: a patch-to-patch index without [CLS]
+        cfg.update(window_size=(2, 3), window_block_indexes=[0], with_cls_token=False)
+    attn = MODELS.build(cfg).layers[0].attn
+    randomise(attn)
+    table, index = attn.relative_position_bias_table, attn.relative_position_index
+    n = index.shape[0]
+    assert n == (6 if model_type == 'WindowedBEiTViT' else 3 * 5 + 1)
+    stock = table[index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+    bias = attention_bias(attn, None)
+    assert bias.shape == (ARCH['num_heads'], n, n) and bias.is_contiguous()
+    assert torch.equal(bias, stock)
+    upstream = torch.randn(ARCH['num_heads'], n, n)
+    grad_stock, = torch.autograd.grad(stock, table, upstream)
+    grad, = torch.autograd.grad(attention_bias(attn, None), table, upstream)
+    assert torch.equal(grad, grad_stock) and grad.abs().sum() > 0
+    shared = torch.randn(ARCH['num_heads'], n, n)
+    assert torch.equal(attention_bias(attn, shared), stock + shared)
 
 
 def test_compiled_layers_with_per_layer_bias_match_eager():
