@@ -137,3 +137,26 @@ def test_demo_config_two_ranks_match_one_process(tmp_path, tiny_data, config):
         for rank in (0, 1):
             left = json.loads((tmp_path / 'two' / f'threads_rank{rank}.json').read_text())
             assert 'python' in left and not [name for name in left if 'gloo' in name], (rank, left)
+
+
+def test_failing_run_ends_the_gloo_threads_before_teardown(tmp_path, tiny_data):
+    """Both ranks of the MIM demo raise inside ``Runner.train`` (after iteration 2): the job
+    fails with that error, and when tools/train.py has raised, the gloo group's threads are
+    gone on both ranks (the traceback's frames held the runner, hence the group, until
+    ``launch.run_then_close`` cleared them)."""
+    import json
+
+    config = 'beitv2_vit-tiny_synthetic.py'
+    options = demo_options(config, tiny_data, tmp_path, max_iters=3, ckpt_interval=100,
+                           batch_size=2)
+    done, _ = _torchrun(2, LAUNCH_WRAPPER, '--record', '--fail-at-iter', '2', '--',
+                        config_path(config), '--work-dir', str(tmp_path / 'two'),
+                        '--launcher', 'pytorch', '--cfg-options', *options, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert 'failing on purpose after iteration 2' in output, output[-3000:]
+    assert 'terminate called' not in output, output[-3000:]
+    if sys.platform.startswith('linux'):
+        for rank in (0, 1):
+            left = json.loads((tmp_path / 'two' / f'threads_rank{rank}.json').read_text())
+            assert 'python' in left and not [name for name in left if 'gloo' in name], (rank, left)

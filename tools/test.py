@@ -53,13 +53,8 @@ def main(argv=None):
             amp=args.amp, launcher=args.launcher)
     except (launch.ConfigKeyError, FileNotFoundError, ValueError) as err:
         sys.exit(f'tools/test.py: error: {err}')
-    runner = launch.build_runner(cfg)
-    try:
-        metrics = runner.test() or {}
-        main_process = launch.is_main_process()  # before the group is gone
-    finally:
-        del runner  # its model wrapper holds the process group; close_distributed must free it
-        launch.close_distributed()
+    metrics, main_process = launch.run_then_close(cfg, 'test')
+    metrics = metrics or {}
     if main_process:
         metrics = {k: _jsonable(v) for k, v in metrics.items()}
         print(json.dumps(metrics, indent=2))

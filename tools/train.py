@@ -57,12 +57,7 @@ def main(argv=None):
             amp=args.amp, launcher=args.launcher, auto_scale_lr=args.auto_scale_lr)
     except (launch.ConfigKeyError, FileNotFoundError, ValueError) as err:
         sys.exit(f'tools/train.py: error: {err}')
-    runner = launch.build_runner(cfg)
-    try:
-        runner.train()
-    finally:
-        del runner  # its DDP wrapper holds the process group; close_distributed must free it
-        launch.close_distributed()
+    launch.run_then_close(cfg, 'train')
 
 
 if __name__ == '__main__':

@@ -31,6 +31,7 @@ import importlib
 import os
 import os.path as osp
 import subprocess
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
@@ -425,8 +426,9 @@ def close_distributed() -> None:
     SIGABRT on one rank after a finished run, which ``torchrun`` reports as a failure (2 of 41
     runs of the 2-rank MIM demo on a 2-core CPU, torch 2.13). ``destroy_process_group`` alone
     does not end those threads while the runner lives: its DDP wrapper holds the group and the
-    runner sits in reference cycles. So the caller drops its runner first, and the cycles are
-    collected here, before the group is destroyed.
+    runner sits in reference cycles. So the runner must be gone first (:func:`run_then_close`
+    drops it, and clears the frames of a failed run's traceback that hold it), and the cycles
+    are collected here, before the group is destroyed.
     """
     import gc
 
@@ -435,6 +437,32 @@ def close_distributed() -> None:
     gc.collect()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def run_then_close(cfg: Config, method: str) -> tuple[Any, bool]:
+    """Build the runner of ``cfg``, call its ``method`` (``'train'`` / ``'test'``), then
+    :func:`close_distributed`, also when the run raises.
+
+    Returns:
+        tuple: What the method returned, and whether this process is the main one (asked
+        before the process group is gone).
+
+    The runner is only ever named here, so deleting it drops the last reference. When the run
+    raises, the traceback's frames (``Runner.train`` and below) hold the runner too: in a
+    distributed run their locals are cleared before the group is destroyed, otherwise it could
+    still abort in gloo's teardown after printing its traceback (which keeps every file and
+    line: only the locals go). A single-process run keeps them for a post-mortem debugger.
+    """
+    runner = build_runner(cfg)
+    try:
+        return getattr(runner, method)(), is_main_process()
+    except BaseException as err:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            traceback.clear_frames(err.__traceback__)
+        raise
+    finally:
+        del runner
+        close_distributed()
 
 
 def add_guard_hooks(cfg: Config) -> None:

@@ -1,6 +1,7 @@
 """Run ``tools/train.py`` with test instrumentation (a test helper, not a launcher).
 
-    python tests/engine/launch_wrapper.py [--delay S] [--record] [--per-sample-seed] \
+    python tests/engine/launch_wrapper.py [--delay S] [--record] [--fail-at-iter N] \
+        [--per-sample-seed] \
         -- CONFIG [tools/train.py arguments]
 
 * ``--delay S``: pause S seconds after every training iteration, so a test can SIGKILL the
@@ -10,6 +11,8 @@
   ``<work_dir>/buffers_rank<R>.pth`` (EMA codebooks must be identical on every rank); after
   ``tools/train.py`` returns, the names of the native threads still running go to
   ``<work_dir>/threads_rank<R>.json`` (Linux; gloo's must be gone before interpreter teardown).
+* ``--fail-at-iter N``: every rank raises a RuntimeError after training iteration N (a run that
+  fails inside ``Runner.train``); with ``--record`` the threads are recorded all the same.
 * ``--per-sample-seed``: the augmentation of a sample depends only on its index (python, numpy
   and torch RNGs re-seeded around each ``dataset[i]``), so a 1-process run and a 2-process run
   with the same total batch see identical batches; only for world-size agreement tests.
@@ -64,6 +67,24 @@ def _install_recorder():
     def register_hooks(self, *args, **kwargs):
         original(self, *args, **kwargs)
         self.register_hook(RecordHook())
+
+    Runner.register_hooks = register_hooks
+
+
+def _install_failure(at_iter):
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+
+    class FailHook(Hook):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if runner.iter + 1 == at_iter:
+                raise RuntimeError(f'launch_wrapper: failing on purpose after iteration {at_iter}')
+
+    original = Runner.register_hooks
+
+    def register_hooks(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.register_hook(FailHook())
 
     Runner.register_hooks = register_hooks
 
@@ -124,6 +145,7 @@ def main():
     parser.add_argument('--delay', type=float, default=0.0)
     parser.add_argument('--record', action='store_true')
     parser.add_argument('--per-sample-seed', action='store_true')
+    parser.add_argument('--fail-at-iter', type=int, default=0)
     args = parser.parse_args(argv[:split])
     sys.path.insert(0, REPO)
     import beitv2_mm  # noqa: F401  (its fixes first: the patches below wrap them)
@@ -133,12 +155,16 @@ def main():
         _install_recorder()
     if args.per_sample_seed:
         _install_per_sample_seed()
+    if args.fail_at_iter:
+        _install_failure(args.fail_at_iter)
     train = osp.join(REPO, 'tools', 'train.py')
     sys.argv = [train] + argv[split + 1:]
     os.environ.setdefault('OMP_NUM_THREADS', '1')
-    runpy.run_path(train, run_name='__main__')
-    if args.record:
-        _record_native_threads(argv[split + 1:])
+    try:
+        runpy.run_path(train, run_name='__main__')
+    finally:
+        if args.record:
+            _record_native_threads(argv[split + 1:])
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,55 @@ def test_distributed_without_cuda_uses_gloo(tmp_path, monkeypatch):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+class _CyclicRunner:
+    """Stands in for mmengine's runner: in reference cycles, and its train() fails deep down."""
+
+    def __init__(self):
+        self.me = self
+
+    def train(self):
+        def step(runner):
+            raise RuntimeError('loss is nan')
+        return step(self)
+
+    def test(self):
+        return {'accuracy/top1': 1.0}
+
+
+@pytest.mark.parametrize('method', ['train', 'test'])
+def test_run_then_close_frees_the_runner_before_destroying_the_group(monkeypatch, method):
+    """The process group is destroyed only once the runner is gone, also when the run raised
+    (the traceback's frames held it): otherwise gloo's threads could abort the process."""
+    import torch.distributed as dist
+    import weakref
+
+    runners, seen_at_destroy = [], []
+    monkeypatch.setattr(launch, 'build_runner',
+                        lambda cfg: runners.append(weakref.ref(r := _CyclicRunner())) or r)
+    monkeypatch.setattr(dist, 'is_initialized', lambda: True)
+    monkeypatch.setattr(dist, 'get_rank', lambda *a: 0)
+    monkeypatch.setattr(dist, 'destroy_process_group',
+                        lambda *a: seen_at_destroy.append(runners[0]() is None))
+    if method == 'train':
+        with pytest.raises(RuntimeError, match='loss is nan') as info:
+            launch.run_then_close(Config(), 'train')
+        # the traceback still names every frame, down to the failing one
+        assert [e.name for e in traceback.extract_tb(info.value.__traceback__)][-2:] == [
+            'train', 'step']
+    else:
+        assert launch.run_then_close(Config(), 'test') == ({'accuracy/top1': 1.0}, True)
+    assert seen_at_destroy == [True]
+
+
+def test_run_then_close_keeps_a_failed_single_process_run_debuggable(monkeypatch):
+    """Without a process group the failing frames keep their locals (pdb post-mortem)."""
+    monkeypatch.setattr(launch, 'build_runner', lambda cfg: _CyclicRunner())
+    with pytest.raises(RuntimeError, match='loss is nan') as info:
+        launch.run_then_close(Config(), 'train')
+    frames = [frame for frame, _ in traceback.walk_tb(info.value.__traceback__)]
+    assert isinstance(frames[-1].f_locals['runner'], _CyclicRunner)
 
 
 @pytest.mark.slow
