@@ -6,6 +6,9 @@ tokens + LayerNorm (``out_type='avg_featmap'``: ``ln2`` is BEiT's ``fc_norm``), 
 drop path 0.1, linear head with label smoothing 0.1, mixup 0.8 / cutmix 1.0. Pretrain
 checkpoint: ``model.backbone.init_cfg.checkpoint``.
 
+Backbone: ``FastBEiTViT``, mmpretrain's ``BEiTViT`` with the attention through SDPA (same keys,
+no per-layer index buffers in the checkpoints; ``type='BEiTViT'`` gives the stock one).
+
 Head init: the official ``VisionTransformer`` draws the head trunc-normal(0.02) and then scales
 weight and bias by ``init_scale=0.001`` (``run_class_finetuning.py --init_scale`` default), so
 the head starts near zero; trunc-normal(std 2e-5) with mmengine's +-2 bounds is the same
@@ -14,7 +17,7 @@ distribution (the bounds cut nothing at either scale).
 model = dict(
     type='ImageClassifier',
     backbone=dict(
-        type='BEiTViT',
+        type='FastBEiTViT',
         # ViT-B as a dict (not 'base') so that other configs can override single entries.
         arch=dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
         img_size=224,

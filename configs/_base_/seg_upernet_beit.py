@@ -1,10 +1,15 @@
-"""UperNet + FCN auxiliary head on a BEiT ViT-B/16 (mmpretrain ``BEiTViT``) for 512x512 ADE20K,
+"""UperNet + FCN auxiliary head on a BEiT ViT-B/16 for 512x512 ADE20K,
 with the BEiT v2 recipe: AdamW lr 5e-5 wd 0.05, layer decay 0.75, drop path 0.15, 1500 linear
 warmup iterations then poly (power 1) to 0; per-layer relative position bias (the pretrain's
 14x14 window resized to 32x32 by the checkpoint flow); features of layers 3/5/7/11 through
 mmseg's ``Feature2Pyramid`` (deconv x4, deconv x2, identity, maxpool); UperNet channels 768;
 FCN auxiliary head (loss weight 0.4) on the stride-16 level; sliding-window test 512, stride 341.
 Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``.
+
+Backbone: ``FastBEiTViT``, mmpretrain's ``BEiTViT`` with the attention through SDPA (same keys;
+``type='mmpretrain.BEiTViT'`` gives the stock one): on an H100, bf16, 2 images of 512 px, the
+UperNet step was 1.01-1.07x faster with 0.46 GB less peak memory (runs g24-g27), and its
+checkpoints leave out the 12 per-layer index buffers (12 x 1025^2 int64, 101 MB).
 """
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
@@ -20,7 +25,7 @@ model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
     backbone=dict(
-        type='mmpretrain.BEiTViT',
+        type='mmpretrain.FastBEiTViT',
         # ViT-B as a dict (not 'base') so that other configs can override single entries.
         arch=dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
         img_size=512,
