@@ -47,7 +47,6 @@ def _install_recorder():
     from mmengine.dist import get_rank
     from mmengine.hooks import Hook
     from mmengine.model import is_model_wrapper
-    from mmengine.runner import Runner
 
     class RecordHook(Hook):
         priority = 'LOWEST'
@@ -62,31 +61,31 @@ def _install_recorder():
             torch.save({k: v.detach().cpu() for k, v in model.named_buffers()},
                        osp.join(runner.work_dir, f'buffers_rank{get_rank()}.pth'))
 
+    _register_with_every_runner(RecordHook)
+
+
+def _register_with_every_runner(hook_class):
+    """Every runner built from now on registers a ``hook_class()`` after the config's hooks."""
+    from mmengine.runner import Runner
+
     original = Runner.register_hooks
 
     def register_hooks(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        self.register_hook(RecordHook())
+        self.register_hook(hook_class())
 
     Runner.register_hooks = register_hooks
 
 
 def _install_failure(at_iter):
     from mmengine.hooks import Hook
-    from mmengine.runner import Runner
 
     class FailHook(Hook):
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             if runner.iter + 1 == at_iter:
                 raise RuntimeError(f'launch_wrapper: failing on purpose after iteration {at_iter}')
 
-    original = Runner.register_hooks
-
-    def register_hooks(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.register_hook(FailHook())
-
-    Runner.register_hooks = register_hooks
+    _register_with_every_runner(FailHook)
 
 
 def _install_per_sample_seed():
