@@ -7,8 +7,9 @@ that [CLS] token meaningful. Following MAE's probing recipe (the one BEiT v2 com
 the classifier is ``BatchNorm1d(affine=False)`` then ``Linear`` (mmpretrain's
 ``ClsBatchNormNeck`` + ``LinearClsHead``): the BN only whitens features, so the probe stays linear.
 
-- :class:`FrozenBEiTViT` (a ``BEiTViT`` with the same parameter names, so the checkpoint flow
-  loads it directly) never trains: ``requires_grad=False`` on every parameter, eval mode kept
+- :class:`FrozenBEiTViT` (a ``FastBEiTViT``: mmpretrain's ``BEiTViT`` with the attention
+  through SDPA and the same parameter names, so the checkpoint flow loads it directly) never
+  trains: ``requires_grad=False`` on every parameter, eval mode kept
   even when the runner calls ``model.train()``, forward under ``torch.no_grad()``. It returns
   the [CLS] token (default) or the mean of the patch tokens, of the last layer (default) or of
   an earlier one (``feature_layer``; BEiT v1 probed its best intermediate layer).
@@ -18,13 +19,15 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
-from mmpretrain.models.backbones import BEiTViT
 from mmpretrain.registry import MODELS
+
+from beitv2_mm.backbones.beit_vit import FastBEiTViT
 
 
 @MODELS.register_module()
-class FrozenBEiTViT(BEiTViT):
-    """A frozen ``BEiTViT`` feature extractor for linear probing.
+class FrozenBEiTViT(FastBEiTViT):
+    """A frozen ``FastBEiTViT`` feature extractor for linear probing (its forward, no gradient
+    needed, takes SDPA's fused kernels).
 
     Args:
         feature (str): ``'cls_token'`` (the [CLS] token; BEiT v2 protocol) or ``'mean_patch'``
@@ -32,8 +35,8 @@ class FrozenBEiTViT(BEiTViT):
         feature_layer (int): Which layer's output to use; ``-1`` = the last. With
             ``final_norm=True`` the final LayerNorm is applied to the last layer only (as in
             pretraining).
-        **kwargs: ``BEiTViT`` arguments (``arch``, ``img_size``, ``patch_size``,
-            ``final_norm``...). ``out_type``/``out_indices``/``frozen_stages`` are set here.
+        **kwargs: ``FastBEiTViT`` arguments (``arch``, ``img_size``, ``patch_size``,
+            ``final_norm``, ``attn_impl``...). ``out_type``/``out_indices``/``frozen_stages`` are set here.
     """
 
     FEATURES = ('cls_token', 'mean_patch')

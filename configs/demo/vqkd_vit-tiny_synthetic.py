@@ -20,7 +20,7 @@ vit_init = [
     dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0),
 ]
 vit_common = dict(
-    type='BEiTViT', out_indices=-1, drop_path_rate=0.0, norm_cfg=dict(type='LN', eps=1e-6),
+    type='FastBEiTViT', out_indices=-1, drop_path_rate=0.0, norm_cfg=dict(type='LN', eps=1e-6),
     final_norm=True, out_type='featmap', with_cls_token=True, use_abs_pos_emb=True,
     use_rel_pos_bias=False, use_shared_rel_pos_bias=False, layer_scale_init_value=0.0,
     init_cfg=vit_init)

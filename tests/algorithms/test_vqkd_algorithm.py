@@ -172,6 +172,10 @@ def test_vitb_clip_config_builds_and_runs_one_step_at_224(repo_root):
     assert cfg.train_dataloader.batch_size * 8 == 512
     model = vitb_one_step(cfg, 224)
     assert model.teacher.out_dim == 512
+    from beitv2_mm.backbones.beit_vit import FastBEiTAttention  # encoder and decoder on SDPA
+    vits = (model.tokenizer.encoder, model.tokenizer.decoder)
+    assert all(isinstance(layer.attn, FastBEiTAttention) and layer.attn.attn_impl == 'sdpa'
+               for vit in vits for layer in vit.layers)
 
 
 @pytest.mark.slow

@@ -80,6 +80,10 @@ def test_config_builds(rel):
     else:
         model = _registry(scope).build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) > 0
+    # every shipped backbone attends through SDPA (FastBEiTAttention), none through the stock
+    from beitv2_mm.backbones.beit_vit import FastBEiTAttention
+    assert all(isinstance(layer.attn, FastBEiTAttention) and layer.attn.attn_impl == 'sdpa'
+               for layer in model.backbone.layers), rel
 
 
 def test_recipe_numbers():

@@ -30,14 +30,17 @@ def test_feature_options():
     cls_last = _frozen()
     ref = MODELS.build(dict(type='BEiTViT', arch=TINY_ARCH, img_size=64, patch_size=8,
                             final_norm=True, out_type='raw', out_indices=[1, 3]))
-    ref.load_state_dict(cls_last.state_dict())
+    # the frozen backbone is a FastBEiTViT (SDPA attention), which stores no per-layer index
+    result = ref.load_state_dict(cls_last.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    assert all(k.endswith('attn.relative_position_index') for k in result.missing_keys)
     ref.eval()
     with torch.no_grad():
         raw1, raw3 = ref(x)
-    assert torch.allclose(cls_last(x)[0], raw3[:, 0])
+    torch.testing.assert_close(cls_last(x)[0], raw3[:, 0], atol=1e-5, rtol=1e-4)
     mean_early = _frozen(feature='mean_patch', feature_layer=1)
     mean_early.load_state_dict(cls_last.state_dict())
-    assert torch.allclose(mean_early(x)[0], raw1[:, 1:].mean(1))
+    torch.testing.assert_close(mean_early(x)[0], raw1[:, 1:].mean(1), atol=1e-5, rtol=1e-4)
 
 
 def test_probe_training_leaves_backbone_bitwise_unchanged(tiny_data, tiny_mim_checkpoint,
