@@ -36,7 +36,8 @@ class FrozenBEiTViT(FastBEiTViT):
             ``final_norm=True`` the final LayerNorm is applied to the last layer only (as in
             pretraining).
         **kwargs: ``FastBEiTViT`` arguments (``arch``, ``img_size``, ``patch_size``,
-            ``final_norm``, ``attn_impl``...). ``out_type``/``out_indices``/``frozen_stages`` are set here.
+            ``final_norm``, ``attn_impl``...). ``out_type``/``out_indices``/``frozen_stages``
+            are set here.
     """
 
     FEATURES = ('cls_token', 'mean_patch')

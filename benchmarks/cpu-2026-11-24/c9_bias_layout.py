@@ -12,8 +12,8 @@ the copy below), on the two backbones where the bias is large:
 * the UperNet backbone of ``configs/upernet_ade20k.py`` (``FastBEiTViT``, 1025 tokens), 512 px,
   batch 1, forward + backward of the sum of its outputs.
 
-fp32, random weights (tables drawn with std 0.02), median of ``--rounds`` after one warm-up each; asserts the outputs (and
-the UperNet gradients) equal bit for bit.
+fp32, random weights (tables drawn with std 0.02), median of ``--rounds`` after one warm-up
+each; asserts the outputs (and the UperNet gradients) equal bit for bit.
 
     OMP_NUM_THREADS=2 python benchmarks/cpu-2026-11-24/c9_bias_layout.py
 """
@@ -63,7 +63,8 @@ def main() -> dict:
     from beitv2_mm.backbones import beit_vit, windowed_beit
 
     new_bias = beit_vit.attention_bias
-    variants = {'table.t()[:, index] (new)': new_bias, 'table[index].permute (old)': gather_then_permute}
+    variants = {'table.t()[:, index] (new)': new_bias,
+                'table[index].permute (old)': gather_then_permute}
 
     def use(fn):
         beit_vit.attention_bias = windowed_beit.attention_bias = fn
@@ -109,8 +110,8 @@ def main() -> dict:
             equal = all(torch.equal(a, b) for a, b in zip(new, old))
             medians = {name: statistics.median(t) for name, t in times.items()}
             new_s, old_s = medians.values()
-            result['workloads'][work] = dict(seconds=times, median_s=medians, old_over_new=old_s / new_s,
-                                             outputs_equal=equal)
+            result['workloads'][work] = dict(seconds=times, median_s=medians,
+                                             old_over_new=old_s / new_s, outputs_equal=equal)
             assert equal, f'{work}: outputs differ'
     finally:
         use(new_bias)
