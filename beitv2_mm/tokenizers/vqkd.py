@@ -39,12 +39,14 @@ VIT_INIT = [
 
 
 def vqkd_vit_cfg(arch='base', img_size=224, patch_size=16, in_channels=3, **overrides) -> dict:
-    """An mmpretrain ``BEiTViT`` config as the official VQ-KD encoder/decoder.
+    """A ``FastBEiTViT`` config (mmpretrain's ``BEiTViT`` with SDPA attention, same keys) as the
+    official VQ-KD encoder/decoder, as the shipped VQ-KD configs build it.
 
     Absolute position embedding, no relative position bias, no layer scale, a final LayerNorm
-    (the official ``fc_norm`` on patch tokens), ``featmap`` output.
+    (the official ``fc_norm`` on patch tokens), ``featmap`` output. ``type='BEiTViT'`` in
+    ``overrides`` gives the stock class.
     """
-    cfg = dict(type='BEiTViT', arch=arch, img_size=img_size, patch_size=patch_size,
+    cfg = dict(type='FastBEiTViT', arch=arch, img_size=img_size, patch_size=patch_size,
                in_channels=in_channels, out_indices=-1, drop_path_rate=0.0,
                norm_cfg=dict(type='LN', eps=1e-6), final_norm=True, out_type='featmap',
                with_cls_token=True, use_abs_pos_emb=True, use_rel_pos_bias=False,
