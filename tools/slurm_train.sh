@@ -19,19 +19,5 @@ if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
     WORK_DIR_ARGS=(--work-dir "$1")
     shift
 fi
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
 source "$(dirname "${BASH_SOURCE[0]}")/_python.sh"
-
-# shellcheck disable=SC2086  # SRUN_ARGS is a list of words on purpose
-srun -p "$PARTITION" \
-    --job-name="$JOB_NAME" \
-    --gres=gpu:"$GPUS_PER_NODE" \
-    --ntasks="$GPUS" \
-    --ntasks-per-node="$GPUS_PER_NODE" \
-    --cpus-per-task="$CPUS_PER_TASK" \
-    --kill-on-bad-exit=1 \
-    $SRUN_ARGS \
-    "$PYTHON" -u "$_TOOLS_DIR/train.py" "$CONFIG" "${WORK_DIR_ARGS[@]}" --launcher slurm "$@"
+srun_exec "$PARTITION" "$JOB_NAME" train.py "$CONFIG" "${WORK_DIR_ARGS[@]}" --launcher slurm "$@"

@@ -90,3 +90,36 @@ def test_one_node_without_port_gets_a_free_port(tmp_path):
         assert all(p.isdigit() and p != '29500' for p in picked), picked
         assert port(script, *args, PORT='12345') == '12345'
         assert port(script, *args, NNODES='2') == '29500'
+
+
+def test_slurm_scripts_pass_the_job_to_srun(tmp_path):
+    """What slurm_train.sh / slurm_test.sh hand to srun (a stand-in srun on PATH prints it)."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'srun').write_text('#!/bin/bash\nprintf "%s\\n" "$@"\n')
+    (bin_dir / 'srun').chmod(0o755)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS')}
+    env.update(PATH=f'{bin_dir}:{env["PATH"]}', PYTHON='/opt/py')
+
+    def srun_args(script, *args, **extra):
+        return subprocess.run(['bash', str(REPO_ROOT / 'tools' / script), *args],
+                              capture_output=True, text=True, timeout=30,
+                              env=dict(env, **extra), check=True).stdout.split('\n')[:-1]
+
+    tools = str(REPO_ROOT / 'tools')
+    assert srun_args('slurm_train.sh', 'dev', 'job', 'cfg.py', 'wd', '--amp') == [
+        '-p', 'dev', '--job-name=job', '--gres=gpu:8', '--ntasks=8', '--ntasks-per-node=8',
+        '--cpus-per-task=5', '--kill-on-bad-exit=1', '/opt/py', '-u', f'{tools}/train.py',
+        'cfg.py', '--work-dir', 'wd', '--launcher', 'slurm', '--amp']
+    # no WORK_DIR: the next argument is an option of train.py; the environment sizes the job
+    got = srun_args('slurm_train.sh', 'dev', 'job', 'cfg.py', '--resume', GPUS='16',
+                    GPUS_PER_NODE='4', CPUS_PER_TASK='10', SRUN_ARGS='--quotatype=auto -x n1')
+    assert got[:10] == ['-p', 'dev', '--job-name=job', '--gres=gpu:4', '--ntasks=16',
+                        '--ntasks-per-node=4', '--cpus-per-task=10', '--kill-on-bad-exit=1',
+                        '--quotatype=auto', '-x']
+    assert got[10:] == ['n1', '/opt/py', '-u', f'{tools}/train.py', 'cfg.py', '--launcher',
+                        'slurm', '--resume']
+    assert srun_args('slurm_test.sh', 'dev', 'job', 'cfg.py', 'c.pth', '--out', 'm.json')[-9:] == [
+        '/opt/py', '-u', f'{tools}/test.py', 'cfg.py', 'c.pth', '--launcher', 'slurm', '--out',
+        'm.json']
