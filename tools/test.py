@@ -53,7 +53,11 @@ def main(argv=None):
             amp=args.amp, launcher=args.launcher)
     except (launch.ConfigKeyError, FileNotFoundError, ValueError) as err:
         sys.exit(f'tools/test.py: error: {err}')
-    metrics, main_process = launch.run_then_close(cfg, 'test')
+    from beitv2_mm.engine.hooks import CheckpointMismatchError
+    try:
+        metrics, main_process = launch.run_then_close(cfg, 'test')
+    except CheckpointMismatchError as err:
+        sys.exit(f'tools/test.py: error: {err}')
     metrics = metrics or {}
     if main_process:
         metrics = {k: _jsonable(v) for k, v in metrics.items()}

@@ -404,6 +404,47 @@ def read_pretrain_info(path: Optional[str]) -> dict:
     return dict(method=None, source='unknown (no meta)')
 
 
+def tested_checkpoint_pretrain(meta: Optional[dict]) -> dict:
+    """What a downstream checkpoint under test (``tools/test.py``) was pretrained from.
+
+    From the checkpoint's ``meta``: ``pretrain``, which :class:`DownstreamResultsHook` writes
+    into every checkpoint of a downstream run; for checkpoints written before it did, the
+    backbone's ``init_cfg.checkpoint`` in the saved config (``meta['cfg']``) of a downstream
+    run (one with that hook); for a converted one, ``converted_from``. Otherwise the method is
+    None (unknown): the config under test says nothing about the tested weights, and
+    ``random_init`` is only for a run that started without a pretrain checkpoint.
+
+    Returns:
+        dict: ``{'checkpoint': str | None, 'method': str | None, 'source': str}``.
+    """
+    meta = meta if isinstance(meta, dict) else {}
+    recorded = meta.get('pretrain')
+    if isinstance(recorded, dict) and 'method' in recorded:
+        return dict(checkpoint=recorded.get('checkpoint'), method=recorded['method'],
+                    source=f"tested checkpoint's meta.pretrain "
+                           f"({recorded.get('method_source', 'recorded')})")
+    cfg_text = meta.get('cfg')
+    if isinstance(cfg_text, str) and 'DownstreamResultsHook' in cfg_text:
+        try:
+            from mmengine.config import Config
+
+            from beitv2_mm.engine.launch import cfg_get
+            checkpoint = cfg_get(Config.fromstring(cfg_text, '.py'),
+                                 'model.backbone.init_cfg.checkpoint')
+        except Exception as exc:  # noqa: BLE001 - an unparsable config: say so, go on
+            return dict(checkpoint=None, method=None,
+                        source=f"unknown: tested checkpoint's meta.cfg unreadable ({exc})")
+        info = read_pretrain_info(checkpoint)
+        return dict(checkpoint=checkpoint, method=info['method'],
+                    source=f"tested checkpoint's meta.cfg -> {info['source']}")
+    for key in ('pretrain_method', 'method', 'converted_from'):
+        if meta.get(key):
+            return dict(checkpoint=None, method=str(meta[key]),
+                        source=f"tested checkpoint's meta.{key}")
+    return dict(checkpoint=None, method=None,
+                source="unknown: the tested checkpoint's meta does not say")
+
+
 def method_from_config_text(text: str) -> Optional[str]:
     """The pretrain method of a saved mmengine config text.
 

@@ -16,6 +16,7 @@ the leaderboard (``tools/leaderboard.py``) can read it at any moment. Schema::
       "config": str,                                   # config file path
       "pretrain": {"checkpoint": str | null, "method": str | null, "method_source": str},
       "pretrain_checkpoint": str | null, "pretrain_method": str | null,   # flat copies
+      "evaluated_checkpoint": str | null,              # test: the tested file
       "timestamp": "2026-11-22T23:00:00+00:00"
     }
 
@@ -27,7 +28,11 @@ its best epoch (``max_accuracy``). A resumed run (``--resume``) carries the best
 ``results.json`` it finds on; a test run has none.
 The pretrain method comes from the hook's ``pretrain_method`` setting when given, else from the
 checkpoint's meta (:func:`beitv2_mm.downstream.checkpoint.read_pretrain_info`); a run without a
-checkpoint is ``random_init``.
+checkpoint is ``random_init``. The hook records that in every checkpoint the run saves
+(``meta['pretrain']``), so a test run (``tools/test.py CONFIG CHECKPOINT``, whose config need not
+name the pretrain checkpoint) reports what the *tested* weights were pretrained from
+(:func:`beitv2_mm.downstream.checkpoint.tested_checkpoint_pretrain`; ``null`` when the
+checkpoint does not say), and the tested file as ``evaluated_checkpoint``.
 """
 from __future__ import annotations
 
@@ -113,6 +118,7 @@ class DownstreamResultsHook(Hook):
         self.pretrain_method = pretrain_method
         self.filename = filename
         self._pretrain_info = None
+        self._loaded_meta: Optional[dict] = None
         self._best: Optional[dict] = None
 
     def _update_best(self, runner, numeric: dict, iteration: int, epoch: int,
@@ -132,16 +138,30 @@ class DownstreamResultsHook(Hook):
                 self._best[key] = dict(value=value, iteration=iteration, epoch=epoch)
         return dict(self._best)
 
-    def _pretrain(self, runner) -> dict:
-        checkpoint = cfg_get(runner.cfg, 'model.backbone.init_cfg.checkpoint')
+    def _pretrain(self, runner, stage: str) -> dict:
+        """``{checkpoint, method, method_source}`` of the weights being evaluated: the
+        config's pretrain checkpoint, or for a test run the tested checkpoint's record."""
         if self._pretrain_info is None:
-            from .checkpoint import read_pretrain_info
-            info = read_pretrain_info(checkpoint)
+            from .checkpoint import read_pretrain_info, tested_checkpoint_pretrain
+            if stage == 'test' and cfg_get(runner.cfg, 'load_from'):
+                info = tested_checkpoint_pretrain(self._loaded_meta)
+            else:
+                checkpoint = cfg_get(runner.cfg, 'model.backbone.init_cfg.checkpoint')
+                info = dict(checkpoint=checkpoint, **read_pretrain_info(checkpoint))
             if self.pretrain_method:
-                info = dict(method=self.pretrain_method, source='hook setting')
+                info = dict(info, method=self.pretrain_method, source='hook setting')
             self._pretrain_info = info
-        return dict(checkpoint=checkpoint, method=self._pretrain_info['method'],
-                    method_source=self._pretrain_info['source'])
+        info = self._pretrain_info
+        return dict(checkpoint=info['checkpoint'], method=info['method'],
+                    method_source=info['source'])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # the tested (or resumed) checkpoint's meta, read by _pretrain in a test run
+        self._loaded_meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # what these weights were pretrained from, for a later tools/test.py of the file
+        checkpoint.setdefault('meta', {})['pretrain'] = self._pretrain(runner, 'train')
 
     def _is_final(self, runner, stage: str) -> bool:
         if stage == 'test':
@@ -171,7 +191,7 @@ class DownstreamResultsHook(Hook):
         dl_key = 'test_dataloader' if stage == 'test' else 'val_dataloader'
         data_root = cfg_get(runner.cfg, f'{dl_key}.dataset.data_root')
         dataset = _eval_dataset(runner, stage)
-        pretrain = self._pretrain(runner)
+        pretrain = self._pretrain(runner, stage)
         iteration, epoch = int(getattr(runner, 'iter', 0)), int(getattr(runner, 'epoch', 0))
         path = Path(runner.work_dir) / self.filename
         payload = dict(
@@ -190,6 +210,7 @@ class DownstreamResultsHook(Hook):
             config=getattr(runner.cfg, 'filename', None),
             work_dir=str(runner.work_dir),
             pretrain=pretrain,
+            evaluated_checkpoint=cfg_get(runner.cfg, 'load_from') if stage == 'test' else None,
             pretrain_checkpoint=pretrain['checkpoint'],
             pretrain_method=pretrain['method'],
             timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),

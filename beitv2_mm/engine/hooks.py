@@ -1,6 +1,7 @@
-"""Reliability hooks shared by every stage: a NaN guard and a ``num_classes`` check.
+"""Reliability hooks shared by every stage: a NaN guard, a ``num_classes`` check, and for
+``tools/test.py`` a check that the tested checkpoint holds the model's weights.
 
-Both are registered in mmengine's root ``HOOKS`` registry, which the registries of mmpretrain,
+All are registered in mmengine's root ``HOOKS`` registry, which the registries of mmpretrain,
 mmseg and mmdet inherit from, so ``dict(type='NaNGuardHook')`` works under every
 ``default_scope``.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os.path as osp
+import re
+from collections import OrderedDict
 from typing import Optional
 
 from mmengine.hooks import Hook
@@ -16,8 +19,8 @@ from mmengine.registry import HOOKS
 
 from .checkpoint import atomic_torch_save
 
-__all__ = ['NaNGuardHook', 'NonFiniteTrainingError', 'NumClassesGuardHook',
-           'NumClassesMismatchError']
+__all__ = ['CheckpointMismatchError', 'NaNGuardHook', 'NonFiniteTrainingError',
+           'NumClassesGuardHook', 'NumClassesMismatchError', 'TestedCheckpointGuardHook']
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -280,3 +283,55 @@ class NumClassesGuardHook(Hook):
         root = getattr(dataset, 'data_root', None) or ''
         desc = f'{which}.dataset ({type(dataset).__name__}{", " + root if root else ""})'
         self.check_model_against_classes(runner.model, classes, desc)
+
+
+# --------------------------------------------------------------------------- tested checkpoint
+class CheckpointMismatchError(ValueError):
+    """The checkpoint under test does not hold the model's weights (TestedCheckpointGuardHook)."""
+
+
+@HOOKS.register_module()
+class TestedCheckpointGuardHook(Hook):
+    """Refuse to evaluate a checkpoint that lacks weights of the model, or has them in other
+    shapes.
+
+    mmengine loads ``load_from`` non-strictly: a weight the checkpoint lacks (or holds in another
+    shape) keeps its random initialisation, a warning lists it, and the test goes on to report
+    the metrics of a partly random model, e.g. a MIM checkpoint tested with a fine-tune config
+    (no head). ``tools/test.py`` adds this hook. Just before mmengine loads the weights, it loads
+    them into the model itself, with the key revision mmengine applies (``module.`` dropped) and
+    through the model's own load hooks (which may rename or convert keys), and raises
+    :class:`CheckpointMismatchError` naming the file, the weights and what to pass instead.
+    Keys the model does not have are left to mmengine's warning. A run that trains (a training
+    loop is built, e.g. a resume) is not checked.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        loop = getattr(runner, '_train_loop', None)
+        if loop is not None and not isinstance(loop, dict):
+            return
+        state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, dict):
+            return
+        revised = OrderedDict((re.sub(r'^module\.', '', k), v) for k, v in state.items())
+        revised._metadata = getattr(state, '_metadata', OrderedDict())  # the load hooks read it
+        model = _unwrap(runner.model)
+        path = getattr(runner.cfg, 'load_from', None) or 'the checkpoint'
+        advice = ('Pass a checkpoint trained with this config (iter_*.pth / epoch_*.pth / '
+                  'best_*.pth in its work dir); a pretrain (MIM, VQ-KD) checkpoint belongs in '
+                  'model.backbone.init_cfg.checkpoint of a training run (tools/train.py) first.')
+        try:
+            missing = model.load_state_dict(revised, strict=False).missing_keys
+        except RuntimeError as err:  # shape mismatches raise even when not strict
+            raise CheckpointMismatchError(
+                f'{path} does not fit the model of {runner.cfg.filename}: {err}. '
+                f'{advice}') from None
+        if missing:
+            total = len(model.state_dict())
+            shown = ', '.join(missing[:6]) + (', ...' if len(missing) > 6 else '')
+            raise CheckpointMismatchError(
+                f'{path} lacks {len(missing)} of the {total} weights of the model of '
+                f'{runner.cfg.filename} ({shown}); the test would score them at their random '
+                f'initialisation. {advice}')

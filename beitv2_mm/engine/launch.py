@@ -495,6 +495,10 @@ def prepare_test_config(config: str, checkpoint: str, cfg_options: dict | None =
     cfg = _load_for_run(config, cfg_options, work_dir)
     cfg.load_from = checkpoint
     cfg.resume = False
+    # a checkpoint without the model's weights would be scored at random initialisation
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(hook.get('type') == 'TestedCheckpointGuardHook' for hook in hooks):
+        cfg.custom_hooks = hooks + [dict(type='TestedCheckpointGuardHook')]
     if amp:
         cfg.setdefault('test_cfg', ConfigDict())
         cfg.test_cfg['fp16'] = True

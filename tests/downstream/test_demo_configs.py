@@ -67,3 +67,33 @@ def test_demo_trains_from_pretrain_and_writes_results(task, tiny_data, tiny_mim_
     start = sd['backbone.patch_embed.projection.weight']
     assert (pe - start).abs().max() < 0.05
     assert not (tmp_path / '.results.json.tmp').exists()
+    check_test_runs(runner, tmp_path, ckpt_path)
+
+
+def check_test_runs(runner, work_dir, mim_checkpoint):
+    """tools/test.py's path on the trained checkpoint, with a config that names no pretrain
+    (as a user tests): results.json says what the tested weights were pretrained from; the
+    MIM checkpoint itself, which has no downstream head, is refused."""
+    from beitv2_mm.engine import launch
+    from beitv2_mm.engine.hooks import CheckpointMismatchError
+
+    trained = str(work_dir / f'iter_{runner.iter}.pth')
+    assert torch.load(trained, weights_only=False)['meta']['pretrain']['method'] == 'beitv2'
+    config = work_dir / 'as_trained.py'
+    runner.cfg.dump(str(config))
+    options = {'model.backbone.init_cfg.checkpoint': None, '+test_dataloader.dataset.indices': 8}
+    test_dir = work_dir / 'test'
+    cfg = launch.prepare_test_config(str(config), trained, options, work_dir=str(test_dir))
+    launch.run_then_close(cfg, 'test')
+    results = json.loads((test_dir / 'results.json').read_text())
+    assert results['stage'] == 'test' and results['evaluated_checkpoint'] == trained
+    assert (results['pretrain_method'], results['pretrain_checkpoint']) == ('beitv2',
+                                                                           mim_checkpoint)
+    assert "meta.pretrain" in results['pretrain']['method_source']
+
+    cfg = launch.prepare_test_config(str(config), mim_checkpoint, options,
+                                     work_dir=str(work_dir / 'test_mim'))
+    with pytest.raises(CheckpointMismatchError, match=r'lacks \d+ of the \d+ weights') as err:
+        launch.run_then_close(cfg, 'test')
+    assert mim_checkpoint in str(err.value) and 'init_cfg.checkpoint' in str(err.value)
+    assert not (work_dir / 'test_mim' / 'results.json').exists()

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from beitv2_mm.downstream.results_hook import (DownstreamResultsHook, is_synthetic_root,
                                                write_json_atomic)
@@ -81,3 +82,36 @@ def test_best_metrics_across_validations_and_resume(tmp_path):
     assert results()['best_metrics'] == {'accuracy/top1': dict(value=40.0, iteration=10, epoch=1)}
     fresh.after_test_epoch(runner(False, 100), {'accuracy/top1': 41.0})
     assert results()['best_metrics'] is None and results()['stage'] == 'test'
+
+
+def test_tested_checkpoint_pretrain_from_its_meta(tiny_mim_checkpoint, tmp_path):
+    """What a tested downstream checkpoint was pretrained from: the hook's record, else the
+    saved config of a downstream run, else a converted file's origin; never random_init by
+    default."""
+    from beitv2_mm.downstream.checkpoint import tested_checkpoint_pretrain
+
+    mim_path, _ = tiny_mim_checkpoint
+    recorded = dict(checkpoint='work_dirs/mim/iter_4.pth', method='beitv2',
+                    method_source='meta.cfg')
+    got = tested_checkpoint_pretrain(dict(pretrain=recorded, cfg='ignored'))
+    assert (got['checkpoint'], got['method']) == ('work_dirs/mim/iter_4.pth', 'beitv2')
+    assert "meta.pretrain" in got['source']
+
+    # written before the hook recorded it: the downstream run's config names the pretrain
+    cfg_text = (f"custom_hooks = [dict(type='DownstreamResultsHook', task='finetune', "
+                f"dataset_name='x')]\nmodel = dict(type='ImageClassifier', backbone=dict("
+                f"type='BEiTViT', init_cfg=dict(type='BEiTPretrained', checkpoint={mim_path!r})))\n")
+    got = tested_checkpoint_pretrain(dict(cfg=cfg_text))
+    assert (got['checkpoint'], got['method']) == (mim_path, 'beitv2')
+    assert got['source'].startswith("tested checkpoint's meta.cfg")
+    scratch = cfg_text.replace(repr(mim_path), 'None')
+    assert tested_checkpoint_pretrain(dict(cfg=scratch))['method'] == 'random_init'
+
+    # a MIM run's own checkpoint (no results hook in its config), a converted file, nothing
+    mim_meta = torch.load(mim_path, weights_only=False)['meta']
+    assert tested_checkpoint_pretrain(mim_meta)['method'] is None
+    assert tested_checkpoint_pretrain(dict(converted_from='beit-official'))['method'] == \
+        'beit-official'
+    for meta in (None, {}, dict(cfg="model = dict(type='ImageClassifier')\n")):
+        got = tested_checkpoint_pretrain(meta)
+        assert got['method'] is None and got['source'].startswith('unknown'), got

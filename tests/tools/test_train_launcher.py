@@ -3,6 +3,7 @@ resume, AMP on CPU, gloo start-up without CUDA, and a real train -> resume -> te
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import traceback
@@ -283,3 +284,18 @@ def test_train_resume_and_test_end_to_end(tmp_path, tiny_data):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     metrics = json.loads(out.read_text())['metrics']
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+
+    # a checkpoint without the head (as a pretrain checkpoint would be) is refused by name,
+    # without a traceback and without metrics
+    headless = tmp_path / 'headless.pth'
+    ckpt = torch.load(work / 'iter_3.pth', weights_only=False)
+    ckpt['state_dict'] = {k: v for k, v in ckpt['state_dict'].items() if not k.startswith('head.')}
+    torch.save(ckpt, headless)
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'test.py'), str(config), str(headless),
+         '--work-dir', str(tmp_path / 'test_headless'), '--out', str(tmp_path / 'no.json')],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r'tools/test\.py: error: .*headless\.pth lacks 2 of the \d+ weights .*'
+                     r'head\.fc\.weight', proc.stderr), proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr and not (tmp_path / 'no.json').exists()
