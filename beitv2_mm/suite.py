@@ -11,6 +11,11 @@ passed as ``--cfg-options``:
 * downstream: ``model.backbone.init_cfg.checkpoint``,
 * every dataloader: ``{train,val,test}_dataloader.dataset.data_root``.
 
+Data: each data set (ImageNet, ADE20K, COCO) comes from its root flag when given, else from
+the generated synthetic set, so ``--imagenet-root`` alone pretrains on real ImageNet while
+UperNet and Mask R-CNN still run on synthetic ADE20K / COCO. :func:`plan` prints which is which
+and rejects a root that does not exist.
+
 A stage is *done* when its manifest ``<work_dir>/suite_stage.json`` says so and the output it
 names (the final checkpoint, and for downstream runs ``results.json``) exists; done stages
 are skipped, so an interrupted suite resumes where it stopped (a stage killed half-way
@@ -29,6 +34,7 @@ Baselines:
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -41,7 +47,8 @@ from pathlib import Path
 from typing import Callable
 
 from .engine.checkpoint import atomic_write_text
-from .engine.launch import cfg_get, cfg_has_key, plain_cfg
+from .engine.launch import (NEW_KEY_PREFIX, ConfigKeyError, cfg_get, cfg_has_key, closest_keys,
+                            plain_cfg)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = 'suite_stage.json'
@@ -83,6 +90,15 @@ DEMO_TASKS = {
     'finetune': 'configs/demo/finetune_vit-tiny_synthetic.py',
     'upernet': 'configs/demo/upernet_vit-tiny_synthetic.py',
     'mask_rcnn': 'configs/demo/mask_rcnn_vit-tiny_synthetic.py',
+}
+#: Data set kind -> display name, root flag of tools/run_suite.py, SuiteOptions field, layout.
+DATASETS = {
+    'imagenet': dict(name='ImageNet', flag='--imagenet-root', field='imagenet_root',
+                     layout='train/, val/, meta/'),
+    'ade20k': dict(name='ADE20K', flag='--ade20k-root', field='ade20k_root',
+                   layout='ADEChallengeData2016 with images/, annotations/'),
+    'coco': dict(name='COCO', flag='--coco-root', field='coco_root',
+                 layout='annotations/, train2017/, val2017/'),
 }
 TASK_ALIASES = {'linear': 'linear_probe', 'lp': 'linear_probe', 'ft': 'finetune',
                 'fine_tune': 'finetune', 'ade20k': 'upernet', 'seg': 'upernet',
@@ -233,6 +249,20 @@ def _dataset_kind(value: str, dataset_type: str) -> str | None:
     return None
 
 
+def data_root_keys(cfg):
+    """``(key, configured data_root, data set kind)`` of every dataloader of a config whose
+    data set the suite knows (see :data:`DATASETS`)."""
+    for loader in DATALOADERS:
+        for key in (f'{loader}.dataset.data_root', f'{loader}.dataset.dataset.data_root'):
+            value = cfg_get(cfg, key)
+            if not isinstance(value, str):
+                continue
+            dataset_type = str(cfg_get(cfg, key.rsplit('.', 1)[0] + '.type', ''))
+            kind = _dataset_kind(value, dataset_type)
+            if kind is not None:
+                yield key, value, kind
+
+
 def data_root_options(cfg, opts: SuiteOptions) -> dict:
     """``--cfg-options`` pointing every dataloader of a config at the suite's data."""
     synthetic_roots = dict(imagenet=opts.data_dir / 'imagenet',
@@ -241,22 +271,14 @@ def data_root_options(cfg, opts: SuiteOptions) -> dict:
     real_roots = dict(imagenet=opts.imagenet_root, ade20k=opts.ade20k_root,
                       coco=opts.coco_root)
     options = {}
-    for loader in DATALOADERS:
-        for key in (f'{loader}.dataset.data_root', f'{loader}.dataset.dataset.data_root'):
-            value = cfg_get(cfg, key)
-            if not isinstance(value, str):
-                continue
-            dataset_type = str(cfg_get(cfg, key.rsplit('.', 1)[0] + '.type', ''))
-            kind = _dataset_kind(value, dataset_type)
-            if kind is None:
-                continue
-            if real_roots[kind]:
-                options[key] = str(Path(real_roots[kind]).resolve())
-            elif value.startswith('data/synthetic'):
-                options[key] = str((opts.data_dir.resolve() / value[len('data/synthetic'):]
-                                    .lstrip('/')))
-            else:
-                options[key] = str(synthetic_roots[kind].resolve())
+    for key, value, kind in data_root_keys(cfg):
+        if real_roots[kind]:
+            options[key] = str(Path(real_roots[kind]).resolve())
+        elif value.startswith('data/synthetic'):
+            options[key] = str((opts.data_dir.resolve() / value[len('data/synthetic'):]
+                                .lstrip('/')))
+        else:
+            options[key] = str(synthetic_roots[kind].resolve())
     return options
 
 
@@ -346,13 +368,112 @@ def _normalise_tasks(tasks) -> tuple:
     return tuple(out)
 
 
-def plan(opts: SuiteOptions) -> list[Stage]:
-    """The stages to run, in dependency order.
+def check_data_roots(opts: SuiteOptions) -> None:
+    """Reject a data root that is not a directory now, not inside a stage minutes later.
 
     Raises:
-        FileNotFoundError: When a config the plan needs does not exist.
-        ValueError: For an unknown method or task.
+        FileNotFoundError: Naming the flag and the path.
     """
+    for info in DATASETS.values():
+        root = getattr(opts, info['field'])
+        if not root or Path(root).is_dir():
+            continue
+        what = 'is not a directory' if Path(root).exists() else 'does not exist'
+        where = '' if Path(root).is_absolute() else f' (resolved: {Path(root).resolve()})'
+        raise FileNotFoundError(
+            f'{info["flag"]} {root}{where} {what}; give the {info["name"]} root '
+            f'({info["layout"]}), or leave {info["flag"]} out to use the synthetic {info["name"]}')
+
+
+def data_summary(opts: SuiteOptions, kinds) -> str:
+    """One line saying which of the data sets ``kinds`` are real and which synthetic.
+
+    A data set without a root flag is the synthetic one (documented, e.g. ``--imagenet-root``
+    alone for real pretraining with synthetic ADE20K / COCO), so say so where it is planned.
+    """
+    real, synthetic, flags = [], [], []
+    for kind, info in DATASETS.items():
+        if kind not in kinds:
+            continue
+        root = getattr(opts, info['field'])
+        if root:
+            real.append(f'{info["name"]} ({Path(root).resolve()})')
+        else:
+            synthetic.append(info['name'])
+            flags.append(info['flag'])
+    parts = [f'real: {", ".join(real)}'] if real else []
+    if synthetic:
+        parts.append(f'synthetic: {", ".join(synthetic)} (generated in {opts.data_dir}; give '
+                     f'{" / ".join(flags)} for real data)')
+    return '[suite] data sets: ' + ('; '.join(parts) or 'none')
+
+
+def check_extra_options(extra: dict, cfgs) -> None:
+    """Fail for ``--cfg-options`` keys that none of the planned configs has.
+
+    A key goes to every stage whose config has it (keys of one task's config are normal), so
+    only a key that no config has is an error: a typo that would otherwise vanish. ``+key``
+    adds a key on purpose and is not checked, as in tools/train.py.
+
+    Raises:
+        ConfigKeyError: One line per unknown key, with the closest existing keys.
+    """
+    cfgs = list(cfgs)
+    errors = []
+    for key in extra:
+        if key.startswith(NEW_KEY_PREFIX) or any(cfg_has_key(cfg, key) for cfg in cfgs):
+            continue
+        candidates = []
+        for cfg in cfgs:
+            candidates += [k for k in closest_keys(cfg, key) if k not in candidates]
+        suggestions = difflib.get_close_matches(key, candidates, n=3, cutoff=0)
+        hint = (f' Did you mean {" or ".join(repr(k) for k in suggestions)}?'
+                if suggestions else '')
+        errors.append(f'--cfg-options: no config of the planned stages has the key {key!r} '
+                      f'({len(cfgs)} checked).{hint} To add a new key on purpose, write it as '
+                      f'{NEW_KEY_PREFIX}{key}=...')
+    if errors:
+        raise ConfigKeyError('\n'.join(errors))
+
+
+def select_stages(stages: list[Stage], patterns) -> list[Stage]:
+    """The stages ``--redo`` names: stage names or prefixes of them (``downstream/beitv2``).
+
+    Raises:
+        ValueError: For a pattern that selects no planned stage; the message lists the valid
+            names and prefixes.
+    """
+    names = [s.name for s in stages]
+    prefixes = []
+    for name in names:
+        parts = name.split('/')
+        for i in range(1, len(parts)):
+            if '/'.join(parts[:i]) not in prefixes:
+                prefixes.append('/'.join(parts[:i]))
+
+    def selects(pattern: str, name: str) -> bool:
+        return name == pattern or name.startswith(pattern.rstrip('/') + '/')
+
+    for pattern in patterns:
+        if not any(selects(pattern, name) for name in names):
+            close = difflib.get_close_matches(pattern.rstrip('/'), prefixes + names, n=3)
+            hint = f' Did you mean {" or ".join(close)}?' if close else ''
+            raise ValueError(
+                f'--redo {pattern}: no planned stage has this name or prefix.{hint} '
+                f'Prefixes: {", ".join(prefixes) or "none"}; stages: {", ".join(names)} '
+                f'(--methods / --tasks decide which stages are planned)')
+    return [s for s in stages if any(selects(p, s.name) for p in patterns)]
+
+
+def plan(opts: SuiteOptions) -> list[Stage]:
+    """The stages to run, in dependency order; prints which data sets are real or synthetic.
+
+    Raises:
+        FileNotFoundError: When a config the plan needs or a given data root does not exist.
+        ValueError: For an unknown method or task.
+        ConfigKeyError: For an ``opts.extra_options`` key that no planned config has.
+    """
+    check_data_roots(opts)
     for method in opts.methods:
         if method not in DEMO_METHODS:
             raise ValueError(f'unknown method {method!r}; choose from {sorted(DEMO_METHODS)}')
@@ -361,6 +482,8 @@ def plan(opts: SuiteOptions) -> list[Stage]:
     stages: list[Stage] = []
     loaded: dict[str, object] = {}
     fingerprints: dict[str, str] = {}
+    stage_cfgs: dict[str, object] = {}  # config path -> config, of the planned stages
+    data_kinds: set = set()
 
     def config_path(rel: str) -> str:
         path = (REPO_ROOT / rel).resolve()
@@ -377,6 +500,8 @@ def plan(opts: SuiteOptions) -> list[Stage]:
     def train_stage(name, kind, rel_config, deps=(), dep_options=None, options=None, **kw):
         path = config_path(rel_config)
         cfg = cfg_of(path)
+        stage_cfgs[path] = cfg
+        data_kinds.update(kind for _, _, kind in data_root_keys(cfg))
         stage_options = data_root_options(cfg, opts)
         stage_options.update(batch_size_options(cfg, opts))
         sched, max_iters = schedule_options(cfg, opts)
@@ -412,7 +537,8 @@ def plan(opts: SuiteOptions) -> list[Stage]:
             log_path=work / 'data_suite.log'))
         fingerprints['data'] = f'{opts.data_size}-{opts.seed}'
         data_deps = ['data']
-    data_label = 'synthetic' if not any(real.values()) else 'real'
+    # What the pretraining stages (teacher, tokenizers, MIM, supervised) read: ImageNet.
+    data_label = 'real' if opts.imagenet_root else 'synthetic'
 
     mim_methods = [m for m in opts.methods if DEMO_METHODS[m]['config']]
     # The tokenizer each MIM run reads; None = the config's target generator cannot load the
@@ -513,6 +639,8 @@ def plan(opts: SuiteOptions) -> list[Stage]:
         for info in (stage.produces, stage.pretrain):
             if info:
                 info.setdefault('data', data_label)
+    check_extra_options(opts.extra_options, stage_cfgs.values())
+    print(data_summary(opts, data_kinds))
     return stages
 
 

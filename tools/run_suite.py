@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Run the whole chain: data -> teacher -> tokenizers -> MIM -> downstream -> leaderboard.
+# r-string: the backslash below is the example's shell line continuation, shown in --help.
+r"""Run the whole chain: data -> teacher -> tokenizers -> MIM -> downstream -> leaderboard.
 
     python tools/run_suite.py --synthetic                  # the demo (make demo)
     python tools/run_suite.py --methods beitv2,random --tasks linear_probe,upernet
@@ -7,6 +8,8 @@
     python tools/run_suite.py --imagenet-root /data/imagenet --ade20k-root \
         /data/ade/ADEChallengeData2016 --coco-root /data/coco --work-dir work_dirs/real
 
+A data set without its root flag is the generated synthetic one (--imagenet-root alone:
+real pretraining and classification, synthetic ADE20K and COCO); the plan says which is which.
 Each stage is a subprocess of tools/train.py with its own work dir and log
 (<work-dir>/<stage>/suite_stage.log). Finished stages are detected from their outputs and
 skipped, so rerunning the same command resumes an interrupted suite. The leaderboard
@@ -32,8 +35,8 @@ def parse_args(argv=None):
         description='Run the BEiT v2 benchmark chain end to end.',
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument('--synthetic', action='store_true',
-                        help='use the generated synthetic data set (the default unless data '
-                        'roots are given)')
+                        help='use the generated synthetic data set for everything (the default '
+                        'for every data set whose root is not given)')
     parser.add_argument('--work-dir', default='work_dirs/demo',
                         help='root of all stage work dirs (default: work_dirs/demo)')
     parser.add_argument('--methods', type=_csv,
@@ -57,11 +60,14 @@ def parse_args(argv=None):
     parser.add_argument('--data-size', default='demo', choices=['tiny', 'demo'],
                         help='synthetic set size (default: demo)')
     parser.add_argument('--seed', type=int, default=0, help='synthetic data seed')
-    parser.add_argument('--imagenet-root', help='real ImageNet root (train/, val/, meta/)')
+    parser.add_argument('--imagenet-root', help='real ImageNet root (train/, val/, meta/); '
+                        'default: synthetic')
     parser.add_argument('--ade20k-root',
-                        help='real ADE20K root (ADEChallengeData2016 with images/, annotations/)')
+                        help='real ADE20K root (ADEChallengeData2016 with images/, annotations/); '
+                        'default: synthetic')
     parser.add_argument('--coco-root',
-                        help='real COCO root (annotations/, train2017/, val2017/)')
+                        help='real COCO root (annotations/, train2017/, val2017/); '
+                        'default: synthetic')
     parser.add_argument('--jobs', type=int, default=int(os.environ.get('SUITE_JOBS', 2)),
                         help='stages run in parallel (default 2, env SUITE_JOBS); each gets '
                         'cores / jobs threads')
@@ -77,7 +83,7 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         metavar='KEY=VALUE',
                         help='extra options for every stage whose config has the key '
-                        '(+key adds it everywhere)')
+                        '(a key no planned config has is an error; +key adds it everywhere)')
     args = parser.parse_args(argv)
     real = [args.imagenet_root, args.ade20k_root, args.coco_root]
     if args.synthetic and any(real):
@@ -99,9 +105,11 @@ def main(argv=None):
         ade20k_root=args.ade20k_root, coco_root=args.coco_root, jobs=max(1, args.jobs),
         batch_size_cap=args.batch_size_cap,
         extra_options=dict(args.cfg_options or {}))
+    from beitv2_mm.engine.launch import ConfigKeyError
     try:
         stages = suite.plan(opts)
-    except (FileNotFoundError, ValueError) as err:
+        redo = suite.select_stages(stages, args.redo)  # a wrong name fails before anything runs
+    except (FileNotFoundError, ValueError, ConfigKeyError) as err:
         sys.exit(f'tools/run_suite.py: error: {err}')
     print(f'[suite] {len(stages)} stages, work dir {opts.work_dir}, jobs {opts.jobs}, '
           f'schedule x{opts.schedule}' + (f', max {opts.max_iters} iters' if opts.max_iters
@@ -112,9 +120,8 @@ def main(argv=None):
         print(f'  {i:2d}. {stage.name}{iters}{deps}')
     if args.dry_run:
         return 0
-    for stage in stages:
-        if any(stage.name == r or stage.name.startswith(r.rstrip('/') + '/') for r in args.redo):
-            suite.clean_stage(stage)
+    for stage in redo:
+        suite.clean_stage(stage)
     status = suite.run_stages(stages, jobs=opts.jobs, fork=False if args.no_fork else None)
     code = 0 if all(v in ('done', 'skipped') for v in status.values()) else 1
     if not args.no_leaderboard:

@@ -63,6 +63,8 @@ def test_plan_rejects_unknown_names(tmp_path):
 
 
 def test_real_data_roots_replace_synthetic_ones(tmp_path):
+    for name in ('in', 'ade', 'coco'):
+        (tmp_path / name).mkdir()  # roots must exist at planning time
     opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('random',),
                               tasks=('linear_probe', 'upernet'), imagenet_root=str(tmp_path / 'in'),
                               ade20k_root=str(tmp_path / 'ade'), coco_root=str(tmp_path / 'coco'))
@@ -271,14 +273,134 @@ def test_a_data_stage_that_fails_leaves_no_ready_manifest(tmp_path):
 
 def test_extra_options_reach_the_configs_that_have_the_key(tmp_path):
     """``run_suite --cfg-options`` keys are checked the way tools/train.py checks them: list
-    items by position count (they were silently dropped), keys a config lacks are left out."""
+    items by position count (they were silently dropped), keys a config lacks are left out
+    of that stage (a key of another planned stage's config), ``+key`` goes everywhere."""
+    seg_key = 'model.decode_head.channels'  # UperNet's config only
+    probe_cfg = suite.load_config(str(REPO_ROOT / suite.DEMO_TASKS['linear_probe']))
+    seg_cfg = suite.load_config(str(REPO_ROOT / suite.DEMO_TASKS['upernet']))
+    assert seg_cfg.model.decode_head.channels and 'decode_head' not in probe_cfg.model
     opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('random',),
-                              tasks=('linear_probe',),
+                              tasks=('linear_probe', 'upernet'),
                               extra_options={'param_scheduler.1.eta_min': 0.5,
                                              'model.neck.input_features': 64,
-                                             'model.no_such_key': 1})
+                                             seg_key: 16, '+model.new_key': 1})
     stages = {s.name: s for s in suite.plan(opts)}
     probe = stages['downstream/random/linear_probe'].options
     assert probe['param_scheduler.1.eta_min'] == 0.5
     assert probe['model.neck.input_features'] == 64
-    assert 'model.no_such_key' not in probe
+    assert seg_key not in probe
+    assert stages['downstream/random/upernet'].options[seg_key] == 16
+    for stage in stages.values():
+        if stage.kind != 'data':
+            assert stage.options['+model.new_key'] == 1  # tools/train.py strips the +
+
+
+def _run_suite_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('_tool_run_suite',
+                                                  REPO_ROOT / 'tools' / 'run_suite.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dry_run(tmp_path, *args):
+    """``tools/run_suite.py --dry-run`` in this process: (exit status, error message)."""
+    tool = _run_suite_tool()
+    argv = ['--work-dir', str(tmp_path / 'w'), '--data-dir', str(tmp_path / 'd'), '--dry-run',
+            *args]
+    try:
+        return tool.main(argv), ''
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            return 1, exit_.code  # sys.exit(message) exits with status 1
+        return exit_.code, ''
+
+
+def test_cfg_options_key_of_no_planned_config_fails_before_anything_runs(tmp_path):
+    """A typo used to vanish (kept only for stages whose config has it: none)."""
+    from beitv2_mm.engine.launch import ConfigKeyError
+    code, message = _dry_run(tmp_path, '--methods', 'random', '--tasks', 'linear_probe',
+                             '--cfg-options', 'train_cfg.max_iter=3')
+    assert code == 1
+    assert message == (
+        "tools/run_suite.py: error: --cfg-options: no config of the planned stages has the key "
+        "'train_cfg.max_iter' (1 checked). Did you mean 'train_cfg.max_iters' or "
+        "'train_cfg.val_interval' or 'train_cfg.type'? To add a new key on purpose, write it "
+        "as +train_cfg.max_iter=...")
+    assert not (tmp_path / 'w').exists() and not (tmp_path / 'd').exists()
+    # A key of a config that is not planned (UperNet without --tasks upernet) is one too.
+    opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('random',),
+                              tasks=('linear_probe',),
+                              extra_options={'model.decode_head.channels': 16})
+    with pytest.raises(ConfigKeyError, match="has the key 'model.decode_head.channels' "):
+        suite.plan(opts)
+    # +key adds it on purpose: no check, as in tools/train.py.
+    code, message = _dry_run(tmp_path, '--methods', 'random', '--tasks', 'linear_probe',
+                             '--cfg-options', '+train_cfg.max_iter=3')
+    assert (code, message) == (0, '')
+
+
+def test_redo_of_an_unknown_stage_fails_listing_the_planned_ones(tmp_path, capsys):
+    code, message = _dry_run(tmp_path, '--methods', 'beitv2,random',
+                             '--tasks', 'linear_probe', '--redo', 'downstream/beitv3')
+    assert code == 1
+    assert message.startswith(
+        'tools/run_suite.py: error: --redo downstream/beitv3: no planned stage has this name or '
+        'prefix. Did you mean downstream/beitv2')
+    assert ('Prefixes: tokenizer, mim, downstream, downstream/beitv2, downstream/random; '
+            'stages: data, teacher, tokenizer/vqkd, mim/beitv2, downstream/beitv2/linear_probe, '
+            'downstream/random/linear_probe (--methods / --tasks decide which stages are '
+            'planned)') in message
+    # Valid names and prefixes (trailing / too) select their stages.
+    stages = suite.plan(suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('beitv2', 'random'),
+                                           tasks=('linear_probe',)))
+    chosen = suite.select_stages(stages, ('teacher', 'downstream/beitv2/'))
+    assert [s.name for s in chosen] == ['teacher', 'downstream/beitv2/linear_probe']
+    assert suite.select_stages(stages, ()) == []
+    assert _dry_run(tmp_path, '--methods', 'random', '--tasks', 'linear_probe',
+                    '--redo', 'downstream')[0] == 0
+
+
+def test_data_roots_are_checked_and_the_plan_says_what_is_synthetic(tmp_path, capsys):
+    """--imagenet-root alone is documented: real ImageNet, synthetic ADE20K and COCO. It is
+    said at planning time; a root that does not exist fails then, not inside a stage."""
+    missing = tmp_path / 'no_such_imagenet'
+    code, message = _dry_run(tmp_path, '--methods', 'random', '--imagenet-root', str(missing))
+    assert code == 1
+    assert message == (
+        f'tools/run_suite.py: error: --imagenet-root {missing} does not exist; give the ImageNet '
+        f'root (train/, val/, meta/), or leave --imagenet-root out to use the synthetic ImageNet')
+    a_file = tmp_path / 'coco.txt'
+    a_file.write_text('')
+    with pytest.raises(FileNotFoundError, match=f'--coco-root {a_file} is not a directory'):
+        suite.plan(suite.SuiteOptions(work_dir=tmp_path / 'w', coco_root=str(a_file)))
+
+    imagenet = tmp_path / 'imagenet'
+    imagenet.mkdir()
+    capsys.readouterr()
+    code, _ = _dry_run(tmp_path, '--methods', 'random', '--tasks', 'linear_probe,upernet,coco',
+                       '--imagenet-root', str(imagenet))
+    assert code == 0
+    assert (f'[suite] data sets: real: ImageNet ({imagenet.resolve()}); synthetic: ADE20K, COCO '
+            f'(generated in {tmp_path / "d"}; give --ade20k-root / --coco-root for real data)\n'
+            in capsys.readouterr().out)
+    # Only the data sets the planned stages read are named.
+    suite.plan(suite.SuiteOptions(work_dir=tmp_path / 'w', data_dir=tmp_path / 'd',
+                                  methods=('random',), tasks=('linear_probe',)))
+    assert capsys.readouterr().out == (
+        f'[suite] data sets: synthetic: ImageNet (generated in {tmp_path / "d"}; give '
+        f'--imagenet-root for real data)\n')
+
+
+def test_help_keeps_the_example_line_breaks(capsys, monkeypatch):
+    monkeypatch.setenv('COLUMNS', '80')  # argparse wraps option help to this width
+    with pytest.raises(SystemExit) as exit_:
+        _run_suite_tool().parse_args(['--help'])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    # The example's shell continuation stays two lines (it was joined into one).
+    assert ('--imagenet-root /data/imagenet --ade20k-root \\\n'
+            '        /data/ade/ADEChallengeData2016 --coco-root /data/coco') in out
+    # Option help is still wrapped to the terminal width.
+    assert 'extra options for every stage whose config has the key\n' in out
