@@ -12,6 +12,8 @@ beitv2_mm/leaderboard/reported.csv (each with its source) as rows marked "report
 import argparse
 import os
 import sys
+import warnings
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -33,12 +35,23 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # A mistyped work dir must not pass for "no results yet": fail before anything is written
+    # (the table would otherwise land in ./leaderboard of wherever this was run).
+    missing = [root for root in args.roots if not os.path.exists(root)]
+    if missing:
+        verb = 'does' if len(missing) == 1 else 'do'
+        sys.exit(f'tools/leaderboard.py: error: {", ".join(missing)} {verb} not exist; expected '
+                 'a work dir of runs with results.json files (or a results.json file); nothing '
+                 'written')
     # Imported late: --help stays fast, and only the leaderboard modules are needed.
     from beitv2_mm.leaderboard import collect, render
 
     reported = None if args.no_reported else (args.reported or collect.REPORTED_FILE)
-    rows = collect.build_rows(args.roots, reported=reported,
-                              include_partial=args.include_partial)
+    with warnings.catch_warnings():
+        # said below, in words, together with what the table holds instead
+        warnings.filterwarnings('ignore', message=f'leaderboard: no {collect.RESULTS_FILENAME}')
+        rows = collect.build_rows(args.roots, reported=reported,
+                                  include_partial=args.include_partial)
     out = args.out or os.path.join(args.roots[0] if os.path.isdir(args.roots[0]) else '.',
                                    'leaderboard')
     paths = render.write_all(rows, out, title=args.title)
@@ -47,9 +60,27 @@ def main(argv=None):
     if summary:
         print(summary)
     measured = sum(r.kind == 'measured' for r in rows)
+    if not measured:
+        print(_no_results_message(args.roots, collect.RESULTS_FILENAME, bool(reported),
+                                  args.include_partial))
     print(f'{measured} measured row(s); written: {paths["markdown"]}, {paths["csv"]}, '
           f'{paths["html"]}, {paths["summary"]}, ' + ', '.join(str(p) for p in paths['png']))
     return rows
+
+
+def _no_results_message(roots, filename: str, reported: bool, include_partial: bool) -> str:
+    """Why there is no measured row. Not an error: a suite without downstream stages (or
+    whose downstream stages all failed, which it reports itself) still gets its table."""
+    found = sum(1 if Path(root).is_file() else sum(1 for _ in Path(root).rglob(filename))
+                for root in roots)
+    where = ', '.join(str(root) for root in roots)
+    holds = 'holds only the published rows' if reported else 'is empty (--no-reported)'
+    if not found:
+        return (f'No {filename} under {where} (no downstream run has finished yet?): the '
+                f'table {holds}.')
+    hint = '' if include_partial else '; --include-partial shows unfinished runs'
+    return (f'None of the {found} {filename} file(s) under {where} is a finished, readable '
+            f'result (see the warnings{hint}): the table {holds}.')
 
 
 if __name__ == '__main__':

@@ -16,9 +16,12 @@ Inputs:
   file does not know (tokenizer, teacher, backbone, pretrain length, display name).
 * ``reported.csv`` (this directory): the published numbers, each row with its source.
 
-Measured results of the same pretrained model (method + checkpoint) on the same kind of
-data (synthetic or real) form one row; reported numbers are separate rows and never merge
-with measured ones. A cell without a number is ``–``.
+Measured results of the same pretrained model (method + checkpoint) on the same data set form
+one row; reported numbers are separate rows and never merge with measured ones. A data set is
+what the results say about their data: synthetic or real, and per data set name one data root
+and evaluated size (a synthetic set also lives in one folder). Results on different data (two
+synthetic folders, two sizes of the generated set, two ImageNet roots) are separate rows, each
+method name followed by what tells the data sets apart. A cell without a number is ``–``.
 """
 from __future__ import annotations
 
@@ -137,6 +140,11 @@ class Row:
     method_id: str = ''
     #: column key -> number of evaluated samples behind the value (results' ``num_samples``)
     samples: dict = field(default_factory=dict)
+    #: which data set of its kind (synthetic / real) the row ran on, in a few words; ``''``
+    #: when that kind has one data set (the usual case: rows compare as they are)
+    data_set: str = ''
+    #: the method cell without the words on its data set, for text that is per data set already
+    name_in_data_set: str = ''
 
     def cell(self, key: str, digits: int = 1) -> str:
         """Text of a cell; numbers rounded, missing ones as ``–``."""
@@ -255,30 +263,149 @@ def _metric(result: Result, column: MetricColumn) -> float | None:
     return None
 
 
+def _data_home(result: Result) -> str:
+    """The folder of a synthetic set (holding its ``imagenet``, ``ade20k``, ``coco``); ``''``
+    for real data, whose roots are wherever the user keeps each data set."""
+    root = result.dataset.get('data_root')
+    if not result.synthetic or not root:
+        return ''
+    path = Path(str(root))
+    if path.name == 'ADEChallengeData2016':  # <set>/ade20k/ADEChallengeData2016
+        path = path.parent
+    return str(path.parent)
+
+
+def _data_name(result: Result) -> str:
+    return str(result.dataset.get('name') or result.task)
+
+
+def _num_samples(result: Result) -> int | None:
+    n = result.dataset.get('num_samples')
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
 def _dataset_label(results: list[Result]) -> str:
-    names = []
+    names: dict[str, set] = {}
     for r in results:
-        name = str(r.dataset.get('name') or r.task)
-        if name not in names:
-            names.append(name)
-    label = ', '.join(names)
+        names.setdefault(_data_name(r), set()).add(_num_samples(r))
+    label = ', '.join(name + ''.join(f' n={n}' for n in sorted(sizes - {None}))
+                      for name, sizes in names.items())
     if results and all(r.synthetic for r in results):
-        roots = sorted({str(Path(r.dataset['data_root']).parent) for r in results
-                        if r.dataset.get('data_root')})
+        roots = sorted({_data_home(r) for r in results} - {''})
         where = f' at {", ".join(roots)}' if roots else ''
         return f'SYNTHETIC ({label}){where}'
     return label
 
 
+@dataclass
+class _DataSet:
+    """The data that a set of results agrees on: per data set name, its root, its size (None:
+    not recorded) and the task that named it."""
+    synthetic: bool
+    home: str
+    entries: dict = field(default_factory=dict)
+
+    def fits(self, r: Result) -> str | None:
+        """``'same'`` (this name is known here with r's root and size), ``'free'`` (the name is
+        not known here yet) or None (r ran on other data)."""
+        if r.synthetic != self.synthetic or _data_home(r) != self.home:
+            return None
+        entry = self.entries.get(_data_name(r))
+        if entry is None:
+            return 'free'
+        root, n, _ = entry
+        same_size = n is None or _num_samples(r) is None or n == _num_samples(r)
+        return 'same' if root == str(r.dataset.get('data_root') or '') and same_size else None
+
+    def add(self, r: Result) -> None:
+        old = self.entries.get(_data_name(r), (None, None, r.task))
+        n = _num_samples(r)
+        self.entries[_data_name(r)] = (str(r.dataset.get('data_root') or ''),
+                                       n if n is not None else old[1], old[2])
+
+
+def _data_sets(results: list[Result]) -> tuple[list[int], list[_DataSet]]:
+    """The data set each result ran on (an index into the returned sets).
+
+    A result joins the newest set that already has its data; else the newest set that has
+    nothing under its data set name yet (so the ImageNet, ADE20K and COCO runs of one suite
+    share a set: results are taken oldest first, and a regenerated or another data set starts
+    a new set when its first result disagrees with the sets so far); else a new set.
+    """
+    sets: list[_DataSet] = []
+    index = [0] * len(results)
+    for i in sorted(range(len(results)), key=lambda i: results[i].timestamp):
+        r = results[i]
+        fits = [s.fits(r) for s in sets]
+        chosen = next((j for j in reversed(range(len(sets))) if fits[j] == 'same'),
+                      next((j for j in reversed(range(len(sets))) if fits[j] == 'free'), None))
+        if chosen is None:
+            sets.append(_DataSet(r.synthetic, _data_home(r)))
+            chosen = len(sets) - 1
+        sets[chosen].add(r)
+        index[i] = chosen
+    return index, sets
+
+
+def _tails(paths: list[tuple]) -> list[str]:
+    """The shortest path endings (same depth for all) that tell different paths apart."""
+    parts = [tuple(Path(p).parts for p in group) for group in paths]
+    longest = max((len(p) for group in parts for p in group), default=1)
+    depth = 1
+    while depth < longest and \
+            len({tuple(p[-depth:] for p in group) for group in parts}) < len(set(parts)):
+        depth += 1
+    return [', '.join('/'.join(p[-depth:]) for p in group) for group in parts]
+
+
+_TASK_ORDER = {task: i for i, task in enumerate(TASK_TITLES)}
+
+
+def _set_briefs(sets: list[_DataSet]) -> list[str]:
+    """A few words per data set that tell it from the others of its kind (synthetic / real):
+    where it is when that differs (a synthetic set's folder, a real set's roots), its sizes
+    (``n=`` evaluated samples per data set name) when those differ. ``''`` for a kind with one
+    data set."""
+    briefs = [''] * len(sets)
+    for synthetic in (True, False):
+        same_kind = [i for i, s in enumerate(sets) if s.synthetic == synthetic]
+        if len(same_kind) < 2:
+            continue
+        places = [(sets[i].home,) if synthetic else
+                  tuple(sorted({e[0] for e in sets[i].entries.values()} - {''}))
+                  for i in same_kind]
+        sizes = []
+        for i in same_kind:
+            entries = sorted(sets[i].entries.items(), key=lambda kv: (_TASK_ORDER[kv[1][2]],
+                                                                       kv[0]))
+            sizes.append('n=' + '/'.join('?' if e[1] is None else str(e[1])
+                                         for _, e in entries))
+        words = [[] for _ in same_kind]
+        if len(set(places)) > 1:
+            for w, tail in zip(words, _tails(places)):
+                w.append(tail or 'no data root')
+        if len(set(sizes)) > 1:
+            for w, size in zip(words, sizes):
+                w.append(size)
+        texts = [', '.join(w) for w in words]
+        for k, i in enumerate(same_kind):
+            if texts.count(texts[k]) > 1:  # differ only in a data set name: number them
+                words[k].append(f'data set {k + 1}')
+            briefs[i] = ', '.join(words[k])
+    return briefs
+
+
 def measured_rows(results: list[Result]) -> list[Row]:
-    """Group results by pretrained model and data kind; the newest result fills a cell."""
+    """Group results by pretrained model and data set; the newest result fills a cell."""
+    set_of, sets = _data_sets(results)
+    briefs = _set_briefs(sets)
     groups: dict[tuple, list[Result]] = {}
-    for r in results:
+    for r, data_set in zip(results, set_of):
         method = r.stage.get('method') or r.pretrain_method or 'random'
         checkpoint = r.stage.get('checkpoint') or r.pretrain_checkpoint or ''
-        groups.setdefault((str(method), str(checkpoint), r.synthetic), []).append(r)
+        groups.setdefault((str(method), str(checkpoint), r.synthetic, data_set), []).append(r)
     rows, checkpoints = [], []
-    for (method, checkpoint, synthetic), group in groups.items():
+    for (method, checkpoint, synthetic, data_set), group in groups.items():
         group.sort(key=lambda r: r.timestamp)
         info = {}
         for r in group:
@@ -305,7 +432,7 @@ def measured_rows(results: list[Result]) -> list[Row]:
                 sorted({Path(c).name for c in configs.values() if c})),
             source='measured (synthetic data)' if synthetic else 'measured')
         rows.append(Row('measured', cells, values, synthetic=synthetic, configs=configs,
-                        method_id=method, samples=samples))
+                        method_id=method, samples=samples, data_set=briefs[data_set]))
         checkpoints.append(checkpoint)
     _tell_apart(rows, checkpoints)
     return rows
@@ -314,21 +441,22 @@ def measured_rows(results: list[Result]) -> list[Row]:
 def _tell_apart(rows: list[Row], checkpoints: list[str]) -> None:
     """Rows of one method from different checkpoints (two pretraining runs, say) get the
     checkpoint's last path parts after the name, so that the table and the summary can tell
-    them apart."""
+    them apart; where a data kind has several data sets, every row of it names its own (the
+    charts put them side by side)."""
     names: dict[tuple, list[int]] = {}
     for i, row in enumerate(rows):
         names.setdefault((row.cells['method'], row.synthetic), []).append(i)
+    words: list[list[str]] = [[] for _ in rows]
     for same in names.values():
-        if len(same) < 2:
-            continue
-        parts = [Path(checkpoints[i]).parts if checkpoints[i] else () for i in same]
-        depth = 1
-        while depth < max(len(p) for p in parts) and \
-                len({p[-depth:] for p in parts}) < len(parts):
-            depth += 1
-        for i, p in zip(same, parts):
-            where = '/'.join(p[-depth:]) if p else 'no checkpoint'
-            rows[i].cells['method'] = f"{rows[i].cells['method']} ({where})"
+        if len({checkpoints[i] for i in same}) > 1:
+            wheres = _tails([(checkpoints[i],) if checkpoints[i] else () for i in same])
+            for i, where in zip(same, wheres):
+                words[i].append(where or 'no checkpoint')
+    for row, said in zip(rows, words):
+        name = row.cells['method']
+        row.name_in_data_set = f"{name} ({', '.join(said)})" if said else name
+        said += [row.data_set] if row.data_set else []
+        row.cells['method'] = f"{name} ({', '.join(said)})" if said else name
 
 
 def _number(text: str) -> float | None:

@@ -26,6 +26,8 @@ MEASURED_NOTE = ('Measured rows give the last evaluation of each run (results.js
                  '(configs/finetune_in1k.py, configs/upernet_ade20k.py); the published BEiT v1 '
                  'numbers used BEiT v1\'s own (ImageNet: lr 4e-3, configs/finetune_in1k_beitv1.py; '
                  'ADE20K: lr 7e-4, layer decay 0.65, configs/upernet_ade20k_beitv1.py).')
+NO_MEASURED_NOTE = ('No measured rows: no finished downstream run\'s results.json was found '
+                    '(none has run yet, or all failed).')
 
 
 def _method_cell(row: Row) -> str:
@@ -50,6 +52,8 @@ def to_markdown(rows: list[Row], title: str = 'Leaderboard') -> str:
     lines += ['', f'{MISSING}: no number (not run, or not published).', REPORTED_NOTE]
     if any(r.kind == 'measured' for r in rows):
         lines.append(MEASURED_NOTE)
+    else:
+        lines.append(NO_MEASURED_NOTE)
     if any(r.synthetic for r in rows):
         lines.append(SYNTHETIC_NOTE)
     return '\n'.join(lines) + '\n'
@@ -71,18 +75,25 @@ def _two_se(p1: float, p2: float, n1, n2) -> float | None:
 
 def to_summary(rows: list[Row]) -> str:
     """What the measured rows show: per task the ranking and each method's difference to the
-    random-init baseline of the same data kind, with the noise of top-1 differences (2 standard
+    random-init baseline of the same data set, with the noise of top-1 differences (2 standard
     errors from the evaluated sample counts) so that a gap within noise is not read as a win.
     Verdicts on other columns (mIoU, AP) are marked as having no noise estimate. Columns where
-    every value is below 1 are reported as having learned nothing."""
+    every value is below 1 are reported as having learned nothing. Rows on different data sets
+    of one kind (``Row.data_set``) get a paragraph each: numbers on other data do not rank."""
     lines = []
-    for synthetic in (True, False):
-        group = [r for r in rows if r.kind == 'measured' and r.synthetic == synthetic]
+    measured = [r for r in rows if r.kind == 'measured']
+    for synthetic, data_set in dict.fromkeys(
+            (s, r.data_set) for s in (True, False) for r in measured if r.synthetic == s):
+        group = [r for r in measured if r.synthetic == synthetic and r.data_set == data_set]
         if len(group) < 2:
             continue
         base = next((r for r in group if r.method_id.lower() in BASELINE_IDS), None)
-        lines.append(f'What the measured rows on {"SYNTHETIC" if synthetic else "real"} data '
-                     f'show' + (' (difference to random init in brackets):' if base else ':'))
+        which = f' ({data_set})' if data_set else ''
+        # the paragraph names its data set: the methods in it need not
+        name = {id(r): r.name_in_data_set or r.cell('method') for r in group}
+        lines.append(f'What the measured rows on {"SYNTHETIC" if synthetic else "real"} data'
+                     f'{which} show'
+                     + (' (difference to random init in brackets):' if base else ':'))
         verdict: dict[str, dict[str, list[str]]] = {}
         for column in METRIC_COLUMNS:
             ranked = sorted((r for r in group if r.values.get(column.key) is not None),
@@ -96,9 +107,11 @@ def to_summary(rows: list[Row]) -> str:
             parts = []
             for r in ranked:
                 value = r.values[column.key]
-                text = f'{r.cell("method")} {value:.1f}'
+                text = f'{name[id(r)]} {value:.1f}'
                 if base_value is not None and r is not base:
-                    delta = value - base_value
+                    # the difference as printed: rounding to zero gives +0.0 and "level",
+                    # not -0.0 and "behind"
+                    delta = round(value - base_value, 1) or 0.0
                     noise = (_two_se(value, base_value, r.samples.get(column.key),
                                      base.samples.get(column.key))
                              if column.key in ACCURACY_COLUMNS else None)
@@ -108,7 +121,7 @@ def to_summary(rows: list[Row]) -> str:
                                                              'behind' if delta < 0 else 'level')
                     if noise is None:  # mIoU / AP: no sample-size model, say so
                         outcome += ' (no noise estimate)'
-                    verdict.setdefault(r.cell('method'), {}).setdefault(outcome, []).append(
+                    verdict.setdefault(name[id(r)], {}).setdefault(outcome, []).append(
                         column.title)
                 parts.append(text)
             noise_note = ''
@@ -209,6 +222,8 @@ def to_html(rows: list[Row], title: str = 'Leaderboard') -> str:
            f'<p>{esc(REPORTED_NOTE)} {esc(MISSING)}: no number. Click a header to sort.</p>']
     if any(r.kind == 'measured' for r in rows):
         out.append(f'<p>{esc(MEASURED_NOTE)}</p>')
+    else:
+        out.append(f'<p>{esc(NO_MEASURED_NOTE)}</p>')
     if any(r.synthetic for r in rows):
         out.append(f'<p class="synthetic-note"><strong>{esc(SYNTHETIC_NOTE)}</strong></p>')
     out += ['<table id="leaderboard">', '<thead>', '<tr>']

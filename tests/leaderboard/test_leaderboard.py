@@ -1,6 +1,7 @@
 """Leaderboard: results files -> rows -> Markdown, CSV, HTML, PNG; reported and missing cells."""
 import csv
 import html
+import importlib.util
 import io
 import json
 import os
@@ -23,12 +24,14 @@ CHROMIUM = next((path for path in (shutil.which(name) for name in
 
 
 def _write_result(path: Path, task: str, metrics: dict, method, checkpoint, synthetic=True,
-                  final=True, timestamp='2026-11-22T10:00:00+00:00', dataset='synthetic-ImageNet'):
+                  final=True, timestamp='2026-11-22T10:00:00+00:00', dataset='synthetic-ImageNet',
+                  data_root=None, num_samples=None):
     """A results file in the schema of beitv2_mm.downstream.results_hook."""
     path.mkdir(parents=True, exist_ok=True)
-    data_root = 'data/synthetic/imagenet' if synthetic else '/datasets/imagenet'
+    data_root = data_root or ('data/synthetic/imagenet' if synthetic else '/datasets/imagenet')
     payload = dict(schema='beitv2_mm.downstream.results/v1', task=task,
-                   dataset=dict(name=dataset, data_root=data_root, synthetic=synthetic),
+                   dataset=dict(name=dataset, data_root=data_root, synthetic=synthetic,
+                                **({} if num_samples is None else dict(num_samples=num_samples))),
                    metrics=metrics, stage='val', final=final,
                    config=f'configs/demo/{task}_vit-tiny_synthetic.py',
                    pretrain=dict(checkpoint=checkpoint, method=method, method_source='test'),
@@ -340,3 +343,158 @@ def test_html_opens_in_headless_browser(results_root, tmp_path):
     missing_after = [r[column] for r in parser.rows][len(values):]
     assert all(v == collect.MISSING for v in missing_after)
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def _leaderboard_tool():
+    """tools/leaderboard.py as a module: its main() in this process (no interpreter start)."""
+    spec = importlib.util.spec_from_file_location('leaderboard_tool',
+                                                  REPO_ROOT / 'tools' / 'leaderboard.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_missing_work_dir_fails_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """A mistyped work dir is an error naming it, not an empty leaderboard in the current
+    directory."""
+    monkeypatch.chdir(tmp_path)
+    tool = _leaderboard_tool()
+    missing = tmp_path / 'no_such_dir'
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([str(missing)])
+    message = str(exit_info.value.code)
+    assert exit_info.value.code not in (0, None)
+    assert f'{missing} does not exist' in message and 'results.json' in message, message
+    # one missing among existing ones fails the same way
+    (tmp_path / 'runs').mkdir()
+    with pytest.raises(SystemExit, match='no_such_dir does not exist'):
+        tool.main([str(tmp_path / 'runs'), str(missing), '--out', str(tmp_path / 'board')])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['runs']  # nothing written
+    assert not list((tmp_path / 'runs').iterdir())
+    # the script itself exits with a status
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / 'tools' / 'leaderboard.py'),
+                           str(missing)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert proc.returncode == 1 and f'{missing} does not exist' in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['runs']
+
+
+def test_cli_work_dir_without_results(tmp_path, capsys):
+    """A work dir with no results yet (a suite without downstream stages, or before any has
+    finished) is not an error: the suite still gets its table, with only the published rows,
+    and the tool says why."""
+    tool = _leaderboard_tool()
+    work = tmp_path / 'work'
+    (work / 'mim' / 'beitv2').mkdir(parents=True)
+    rows = tool.main([str(work)])
+    out = capsys.readouterr().out
+    assert rows and all(r.kind == 'reported' for r in rows)
+    assert (f'No results.json under {work} (no downstream run has finished yet?): the table '
+            'holds only the published rows.') in out
+    md = (work / 'leaderboard' / 'leaderboard.md').read_text()
+    assert render.NO_MEASURED_NOTE in md and '(reported)' in md
+    page = (work / 'leaderboard' / 'leaderboard.html').read_text()
+    assert html.escape(render.NO_MEASURED_NOTE) in page
+    # results that are there but not usable: said differently
+    _write_result(work / 'lp', 'linear_probe', {'accuracy/top1': 5.0}, 'beitv2', None,
+                  final=False)
+    tool.main([str(work), '--no-reported'])
+    out = capsys.readouterr().out
+    assert (f'None of the 1 results.json file(s) under {work} is a finished, readable result'
+            in out and '--include-partial' in out and 'the table is empty' in out), out
+
+
+def test_summary_difference_rounding_to_zero_has_no_sign_flip(tmp_path):
+    """-0.04 points to random init prints as +0.0 and counts as level (not -0.0, behind)."""
+    root = tmp_path / 'runs'
+    for method, miou in (('random_init', 30.0), ('beitv2', 29.96), ('peco', 30.04),
+                         ('beitv1', 29.0)):
+        ckpt = None if method == 'random_init' else f'/w/{method}.pth'
+        _write_result(root / method, 'semantic_segmentation', {'mIoU': miou}, method, ckpt,
+                      dataset='synthetic-ADE20K')
+    summary = render.to_summary(collect.build_rows([root], reported=None))
+    assert '-0.0' not in summary, summary
+    assert 'BEiT v2 30.0 (+0.0)' in summary and 'PeCo 30.0 (+0.0)' in summary
+    assert 'BEiT v1 29.0 (-1.0)' in summary
+    assert 'BEiT v2 vs random init: level (no noise estimate) on ADE20K mIoU' in summary
+    assert 'BEiT v1 vs random init: behind (no noise estimate)' in summary
+
+
+def _suite_results(root: Path, data: str, size: int, scale: float, hour: int,
+                   methods=('beitv2', 'random_init')):
+    """The linear probe and UperNet results of one suite on the synthetic set in ``data``
+    with ``size`` evaluated images."""
+    for method in methods:
+        ckpt = None if method == 'random_init' else f'/w/mim/{method}/iter_40.pth'
+        for task, name, metrics, folder in (
+                ('linear_probe', 'synthetic-ImageNet', {'accuracy/top1': 40 * scale},
+                 'imagenet'),
+                ('semantic_segmentation', 'synthetic-ADE20K', {'mIoU': 20 * scale}, 'ade20k')):
+            value = {k: v + (5 if method == 'beitv2' else 0) for k, v in metrics.items()}
+            _write_result(root / method / task, task, value, method, ckpt, dataset=name,
+                          data_root=f'{data}/{folder}', num_samples=size,
+                          timestamp=f'2026-11-22T{hour:02d}:00:00+00:00')
+
+
+def test_runs_on_different_data_sets_are_separate_rows(tmp_path):
+    """The same method (and checkpoint) measured on two synthetic folders, or on two sizes of
+    the set in one folder, gives a row per data set that says which, never one row whose
+    cells come from different data; every row of a kind with several data sets names its own;
+    the summary compares within a data set only."""
+    root = tmp_path / 'work'
+    _suite_results(root / 'a', 'data/synthetic', 500, 1.0, hour=1)
+    _suite_results(root / 'b', 'data/synthetic_small', 500, 0.5, hour=2)
+    rows = collect.build_rows([root], reported=None)
+    by_name = {r.cells['method']: r for r in rows}
+    assert sorted(by_name) == ['BEiT v2 (synthetic)', 'BEiT v2 (synthetic_small)',
+                               'Random init (synthetic)', 'Random init (synthetic_small)']
+    small = by_name['BEiT v2 (synthetic_small)']
+    assert small.values['linear_probe_top1'] == pytest.approx(25.0)  # not a's 45
+    assert small.values['ade20k_miou'] == pytest.approx(15.0)
+    assert small.cell('dataset') == ('SYNTHETIC (synthetic-ImageNet n=500, synthetic-ADE20K '
+                                     'n=500) at data/synthetic_small')
+    assert by_name['BEiT v2 (synthetic)'].values['linear_probe_top1'] == pytest.approx(45.0)
+    summary = render.to_summary(rows)
+    paragraphs = summary.split('What the measured rows')[1:]
+    assert [p.split(' show')[0] for p in paragraphs] == [' on SYNTHETIC data (synthetic)',
+                                                        ' on SYNTHETIC data (synthetic_small)']
+    assert 'BEiT v2 45.0 (+5.0, within noise) > Random init 40.0' in paragraphs[0]
+    assert 'BEiT v2 25.0 (+5.0, within noise) > Random init 20.0' in paragraphs[1]
+
+    # the set regenerated at another size in the same folder (n differs): rows apart too,
+    # even for a method measured there on one task only
+    root = tmp_path / 'resized'
+    _suite_results(root / 'demo', 'data/synthetic', 500, 1.0, hour=1)
+    _suite_results(root / 'tiny', 'data/synthetic', 50, 0.5, hour=2)
+    _write_result(root / 'tiny' / 'peco', 'linear_probe', {'accuracy/top1': 33.0}, 'peco',
+                  '/w/mim/peco/iter_40.pth', data_root='data/synthetic/imagenet',
+                  num_samples=50, timestamp='2026-11-22T03:00:00+00:00')
+    rows = collect.build_rows([root], reported=None)
+    names = sorted(r.cells['method'] for r in rows)
+    assert names == ['BEiT v2 (n=50/50)', 'BEiT v2 (n=500/500)', 'PeCo (n=50/50)',
+                     'Random init (n=50/50)', 'Random init (n=500/500)'], names
+    tiny = [r for r in rows if r.data_set == 'n=50/50']
+    assert {r.method_id for r in tiny} == {'beitv2', 'random_init', 'peco'}
+    assert all('synthetic-ImageNet n=50' in r.cell('dataset') for r in tiny)
+    assert all('n=500' not in r.cell('dataset') for r in tiny)
+    assert 'Linear probe top-1: PeCo 33.0 (+13.0' in render.to_summary(rows)
+
+    # one real checkpoint fine-tuned on two ImageNet copies: the roots tell the rows apart
+    root = tmp_path / 'real'
+    for name, data_root, top1 in (('full', '/data/imagenet', 80.0),
+                                  ('subset', '/data/imagenet100', 88.0)):
+        _write_result(root / name, 'finetune', {'accuracy/top1': top1}, 'beitv2',
+                      '/ckpts/beitv2.pth', synthetic=False, dataset='ImageNet-1K',
+                      data_root=data_root)
+    rows = collect.build_rows([root], reported=None)
+    assert sorted((r.cells['method'], r.values['finetune_top1']) for r in rows) == [
+        ('BEiT v2 (imagenet)', 80.0), ('BEiT v2 (imagenet100)', 88.0)]
+
+
+def test_one_suite_stays_one_row_per_method(results_root):
+    """Results of one suite (ImageNet, ADE20K and COCO runs, reruns on the same data) are one
+    data set: no data words in the names, one summary paragraph per data kind."""
+    rows = _rows(results_root)
+    assert all(r.data_set == '' for r in rows)
+    measured = [r.cells['method'] for r in rows if r.kind == 'measured']
+    assert sorted(measured) == ['BEiT v2', 'BEiT v2', 'Random init']
