@@ -81,7 +81,7 @@ METHOD_NAMES = {
     'beitv1': 'BEiT v1', 'beit_v1': 'BEiT v1', 'beit': 'BEiT v1',
     'peco': 'PeCo', 'random': 'Random init', 'random_init': 'Random init',
     'scratch': 'Random init', 'none': 'Random init',
-    'supervised': 'Supervised',
+    'supervised': 'Supervised', 'unknown': 'Unknown pretrain',
 }
 
 TEXT_COLUMNS = ('method', 'tokenizer', 'teacher', 'backbone', 'pretrain_epochs')
@@ -401,7 +401,8 @@ def measured_rows(results: list[Result]) -> list[Row]:
     briefs = _set_briefs(sets)
     groups: dict[tuple, list[Result]] = {}
     for r, data_set in zip(results, set_of):
-        method = r.stage.get('method') or r.pretrain_method or 'random'
+        # no recorded method is not random init (a tested checkpoint of unknown origin)
+        method = r.stage.get('method') or r.pretrain_method or 'unknown'
         checkpoint = r.stage.get('checkpoint') or r.pretrain_checkpoint or ''
         groups.setdefault((str(method), str(checkpoint), r.synthetic, data_set), []).append(r)
     rows, checkpoints = [], []

@@ -498,3 +498,18 @@ def test_one_suite_stays_one_row_per_method(results_root):
     assert all(r.data_set == '' for r in rows)
     measured = [r.cells['method'] for r in rows if r.kind == 'measured']
     assert sorted(measured) == ['BEiT v2', 'BEiT v2', 'Random init']
+
+
+def test_result_without_a_pretrain_method_is_not_random_init(tmp_path):
+    """A tested checkpoint whose origin is unknown (results.json pretrain method null) gets its
+    own row, not the random-init baseline's."""
+    from beitv2_mm.leaderboard import collect
+
+    root = tmp_path / 'work'
+    _write_result(root / 'random' / 'lp', 'linear_probe', {'accuracy/top1': 20.0},
+                  'random_init', None)
+    _write_result(root / 'tested' / 'lp', 'linear_probe', {'accuracy/top1': 55.0}, None, None)
+    rows = {r.cells['method']: r for r in collect.build_rows([root], reported=None)}
+    assert rows['Random init'].values['linear_probe_top1'] == 20.0
+    assert rows['Unknown pretrain'].values['linear_probe_top1'] == 55.0
+    assert rows['Unknown pretrain'].method_id == 'unknown'
