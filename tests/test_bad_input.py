@@ -259,6 +259,31 @@ def test_unknown_cfg_option_suggests_the_closest_key_without_traceback(tmp_path)
     assert 'Traceback' not in done.stderr
 
 
+def test_cfg_option_without_equals_is_a_usage_error(tmp_path):
+    """``--cfg-options key value`` (a space for the "="): argparse's usage error naming the
+    item, from every tool that takes the option, not mmengine's ValueError traceback."""
+    for tool, args in (('train.py', [str(FINETUNE)]), ('test.py', [str(FINETUNE), 'x.pth']),
+                       ('run_suite.py', ['--dry-run'])):
+        done = subprocess.run(
+            [sys.executable, str(REPO / 'tools' / tool), *args,
+             '--cfg-options', 'train_cfg.max_iters', '4'],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 2, (tool, done.stderr[-2000:])
+        assert ("--cfg-options takes KEY=VALUE items; 'train_cfg.max_iters' has no \"=\" "
+                "(write train_cfg.max_iters=VALUE") in done.stderr, (tool, done.stderr[-2000:])
+        assert 'Traceback' not in done.stderr
+
+
+def test_slurm_launcher_outside_slurm_names_what_is_missing(tmp_path, monkeypatch):
+    launch = _require(FINETUNE)
+    for key in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ValueError, match=r'--launcher slurm: SLURM_PROCID, SLURM_NTASKS, '
+                                         r'SLURM_NODELIST not set.*tools/slurm_train\.sh'):
+        launch.prepare_train_config(str(FINETUNE), work_dir=str(tmp_path), launcher='slurm',
+                                    cuda=False)
+
+
 def test_num_classes_that_do_not_match_the_data(tmp_path, tiny_data):
     """NumClassesGuardHook on the real fine-tune config (appended here when the config does not
     list it yet): names the data set's class count, the head key and the fix."""

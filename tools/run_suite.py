@@ -29,7 +29,8 @@ def _csv(text):
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_cli.py
+    from _cli import CfgOptionsAction
 
     parser = argparse.ArgumentParser(
         description='Run the BEiT v2 benchmark chain end to end.',
@@ -80,7 +81,7 @@ def parse_args(argv=None):
                         'once; with CUDA every stage is a fresh interpreter anyway)')
     parser.add_argument('--dry-run', action='store_true', help='print the plan and exit')
     parser.add_argument('--no-leaderboard', action='store_true')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, default={},
                         metavar='KEY=VALUE',
                         help='extra options for every stage whose config has the key '
                         '(a key no planned config has is an error; +key adds it everywhere)')

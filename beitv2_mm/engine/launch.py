@@ -296,6 +296,13 @@ def configure_distributed(cfg: Config, launcher: str, cuda: bool | None = None) 
     cfg.launcher = launcher
     if launcher == 'none':
         return ''
+    missing = [k for k in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST')
+               if launcher == 'slurm' and k not in os.environ]
+    if missing:  # else a bare KeyError from deep in the set-up
+        raise ValueError(f'--launcher slurm: {", ".join(missing)} not set, so this process was '
+                         'not started by srun; use tools/slurm_train.sh / slurm_test.sh, or '
+                         '--launcher pytorch under torchrun (tools/dist_train.sh), or '
+                         '--launcher none for one process')
     cuda = torch.cuda.is_available() if cuda is None else cuda
     env_cfg = cfg.setdefault('env_cfg', ConfigDict())
     dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
