@@ -32,6 +32,7 @@ with ``--json``, written to a file. Timings are medians of ``--steps`` timed ste
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -220,10 +221,19 @@ def main(argv=None) -> dict:
                                           window_size=args.window_size)
         baseline = args.compare
     else:  # data
-        variants, info = bench.data_variant(
-            args.config, args.batch, args.workers, args.data_root, args.seed,
-            profile_images=args.profile_images if args.profile else None,
-            preprocess_on=device if args.preprocess else None)
+        from beitv2_mm.datasets.layout import DatasetLayoutError
+        if args.data_root and not os.path.isdir(args.data_root):
+            sys.exit(f'tools/benchmark.py data: error: --data-root {args.data_root} is not a '
+                     'folder; give the data set root the config reads (for ImageNet the '
+                     'folder with train/ and meta/)')
+        try:
+            variants, info = bench.data_variant(
+                args.config, args.batch, args.workers, args.data_root, args.seed,
+                profile_images=args.profile_images if args.profile else None,
+                preprocess_on=device if args.preprocess else None)
+        except DatasetLayoutError as err:  # its advice is for the training tools
+            sys.exit(f'tools/benchmark.py data: error: {err}\nHere: --data-root DIR sets '
+                     f'train_dataloader.dataset.data_root of {args.config}.')
         batch = variants[0].images
         extra['dataloader'] = info
         # timed after the loader, not alternately: the workers would fill their queue while

@@ -301,6 +301,31 @@ def test_data_preprocess_times_the_device_views_config(bench_tool, tmp_path, tin
                          '--steps', '1', '--device', 'cpu', '--preprocess'])
 
 
+def test_data_root_that_does_not_exist_points_to_data_root_flag(bench_tool, tmp_path,
+                                                               monkeypatch):
+    """A --data-root that is not a folder fails at once; a config whose own root is missing
+    gets the layout error with the fix that applies here (--data-root), not a traceback."""
+    config, _ = _write_data_config(tmp_path, "batch_size=2, num_workers=0, "
+                                             "sampler=dict(type='DefaultSampler')")
+    missing = tmp_path / 'no_such_root'
+    with pytest.raises(SystemExit) as err:
+        bench_tool.main(['data', '--config', str(config), '--data-root', str(missing),
+                         '--steps', '1', '--device', 'cpu'])
+    assert str(err.value.code).startswith(
+        f'tools/benchmark.py data: error: --data-root {missing} is not a folder')
+
+    demo = str(Path(bench_tool.__file__).resolve().parents[1] / 'configs' / 'demo' /
+               'teacher_vit-tiny_synthetic.py')
+    monkeypatch.chdir(tmp_path)  # its data/synthetic/imagenet does not exist here
+    with pytest.raises(SystemExit) as err:
+        bench_tool.main(['data', '--config', demo, '--steps', '1', '--device', 'cpu'])
+    message = str(err.value.code)
+    assert message.startswith('tools/benchmark.py data: error: ImageNet: data root '
+                              'data/synthetic/imagenet does not exist'), message
+    assert message.endswith(f'Here: --data-root DIR sets train_dataloader.dataset.data_root '
+                            f'of {demo}.')
+
+
 def test_pipeline_profile_skips_filtered_samples_and_restores_threads(bench):
     from mmengine.dataset import Compose
 
