@@ -187,6 +187,16 @@ def _loads_own_checkpoint(cfg: dict) -> bool:
     return 'checkpoint' in inspect.signature(cls.__init__).parameters
 
 
+def _tokenizer_weights(cfg) -> Optional[str]:
+    """The file a tokenizer config takes its weights from (``checkpoint``, DALL-E's ``weights``,
+    a ``Pretrained`` init_cfg); None: random weights. A built module counts as loaded."""
+    if not isinstance(cfg, dict):
+        return 'a built module'
+    init_cfg = cfg.get('init_cfg')
+    return (cfg.get('checkpoint') or cfg.get('weights')
+            or (init_cfg.get('checkpoint') if isinstance(init_cfg, dict) else None))
+
+
 @MODELS.register_module()
 class BEiTMIM(BEiT):
     """BEiT v1 / v2 masked image modeling with a frozen tokenizer.
@@ -224,6 +234,15 @@ class BEiTMIM(BEiT):
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        if not _tokenizer_weights(target_generator):
+            # legitimate for demos and tests, a wasted run otherwise: say it where the log starts
+            MMLogger.get_current_instance().warning(
+                f'{type(self).__name__}: model.target_generator has no weights (checkpoint '
+                'None): the MIM targets come from a frozen, randomly initialised tokenizer, a '
+                'pipeline check rather than BEiT pretraining. Set '
+                'model.target_generator.checkpoint to a trained tokenizer (configs/vqkd/*.py, '
+                'configs/peco/peco_vqvae_in1k.py, or an official one converted with '
+                'tools/convert_ckpt.py).')
         checkpoint = None
         if isinstance(target_generator, dict) and not _loads_own_checkpoint(target_generator):
             target_generator = dict(target_generator)

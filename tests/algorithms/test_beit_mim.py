@@ -345,3 +345,26 @@ def test_runner_trains_with_every_layer_compiled(tiny_data, tmp_path):
     student_cfg = copy.deepcopy(cfg.model.backbone)
     student_cfg.pop('compile')
     MODELS.build(student_cfg).load_state_dict(backbone_state, strict=True)
+
+
+def test_a_tokenizer_without_weights_is_announced(tmp_path, monkeypatch):
+    """No tokenizer checkpoint trains against random targets: fine for a demo, but the log must
+    say so; with weights it says nothing."""
+    from mmengine.logging import MMLogger
+
+    said = []
+    monkeypatch.setattr(MMLogger.get_current_instance(), 'warning', said.append)
+    cfg = Config.fromfile(str(DEMO_V2)).model
+    cfg.target_generator.checkpoint = None
+    MODELS.build(cfg)
+    assert len(said) == 1 and 'randomly initialised tokenizer' in said[0], said
+    assert 'model.target_generator.checkpoint' in said[0]
+
+    source = MODELS.build(cfg)
+    torch.save({'state_dict': {f'tokenizer.{k}': v for k, v in
+                               source.target_generator.state_dict().items()}},
+               tmp_path / 'tok.pth')
+    cfg.target_generator.checkpoint = str(tmp_path / 'tok.pth')
+    said.clear()
+    MODELS.build(cfg)
+    assert said == []
