@@ -322,3 +322,45 @@ def test_decode_head_resize_uses_matmuls_only_for_cuda_bilinear(monkeypatch):
     decode_head.resize(x.as_subclass(FakeCuda), size=(8, 8), mode='bilinear',
                        align_corners=True)
     assert calls == [(8, 8)]
+
+
+# ----------------------------------------------------------------- frozen-parameter log lines
+def test_frozen_parameters_are_said_in_one_line(request):
+    """mmengine's constructor warns once per frozen parameter; here one line with the counts,
+    the optimizer unchanged, other messages untouched."""
+    from mmengine.logging import MMLogger
+    from mmengine.optim import DefaultOptimWrapperConstructor
+    from torch import nn
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.student = nn.Linear(4, 4)
+            self.teacher = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+            self.teacher.requires_grad_(False)
+
+    import logging
+
+    logger = MMLogger.get_current_instance()
+    said = []
+
+    class Keep(logging.Handler):  # after the logger's filters, as the real handlers
+        def emit(self, record):
+            said.append(record.getMessage())
+
+    keep = Keep(level=logging.WARNING)
+    logger.addHandler(keep)
+    request.addfinalizer(lambda: logger.removeHandler(keep))
+    cfg = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
+    paramwise = dict(bias_decay_mult=0.)  # per-parameter groups: where mmengine warns
+    wrapper = DefaultOptimWrapperConstructor(cfg, paramwise)(Model())
+    assert sum(len(g['params']) for g in wrapper.optimizer.param_groups) == 2
+    assert said == ['4 parameters with requires_grad=False not in the optimizer (frozen): '
+                    'teacher.* (4)'], said
+
+    said.clear()  # the stock constructor: a line per parameter
+    compat.ORIGINALS['DefaultOptimWrapperConstructor.__call__'](
+        DefaultOptimWrapperConstructor(cfg, paramwise), Model())
+    assert len(said) == 4 and all('is skipped since its requires_grad=False' in s for s in said)
+    logger.warning('another warning')  # no filter left behind
+    assert said[-1] == 'another warning'
