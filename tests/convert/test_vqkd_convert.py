@@ -53,11 +53,8 @@ def test_official_layout_round_trip(tmp_path, repo_root):
     assert set(converted) == set(src.state_dict())
 
     # through the command line tool, then the tokenizer's own checkpoint argument
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('convert_ckpt',
-                                                  repo_root / 'tools/convert_ckpt.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from tool_module import load_tool
+    tool = load_tool('convert_ckpt')
     src_file, dst_file = tmp_path / 'official.pth', tmp_path / 'ours.pth'
     torch.save({'model': official}, src_file)
     assert tool.main(['vqkd_official', str(src_file), str(dst_file)]) == 0

@@ -1,17 +1,13 @@
 """tools/make_synthetic_data.py: writes the set, refuses a non-empty folder unless --force."""
-import importlib.util
 import json
 
 import pytest
+from tool_module import load_tool
 
 
 @pytest.fixture(scope='module')
-def cli(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'make_synthetic_data', repo_root / 'tools' / 'make_synthetic_data.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def cli():
+    return load_tool('make_synthetic_data')
 
 
 def test_writes_and_reports_counts(cli, tmp_path, capsys):

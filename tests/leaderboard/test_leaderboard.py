@@ -1,7 +1,6 @@
 """Leaderboard: results files -> rows -> Markdown, CSV, HTML, PNG; reported and missing cells."""
 import csv
 import html
-import importlib.util
 import io
 import json
 import os
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from beitv2_mm.leaderboard import collect, render
+from tool_module import load_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: A headless Chromium/Chrome; .ci/run installs Debian's ``chromium``. Outside CI the browser
@@ -347,11 +347,7 @@ def test_html_opens_in_headless_browser(results_root, tmp_path):
 
 def _leaderboard_tool():
     """tools/leaderboard.py as a module: its main() in this process (no interpreter start)."""
-    spec = importlib.util.spec_from_file_location('leaderboard_tool',
-                                                  REPO_ROOT / 'tools' / 'leaderboard.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('leaderboard')
 
 
 def test_cli_missing_work_dir_fails_and_writes_nothing(tmp_path, monkeypatch, capsys):

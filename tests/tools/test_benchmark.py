@@ -14,13 +14,8 @@ COMMON = ['--arch', TINY, '--batch', '2', '--img-size', '32', '--steps', '2', '-
 
 @pytest.fixture(scope='module')
 def bench_tool():
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location('benchmark_tool', root / 'tools' / 'benchmark.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tool_module import load_tool
+    return load_tool('benchmark')
 
 
 @pytest.fixture(scope='module')

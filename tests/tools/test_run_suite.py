@@ -296,12 +296,8 @@ def test_extra_options_reach_the_configs_that_have_the_key(tmp_path):
 
 
 def _run_suite_tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('_tool_run_suite',
-                                                  REPO_ROOT / 'tools' / 'run_suite.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tool_module import load_tool
+    return load_tool('run_suite')
 
 
 def _dry_run(tmp_path, *args):

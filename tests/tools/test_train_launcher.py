@@ -1,6 +1,6 @@
 """tools/train.py and tools/test.py: argument parsing, scope dispatch, strict --cfg-options,
 resume, AMP on CPU, gloo start-up without CUDA, and a real train -> resume -> test run."""
-import importlib.util
+import importlib
 import json
 import os
 import re
@@ -15,15 +15,9 @@ from mmengine.config import Config
 
 from beitv2_mm.engine import launch
 from launch_tiny_config import write_tiny_config
+from tool_module import load_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'_tool_{name}', REPO_ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _scope_config(tmp_path, scope):
@@ -38,7 +32,7 @@ def _scope_config(tmp_path, scope):
 
 
 def test_train_args_parse():
-    train = _load_tool('train')
+    train = load_tool('train')
     args = train.parse_args(['c.py', '--work-dir', 'w', '--resume', '--amp', '--launcher',
                              'pytorch', '--cfg-options', 'a.b=1', 'c=[1,2]', 'd=None'])
     assert args.resume == 'auto' and args.amp and args.launcher == 'pytorch'
@@ -47,7 +41,7 @@ def test_train_args_parse():
     assert train.parse_args(['c.py']).resume is None
     with pytest.raises(SystemExit):
         train.parse_args(['c.py', '--launcher', 'mpi'])
-    test = _load_tool('test')
+    test = load_tool('test')
     args = test.parse_args(['c.py', 'ck.pth', '--out', 'm.json', '--launcher', 'slurm'])
     assert args.checkpoint == 'ck.pth' and args.out == 'm.json' and args.launcher == 'slurm'
 
@@ -69,7 +63,7 @@ def test_scope_dispatch(tmp_path, scope, registry_module, name):
 def test_train_cli_reports_a_bad_key_without_a_traceback(tmp_path, capsys):
     path = str(_scope_config(tmp_path, 'mmpretrain'))
     with pytest.raises(SystemExit) as exit_info:
-        _load_tool('train').main([path, '--cfg-options', 'model.backbone.dept=3'])
+        load_tool('train').main([path, '--cfg-options', 'model.backbone.dept=3'])
     message = str(exit_info.value.code)
     assert message.startswith('tools/train.py: error:')
     assert "did you mean 'model.backbone.depth'" in message.lower()
@@ -134,7 +128,7 @@ def test_amp_selects_a_wrapper_per_device(tmp_path):
 def test_auto_scale_lr_flag(tmp_path, tiny_data):
     """--auto-scale-lr: lr x (world size x batch per GPU) / auto_scale_lr.base_batch_size; a
     config without a base batch is named in the error."""
-    train = _load_tool('train')
+    train = load_tool('train')
     assert train.parse_args(['c.py', '--auto-scale-lr']).auto_scale_lr
     assert not train.parse_args(['c.py']).auto_scale_lr
     path = str(write_tiny_config(tmp_path, tiny_data['imagenet'], max_iters=1))

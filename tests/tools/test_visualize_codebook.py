@@ -1,5 +1,4 @@
 """tools/visualize_codebook.py writes a valid patch-grid PNG and a usage histogram PNG."""
-import importlib.util
 
 import numpy as np
 import torch
@@ -8,14 +7,7 @@ from PIL import Image
 import beitv2_mm  # noqa: F401
 from beitv2_mm.tokenizers import tiny_vqkd_tokenizer_cfg
 from mmpretrain.registry import MODELS
-
-
-def load_tool(repo_root):
-    spec = importlib.util.spec_from_file_location('visualize_codebook',
-                                                  repo_root / 'tools/visualize_codebook.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+from tool_module import load_tool
 
 
 def test_writes_valid_pngs(tmp_path, repo_root):
@@ -32,7 +24,7 @@ def test_writes_valid_pngs(tmp_path, repo_root):
     for i in range(6):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
             img_dir / f'{i}.png')
-    out = load_tool(repo_root).main([str(cfg_file), str(ckpt), str(tmp_path / 'images'),
+    out = load_tool('visualize_codebook').main([str(cfg_file), str(ckpt), str(tmp_path / 'images'),
                                      '--out-dir', str(tmp_path / 'vis'), '--codes', '4',
                                      '--patches', '5'])
     for key in ('grid', 'histogram'):
