@@ -122,6 +122,8 @@ class Result:
     timestamp: str
     final: bool = True
     stage: dict = field(default_factory=dict)
+    #: a tools/test.py result: the tested checkpoint (results.json ``evaluated_checkpoint``)
+    evaluated_checkpoint: str | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -225,7 +227,8 @@ def load_result(path: str | Path) -> Result | None:
                   config=str(data.get('config') or ''), pretrain_checkpoint=checkpoint,
                   pretrain_method=method, final=bool(data.get('final', True)),
                   timestamp=str(data.get('timestamp') or ''),
-                  stage=_stage_info(path, checkpoint))
+                  stage=_stage_info(path, checkpoint),
+                  evaluated_checkpoint=data.get('evaluated_checkpoint'))
 
 
 def collect_results(roots: Iterable[str | Path], include_partial: bool = False
@@ -404,6 +407,8 @@ def measured_rows(results: list[Result]) -> list[Row]:
         # no recorded method is not random init (a tested checkpoint of unknown origin)
         method = r.stage.get('method') or r.pretrain_method or 'unknown'
         checkpoint = r.stage.get('checkpoint') or r.pretrain_checkpoint or ''
+        if method == 'unknown' and not checkpoint:  # tested files of unknown origin: one row each
+            checkpoint = r.evaluated_checkpoint or ''
         groups.setdefault((str(method), str(checkpoint), r.synthetic, data_set), []).append(r)
     rows, checkpoints = [], []
     for (method, checkpoint, synthetic, data_set), group in groups.items():

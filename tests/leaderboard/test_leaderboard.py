@@ -509,3 +509,16 @@ def test_result_without_a_pretrain_method_is_not_random_init(tmp_path):
     assert rows['Random init'].values['linear_probe_top1'] == 20.0
     assert rows['Unknown pretrain'].values['linear_probe_top1'] == 55.0
     assert rows['Unknown pretrain'].method_id == 'unknown'
+
+    # two tested checkpoints of unknown origin are two rows, named by the tested file
+    for name, top1 in (('a', 61.0), ('b', 62.0)):
+        path = root / 'tests' / name
+        _write_result(path, 'linear_probe', {'accuracy/top1': top1}, None, None)
+        data = json.loads((path / 'results.json').read_text())
+        data.update(stage='test', evaluated_checkpoint=f'work_dirs/probe_{name}/iter_9.pth')
+        (path / 'results.json').write_text(json.dumps(data))
+    shutil.rmtree(root / 'tested')
+    rows = {r.cells['method']: r.values['linear_probe_top1']
+            for r in collect.build_rows([root], reported=None)}
+    assert rows == {'Random init': 20.0, 'Unknown pretrain (probe_a/iter_9.pth)': 61.0,
+                    'Unknown pretrain (probe_b/iter_9.pth)': 62.0}, rows
