@@ -120,15 +120,19 @@ def main(argv=None) -> dict:
     import beitv2_mm  # noqa: F401  (registers the tokenizer)
     from mmpretrain.registry import MODELS
 
-    cfg = Config.fromfile(args.config)
-    tok_cfg = tokenizer_cfg_from(cfg)
-    tok_cfg['checkpoint'] = args.checkpoint
-    tok_cfg['kmeans_init'] = False  # the codebook comes from the checkpoint
-    tokenizer = MODELS.build(tok_cfg).to(args.device).eval()
+    try:  # the messages name the file and what was expected: no traceback on top
+        files = list_images(Path(args.image_dir), args.max_images)  # before the slow build
+        cfg = Config.fromfile(args.config)
+        tok_cfg = tokenizer_cfg_from(cfg)
+        tok_cfg['checkpoint'] = args.checkpoint
+        tok_cfg['kmeans_init'] = False  # the codebook comes from the checkpoint
+        tokenizer = MODELS.build(tok_cfg).to(args.device).eval()
+    except (FileNotFoundError, KeyError) as err:
+        message = err.args[0] if err.args else err  # KeyError's str() adds quotes
+        parser.exit(1, f'tools/visualize_codebook.py: error: {message}\n')
     patch = tokenizer.patch_size
     size = int(tokenizer.encoder.patch_resolution[0]) * patch
 
-    files = list_images(Path(args.image_dir), args.max_images)
     images = load_images(files, size)
     codes = []
     with torch.no_grad():

@@ -1,6 +1,7 @@
 """tools/visualize_codebook.py writes a valid patch-grid PNG and a usage histogram PNG."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -24,9 +25,9 @@ def test_writes_valid_pngs(tmp_path, repo_root):
     for i in range(6):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
             img_dir / f'{i}.png')
-    out = load_tool('visualize_codebook').main([str(cfg_file), str(ckpt), str(tmp_path / 'images'),
-                                     '--out-dir', str(tmp_path / 'vis'), '--codes', '4',
-                                     '--patches', '5'])
+    tool = load_tool('visualize_codebook')
+    out = tool.main([str(cfg_file), str(ckpt), str(tmp_path / 'images'),
+                     '--out-dir', str(tmp_path / 'vis'), '--codes', '4', '--patches', '5'])
     for key in ('grid', 'histogram'):
         with Image.open(out[key]) as im:
             im.verify()
@@ -37,3 +38,31 @@ def test_writes_valid_pngs(tmp_path, repo_root):
     # the grid has one row per shown code: (scale 4 * patch 8 + 2) px per row
     with Image.open(out['grid']) as im:
         assert im.size == (5 * 34, min(4, out['used_codes']) * 34)
+
+
+def test_bad_input_is_one_line_naming_it(tmp_path, capsys):
+    """A missing or empty image folder, a config without a tokenizer, a missing checkpoint:
+    exit 1 with the culprit named, no traceback."""
+    tool = load_tool('visualize_codebook')
+    cfg_file = tmp_path / 'tok_cfg.py'
+    cfg_file.write_text(f'model = dict(tokenizer={tiny_vqkd_tokenizer_cfg(kmeans_init=False)!r})\n')
+    images = tmp_path / 'images'
+    images.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / 'a.png')
+    no_tokenizer = tmp_path / 'cls_cfg.py'
+    no_tokenizer.write_text("model = dict(type='ImageClassifier')\n")
+    (tmp_path / 'empty').mkdir()
+    cases = [
+        ([cfg_file, tmp_path / 'tok.pth', tmp_path / 'nowhere'], 'image folder not found: '),
+        ([cfg_file, tmp_path / 'tok.pth', tmp_path / 'empty'], 'no images ('),
+        ([no_tokenizer, tmp_path / 'tok.pth', images], 'no tokenizer found; expected'),
+        ([cfg_file, tmp_path / 'missing.pth', images],
+         f"tokenizer checkpoint '{tmp_path / 'missing.pth'}' (model.target_generator.checkpoint)"),
+    ]
+    for args, expected in cases:
+        with pytest.raises(SystemExit) as err:
+            tool.main([str(a) for a in args])
+        assert err.value.code == 1
+        stderr = capsys.readouterr().err
+        assert stderr.startswith('tools/visualize_codebook.py: error: ') and expected in stderr, \
+            stderr
