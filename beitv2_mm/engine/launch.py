@@ -31,6 +31,7 @@ import importlib
 import os
 import os.path as osp
 import subprocess
+import sys
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -391,6 +392,11 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
     if resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
+        from mmengine.runner import find_latest_checkpoint
+        if find_latest_checkpoint(cfg.work_dir) is None and os.environ.get('RANK', '0') == '0':
+            # resume-if-present is how requeued jobs start, so not an error; but say it
+            print(f'--resume: no checkpoint in {cfg.work_dir} yet (no last_checkpoint): '
+                  'training starts from the beginning', file=sys.stderr)
     elif resume is not None:
         if not osp.isfile(resume):
             raise FileNotFoundError(f'--resume: checkpoint not found: {resume}')

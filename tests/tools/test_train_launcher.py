@@ -94,10 +94,20 @@ def test_cfg_options_are_strict_with_suggestions(tmp_path):
         launch.load_config(path, {'param_scheduler.3.end': 2})
 
 
-def test_work_dir_and_resume(tmp_path):
+def test_work_dir_and_resume(tmp_path, capsys, monkeypatch):
     path = str(_scope_config(tmp_path, 'mmpretrain'))
-    cfg = launch.prepare_train_config(path, work_dir='w1', resume='auto', cuda=False)
-    assert cfg.work_dir == 'w1' and cfg.resume is True and cfg.load_from is None
+    monkeypatch.delenv('RANK', raising=False)
+    work = tmp_path / 'w1'
+    cfg = launch.prepare_train_config(path, work_dir=str(work), resume='auto', cuda=False)
+    assert cfg.work_dir == str(work) and cfg.resume is True and cfg.load_from is None
+    # --resume with nothing to resume from starts afresh, and says so
+    assert capsys.readouterr().err == (f'--resume: no checkpoint in {work} yet (no '
+                                       'last_checkpoint): training starts from the beginning\n')
+    work.mkdir()
+    (work / 'iter_2.pth').write_bytes(b'')
+    (work / 'last_checkpoint').write_text(str(work / 'iter_2.pth'))
+    launch.prepare_train_config(path, work_dir=str(work), resume='auto', cuda=False)
+    assert capsys.readouterr().err == ''
     ckpt = tmp_path / 'iter_3.pth'
     ckpt.write_bytes(b'')
     cfg = launch.prepare_train_config(path, resume=str(ckpt), cuda=False)
