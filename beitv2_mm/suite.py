@@ -473,6 +473,19 @@ def plan(opts: SuiteOptions) -> list[Stage]:
         ValueError: For an unknown method or task.
         ConfigKeyError: For an ``opts.extra_options`` key that no planned config has.
     """
+    stages, data_kinds = _plan(opts, synthetic_data=True)
+    if not any(not getattr(opts, DATASETS[kind]['field']) for kind in data_kinds) and \
+            any(stage.kind == 'data' for stage in stages):
+        # every data set a planned stage reads has its root: no synthetic set to generate
+        # (nor a data fingerprint that would rerun those stages when --data-size changes)
+        stages, data_kinds = _plan(opts, synthetic_data=False)
+    print(data_summary(opts, data_kinds))
+    return stages
+
+
+def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
+    """:func:`plan`'s stages (with the ``data`` stage where a root is missing and
+    ``synthetic_data``), and the kinds of data set (:data:`DATASETS`) they read."""
     check_data_roots(opts)
     for method in opts.methods:
         if method not in DEMO_METHODS:
@@ -527,7 +540,7 @@ def plan(opts: SuiteOptions) -> list[Stage]:
 
     real = dict(imagenet=opts.imagenet_root, ade20k=opts.ade20k_root, coco=opts.coco_root)
     data_deps = []
-    if not all(real.values()):
+    if synthetic_data and not all(real.values()):
         stages.append(Stage(
             name='data', kind='data', work_dir=opts.data_dir.resolve(),
             options=dict(size=opts.data_size, seed=opts.seed),
@@ -640,8 +653,7 @@ def plan(opts: SuiteOptions) -> list[Stage]:
             if info:
                 info.setdefault('data', data_label)
     check_extra_options(opts.extra_options, stage_cfgs.values())
-    print(data_summary(opts, data_kinds))
-    return stages
+    return stages, data_kinds
 
 
 def _backbone_name(cfg) -> str | None:

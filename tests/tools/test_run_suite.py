@@ -76,6 +76,21 @@ def test_real_data_roots_replace_synthetic_ones(tmp_path):
     assert seg['train_dataloader.dataset.data_root'] == str((tmp_path / 'ade').resolve())
 
 
+def test_no_synthetic_set_when_every_planned_stage_has_its_root(tmp_path):
+    """--imagenet-root alone with ImageNet-only stages plans no data stage (nor a dependency on
+    it); a planned stage on a data set without its root brings it back."""
+    (tmp_path / 'in').mkdir()
+    opts = dict(work_dir=tmp_path / 'w', methods=('random',), imagenet_root=str(tmp_path / 'in'))
+    stages = suite.plan(suite.SuiteOptions(tasks=('linear_probe', 'finetune'), **opts))
+    assert [s.name for s in stages if s.kind == 'data'] == []
+    assert all('data' not in s.deps for s in stages)
+    stages = {s.name: s for s in suite.plan(suite.SuiteOptions(tasks=('linear_probe', 'upernet'),
+                                                               **opts))}
+    assert 'data' in stages and stages['downstream/random/upernet'].deps == ['data']
+    assert stages['downstream/random/linear_probe'].options[
+        'val_dataloader.dataset.data_root'] == str((tmp_path / 'in').resolve())
+
+
 def _manifests(work: Path) -> dict:
     found = {}
     for path in work.rglob(suite.MANIFEST):
