@@ -32,6 +32,9 @@ def main(argv=None) -> int:
     parser.add_argument('--allow-unmatched', action='store_true',
                         help='write DST even if some source keys matched no rule (they are '
                              'left out; the exit status is still 1)')
+    parser.add_argument('--method', help='the pretraining method of SRC (beitv2, beitv1, peco, '
+                        '...): the name downstream results and the leaderboard give runs from '
+                        'DST (default: the format name)')
     args = parser.parse_args(argv)
 
     if args.list or not args.format:
@@ -53,9 +56,14 @@ def main(argv=None) -> int:
               f'{args.format!r}; is SRC in that layout (see --list)? --allow-unmatched writes '
               f'the {len(state_dict)} converted tensors anyway', file=sys.stderr)
         return 1
-    atomic_torch_save({'state_dict': state_dict,
-                       'meta': {'converted_from': args.format, 'source': str(args.src)}}, dst)
+    meta = {'converted_from': args.format, 'source': str(args.src)}
+    if args.method:
+        meta['pretrain_method'] = args.method
+    atomic_torch_save({'state_dict': state_dict, 'meta': meta}, dst)
     print(f'wrote {len(state_dict)} tensors to {dst}')
+    if not args.method:
+        print(f'downstream runs from it are labelled {args.format!r} (a format, not a method); '
+              'convert with --method beitv2 (or beitv1, peco, ...) to name the method')
     return 1 if report.unmatched else 0
 
 

@@ -454,9 +454,9 @@ def method_from_config_text(text: str) -> Optional[str]:
     """
     import re
 
-    declared = re.search(r"^pretrain_method\s*=\s*['\"]([\w.\-]+)['\"]", text, re.M)
+    declared = re.search(r"^pretrain_method\s*=\s*(['\"])(.+?)\1\s*(#.*)?$", text, re.M)
     if declared:
-        return declared.group(1)
+        return declared.group(2)
 
     types = re.findall(r"type\s*=\s*['\"]([\w.\-]+)['\"]", text) + \
         re.findall(r"['\"]type['\"]\s*:\s*['\"]([\w.\-]+)['\"]", text)

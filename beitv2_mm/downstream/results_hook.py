@@ -7,7 +7,7 @@ the leaderboard (``tools/leaderboard.py``) can read it at any moment. Schema::
     {
       "schema": "beitv2_mm.downstream.results/v1",
       "task": "finetune" | "linear_probe" | "semantic_segmentation" | "instance_segmentation",
-      "dataset": {"name": str, "data_root": str, "synthetic": bool,
+      "dataset": {"name": str, "data_root": str (absolute), "synthetic": bool,
                   "num_samples": int | null},          # size of the evaluated split
       "metrics": {"accuracy/top1": float, ...},        # every numeric metric of the evaluator
       "stage": "val" | "test", "iteration": int, "epoch": int, "final": bool,
@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -190,6 +191,9 @@ class DownstreamResultsHook(Hook):
             numeric[key] = value if math.isfinite(value) else None
         dl_key = 'test_dataloader' if stage == 'test' else 'val_dataloader'
         data_root = cfg_get(runner.cfg, f'{dl_key}.dataset.data_root')
+        if isinstance(data_root, str) and data_root and '://' not in data_root:
+            # absolute, so that runs started from elsewhere compare as the same data set
+            data_root = os.path.abspath(data_root)
         dataset = _eval_dataset(runner, stage)
         pretrain = self._pretrain(runner, stage)
         iteration, epoch = int(getattr(runner, 'iter', 0)), int(getattr(runner, 'epoch', 0))

@@ -241,6 +241,10 @@ def test_extract_strips_ddp_prefix_and_method_inference(tiny_mim_checkpoint):
     assert method_from_config_text("model=dict(type='BEiT', target_generator="
                                    "dict(type='DALL-E'))") == 'beitv1'
     assert method_from_config_text("model=dict(type='ImageClassifier')") == 'supervised'
+    # a declared name is taken as written, whatever its characters
+    for name in ('beitv2_mask40', 'BEiT v2, 40% mask', 'beitv2+m40'):
+        assert method_from_config_text(f"pretrain_method = {name!r}  # mine\n"
+                                       "model=dict(type='BEiT')") == name
 
 
 @pytest.mark.parametrize('config, method', [

@@ -115,3 +115,24 @@ def test_tested_checkpoint_pretrain_from_its_meta(tiny_mim_checkpoint, tmp_path)
     for meta in (None, {}, dict(cfg="model = dict(type='ImageClassifier')\n")):
         got = tested_checkpoint_pretrain(meta)
         assert got['method'] is None and got['source'].startswith('unknown'), got
+
+
+def test_relative_data_root_is_written_absolute(tmp_path, monkeypatch):
+    """A config's relative data root (tools/train.py from the repo root) and the suite's
+    absolute one must read as the same data set on the leaderboard."""
+    from types import SimpleNamespace
+
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+
+    monkeypatch.chdir(tmp_path)
+    cfg = Config(dict(model=dict(backbone=dict(init_cfg=None)),
+                      val_dataloader=dict(dataset=dict(data_root='data/synthetic/imagenet'))))
+    runner = SimpleNamespace(cfg=cfg, work_dir=str(tmp_path), iter=1, epoch=0,
+                             _train_loop=SimpleNamespace(max_iters=1),
+                             logger=MMLogger.get_current_instance())
+    DownstreamResultsHook(task='finetune', dataset_name='x').after_val_epoch(
+        runner, {'accuracy/top1': 1.0})
+    dataset = json.loads((tmp_path / 'results.json').read_text())['dataset']
+    assert dataset['data_root'] == str(tmp_path / 'data' / 'synthetic' / 'imagenet')
+    assert dataset['synthetic'] is True
