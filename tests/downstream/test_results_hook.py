@@ -100,7 +100,8 @@ def test_tested_checkpoint_pretrain_from_its_meta(tiny_mim_checkpoint, tmp_path)
     # written before the hook recorded it: the downstream run's config names the pretrain
     cfg_text = (f"custom_hooks = [dict(type='DownstreamResultsHook', task='finetune', "
                 f"dataset_name='x')]\nmodel = dict(type='ImageClassifier', backbone=dict("
-                f"type='BEiTViT', init_cfg=dict(type='BEiTPretrained', checkpoint={mim_path!r})))\n")
+                f"type='BEiTViT', init_cfg=dict(type='BEiTPretrained', "
+                f"checkpoint={mim_path!r})))\n")
     got = tested_checkpoint_pretrain(dict(cfg=cfg_text))
     assert (got['checkpoint'], got['method']) == (mim_path, 'beitv2')
     assert got['source'].startswith("tested checkpoint's meta.cfg")
