@@ -237,6 +237,10 @@ class SuiteOptions:
     batch_size_cap: int | None = None
     extra_options: dict = field(default_factory=dict)
 
+    def real_root(self, kind: str) -> str | None:
+        """The root given for a data set kind of :data:`DATASETS`; None: the synthetic one."""
+        return getattr(self, DATASETS[kind]['field'])
+
 
 def _dataset_kind(value: str, dataset_type: str) -> str | None:
     text = f'{value} {dataset_type}'.lower()
@@ -268,12 +272,10 @@ def data_root_options(cfg, opts: SuiteOptions) -> dict:
     synthetic_roots = dict(imagenet=opts.data_dir / 'imagenet',
                            ade20k=opts.data_dir / 'ade20k' / 'ADEChallengeData2016',
                            coco=opts.data_dir / 'coco')
-    real_roots = dict(imagenet=opts.imagenet_root, ade20k=opts.ade20k_root,
-                      coco=opts.coco_root)
     options = {}
     for key, value, kind in data_root_keys(cfg):
-        if real_roots[kind]:
-            options[key] = str(Path(real_roots[kind]).resolve())
+        if opts.real_root(kind):
+            options[key] = str(Path(opts.real_root(kind)).resolve())
         elif value.startswith('data/synthetic'):
             options[key] = str((opts.data_dir.resolve() / value[len('data/synthetic'):]
                                 .lstrip('/')))
@@ -286,8 +288,7 @@ def batch_size_options(cfg, opts: SuiteOptions) -> dict:
     """Cap every dataloader's batch size at ``opts.batch_size_cap`` (the ``tiny`` data set
     has fewer training images than some demo batches, and ``drop_last`` would leave none)."""
     cap = opts.batch_size_cap
-    if cap is None and opts.data_size == 'tiny' and not any(
-            (opts.imagenet_root, opts.ade20k_root, opts.coco_root)):
+    if cap is None and opts.data_size == 'tiny' and not any(map(opts.real_root, DATASETS)):
         cap = 8
     options = {}
     if not cap:
@@ -374,8 +375,8 @@ def check_data_roots(opts: SuiteOptions) -> None:
     Raises:
         FileNotFoundError: Naming the flag and the path.
     """
-    for info in DATASETS.values():
-        root = getattr(opts, info['field'])
+    for kind, info in DATASETS.items():
+        root = opts.real_root(kind)
         if not root or Path(root).is_dir():
             continue
         what = 'is not a directory' if Path(root).exists() else 'does not exist'
@@ -395,7 +396,7 @@ def data_summary(opts: SuiteOptions, kinds) -> str:
     for kind, info in DATASETS.items():
         if kind not in kinds:
             continue
-        root = getattr(opts, info['field'])
+        root = opts.real_root(kind)
         if root:
             real.append(f'{info["name"]} ({Path(root).resolve()})')
         else:
@@ -474,7 +475,7 @@ def plan(opts: SuiteOptions) -> list[Stage]:
         ConfigKeyError: For an ``opts.extra_options`` key that no planned config has.
     """
     stages, data_kinds = _plan(opts, synthetic_data=True)
-    if not any(not getattr(opts, DATASETS[kind]['field']) for kind in data_kinds) and \
+    if all(map(opts.real_root, data_kinds)) and \
             any(stage.kind == 'data' for stage in stages):
         # every data set a planned stage reads has its root: no synthetic set to generate
         # (nor a data fingerprint that would rerun those stages when --data-size changes)
@@ -538,9 +539,8 @@ def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
         stages.append(stage)
         return stage
 
-    real = dict(imagenet=opts.imagenet_root, ade20k=opts.ade20k_root, coco=opts.coco_root)
     data_deps = []
-    if synthetic_data and not all(real.values()):
+    if synthetic_data and not all(map(opts.real_root, DATASETS)):
         stages.append(Stage(
             name='data', kind='data', work_dir=opts.data_dir.resolve(),
             options=dict(size=opts.data_size, seed=opts.seed),

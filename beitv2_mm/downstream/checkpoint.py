@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -375,6 +375,15 @@ def _register_initializer():
 BEiTPretrainedInit = _register_initializer()
 
 
+def _declared_method(meta: dict) -> Optional[Tuple[str, str]]:
+    """``(method, meta key)`` a checkpoint's meta states: ``pretrain_method`` / ``method`` (set
+    by a run or ``tools/convert_ckpt.py --method``), else ``converted_from`` (the format)."""
+    for key in ('pretrain_method', 'method', 'converted_from'):
+        if meta.get(key):
+            return str(meta[key]), key
+    return None
+
+
 def read_pretrain_info(path: Optional[str]) -> dict:
     """Method and provenance of a pretrain checkpoint, for the results file.
 
@@ -393,11 +402,9 @@ def read_pretrain_info(path: Optional[str]) -> dict:
         return dict(method=None, source=f'unreadable: {exc}')
     meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
     meta = meta if isinstance(meta, dict) else {}
-    for key in ('pretrain_method', 'method'):
-        if meta.get(key):
-            return dict(method=str(meta[key]), source=f'meta.{key}')
-    if meta.get('converted_from'):
-        return dict(method=str(meta['converted_from']), source='meta.converted_from')
+    declared = _declared_method(meta)
+    if declared:
+        return dict(method=declared[0], source=f'meta.{declared[1]}')
     cfg_text = meta.get('cfg')
     if isinstance(cfg_text, str):
         return dict(method=method_from_config_text(cfg_text), source='meta.cfg')
@@ -437,10 +444,10 @@ def tested_checkpoint_pretrain(meta: Optional[dict]) -> dict:
         info = read_pretrain_info(checkpoint)
         return dict(checkpoint=checkpoint, method=info['method'],
                     source=f"tested checkpoint's meta.cfg -> {info['source']}")
-    for key in ('pretrain_method', 'method', 'converted_from'):
-        if meta.get(key):
-            return dict(checkpoint=None, method=str(meta[key]),
-                        source=f"tested checkpoint's meta.{key}")
+    declared = _declared_method(meta)
+    if declared:
+        return dict(checkpoint=None, method=declared[0],
+                    source=f"tested checkpoint's meta.{declared[1]}")
     return dict(checkpoint=None, method=None,
                 source="unknown: the tested checkpoint's meta does not say")
 

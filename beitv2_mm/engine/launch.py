@@ -478,11 +478,12 @@ def run_then_close(cfg: Config, method: str) -> tuple[Any, bool]:
         close_distributed()
 
 
-def add_guard_hooks(cfg: Config) -> None:
-    """Append the NaN guard and the num_classes check to ``custom_hooks`` unless already there."""
+def add_guard_hooks(cfg: Config, guards: Iterable[dict] = GUARD_HOOKS) -> None:
+    """Append ``guards`` (default: the NaN guard and the num_classes check) to
+    ``custom_hooks``, each unless a hook of its type is already there."""
     hooks = list(cfg.get('custom_hooks') or [])
     present = {hook.get('type') for hook in hooks}
-    hooks += [dict(hook) for hook in GUARD_HOOKS if hook['type'] not in present]
+    hooks += [dict(hook) for hook in guards if hook['type'] not in present]
     cfg.custom_hooks = hooks
 
 
@@ -509,9 +510,7 @@ def prepare_test_config(config: str, checkpoint: str, cfg_options: dict | None =
     cfg.load_from = checkpoint
     cfg.resume = False
     # a checkpoint without the model's weights would be scored at random initialisation
-    hooks = list(cfg.get('custom_hooks') or [])
-    if not any(hook.get('type') == 'TestedCheckpointGuardHook' for hook in hooks):
-        cfg.custom_hooks = hooks + [dict(type='TestedCheckpointGuardHook')]
+    add_guard_hooks(cfg, [dict(type='TestedCheckpointGuardHook')])
     if amp:
         cfg.setdefault('test_cfg', ConfigDict())
         cfg.test_cfg['fp16'] = True
