@@ -17,6 +17,7 @@ the leaderboard (``tools/leaderboard.py``) can read it at any moment. Schema::
       "pretrain": {"checkpoint": str | null, "method": str | null, "method_source": str},
       "pretrain_checkpoint": str | null, "pretrain_method": str | null,   # flat copies
       "evaluated_checkpoint": str | null,              # test: the tested file
+      "validation": {...} | null,                      # test: the training run's last record
       "timestamp": "2026-11-22T23:00:00+00:00"
     }
 
@@ -25,7 +26,10 @@ the leaderboard (``tools/leaderboard.py``) can read it at any moment. Schema::
 each metric, the highest value of any validation of the run (every metric written here is
 higher-is-better) and when it was reached, because the official BEiT fine-tuning script reports
 its best epoch (``max_accuracy``). A resumed run (``--resume``) carries the best values of the
-``results.json`` it finds on; a test run has none.
+``results.json`` it finds on; a test run has none of its own. A test run writes into the
+training run's work dir by default: the validation record it replaces (metrics, best values,
+iteration, ...) is kept whole under ``validation``, so the training run's best values survive
+``tools/test.py``, and a training run resumed after it carries them on.
 The pretrain method comes from the hook's ``pretrain_method`` setting when given, else from the
 checkpoint's meta (:func:`beitv2_mm.downstream.checkpoint.read_pretrain_info`); a run without a
 checkpoint is ``random_init``. The hook records that in every checkpoint the run saves
@@ -92,6 +96,21 @@ def _dataset_classes(dataset):
     return metainfo.get('classes') if hasattr(metainfo, 'get') else None
 
 
+def _validation_record(path: Path) -> Optional[dict]:
+    """The last validation record in the results file at ``path``: the file itself, or the
+    ``validation`` a test run kept of it; None when there is none or the file is unreadable
+    (a run starts afresh rather than fail on it)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    if record.get('stage') == 'test':
+        record = record.get('validation')
+    return record if isinstance(record, dict) and record.get('stage') == 'val' else None
+
+
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write ``payload`` to ``path`` via a temp file + ``os.replace`` (never a partial file)."""
     atomic_write_text(json.dumps(payload, indent=2, sort_keys=True), path)
@@ -128,11 +147,9 @@ class DownstreamResultsHook(Hook):
         ``previous``: the results file a resumed run carries the best values of."""
         if self._best is None:
             self._best = {}
-            if cfg_get(runner.cfg, 'resume') and previous.is_file():
-                try:
-                    self._best = dict(json.loads(previous.read_text()).get('best_metrics') or {})
-                except (ValueError, AttributeError):
-                    self._best = {}  # unreadable: start afresh rather than fail the run
+            if cfg_get(runner.cfg, 'resume'):
+                record = _validation_record(previous) or {}
+                self._best = dict(record.get('best_metrics') or {})
         for key, value in numeric.items():
             best = self._best.get(key)
             if value is not None and (best is None or value > best['value']):
@@ -215,6 +232,7 @@ class DownstreamResultsHook(Hook):
             work_dir=str(runner.work_dir),
             pretrain=pretrain,
             evaluated_checkpoint=cfg_get(runner.cfg, 'load_from') if stage == 'test' else None,
+            validation=_validation_record(path) if stage == 'test' else None,
             pretrain_checkpoint=pretrain['checkpoint'],
             pretrain_method=pretrain['method'],
             timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),

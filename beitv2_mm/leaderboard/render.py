@@ -18,10 +18,12 @@ from .collect import ALL_COLUMNS, HEADERS, METRIC_COLUMNS, MISSING, TASK_TITLES,
 SYNTHETIC_NOTE = ('Rows marked SYNTHETIC ran on the generated synthetic data set (tiny models, '
                   'short schedules): they test the pipeline and rank methods on that data only; '
                   'they are not ImageNet / ADE20K / COCO numbers.')
-REPORTED_NOTE = 'Rows of kind "reported" are published numbers (see Source), not runs of this suite.'
+REPORTED_NOTE = ('Rows of kind "reported" are published numbers (see Source), not runs of this '
+                 'suite.')
 MEASURED_NOTE = ('Measured rows give the last evaluation of each run (results.json "metrics"; '
-                 '"best_metrics" there holds the best validation); the published BEiT / BEiT v2 '
-                 'fine-tune top-1 is the best epoch of the official script (max_accuracy). '
+                 '"best_metrics" there, or "validation.best_metrics" after a test run, holds '
+                 'the best validation); the published BEiT / BEiT v2 fine-tune top-1 is the '
+                 'best epoch of the official script (max_accuracy). '
                  'Every method is fine-tuned with one recipe per task, BEiT v2\'s '
                  '(configs/finetune_in1k.py, configs/upernet_ade20k.py); the published BEiT v1 '
                  'numbers used BEiT v1\'s own (ImageNet: lr 4e-3, configs/finetune_in1k_beitv1.py; '

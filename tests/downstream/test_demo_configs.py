@@ -82,11 +82,13 @@ def check_test_runs(runner, work_dir, mim_checkpoint):
     config = work_dir / 'as_trained.py'
     runner.cfg.dump(str(config))
     options = {'model.backbone.init_cfg.checkpoint': None, '+test_dataloader.dataset.indices': 8}
-    test_dir = work_dir / 'test'
-    cfg = launch.prepare_test_config(str(config), trained, options, work_dir=str(test_dir))
+    validation = json.loads((work_dir / 'results.json').read_text())
+    # into the training run's work dir, as tools/test.py does by default
+    cfg = launch.prepare_test_config(str(config), trained, options, work_dir=str(work_dir))
     launch.run_then_close(cfg, 'test')
-    results = json.loads((test_dir / 'results.json').read_text())
+    results = json.loads((work_dir / 'results.json').read_text())
     assert results['stage'] == 'test' and results['evaluated_checkpoint'] == trained
+    assert results['validation'] == validation and validation['best_metrics']
     assert (results['pretrain_method'], results['pretrain_checkpoint']) == ('beitv2',
                                                                            mim_checkpoint)
     assert "meta.pretrain" in results['pretrain']['method_source']

@@ -49,7 +49,8 @@ def test_eval_dataset_size_and_classes():
 
 def test_best_metrics_across_validations_and_resume(tmp_path):
     """``metrics`` are the latest validation's; ``best_metrics`` the best of each so far, with
-    when; a resumed run continues the file's best values, a new run and a test run do not."""
+    when; a resumed run continues the file's best values, a new run and a test run do not;
+    a test run keeps the validation record it replaces."""
     from types import SimpleNamespace
 
     from mmengine.config import Config
@@ -80,8 +81,30 @@ def test_best_metrics_across_validations_and_resume(tmp_path):
     fresh = DownstreamResultsHook(task='finetune', dataset_name='ImageNet-1K')
     fresh.after_val_epoch(runner(False, 10), {'accuracy/top1': 40.0})
     assert results()['best_metrics'] == {'accuracy/top1': dict(value=40.0, iteration=10, epoch=1)}
-    fresh.after_test_epoch(runner(False, 100), {'accuracy/top1': 41.0})
-    assert results()['best_metrics'] is None and results()['stage'] == 'test'
+    fresh.after_val_epoch(runner(False, 20), {'accuracy/top1': 39.0})
+    validation = results()
+
+    # tools/test.py into the same work dir: its own record, the training run's kept whole
+    for _ in range(2):  # a second test run keeps the same validation record
+        DownstreamResultsHook(task='finetune', dataset_name='ImageNet-1K').after_test_epoch(
+            runner(False, 100), {'accuracy/top1': 41.0})
+        out = results()
+        assert out['best_metrics'] is None and out['stage'] == 'test'
+        assert out['metrics'] == {'accuracy/top1': 41.0}
+        assert out['validation'] == validation
+    assert validation['validation'] is None  # a validation record keeps nothing of before
+
+    # training resumed after the test run carries the best values on
+    DownstreamResultsHook(task='finetune', dataset_name='ImageNet-1K').after_val_epoch(
+        runner(True, 30), {'accuracy/top1': 39.5})
+    assert results()['best_metrics'] == {'accuracy/top1': dict(value=40.0, iteration=10, epoch=1)}
+    assert results()['stage'] == 'val' and results()['validation'] is None
+
+    # an unreadable file: a resumed run starts its best values afresh, a test run keeps none
+    (tmp_path / 'results.json').write_text('{not json')
+    DownstreamResultsHook(task='finetune', dataset_name='ImageNet-1K').after_test_epoch(
+        runner(False, 100), {'accuracy/top1': 41.0})
+    assert results()['validation'] is None
 
 
 def test_tested_checkpoint_pretrain_from_its_meta(tiny_mim_checkpoint, tmp_path):
