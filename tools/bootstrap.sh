@@ -2,8 +2,8 @@
 # Create .venv/ at the repository root and install the pinned OpenMMLab stack into it.
 #
 # Idempotent: when the stamp in .venv/ matches setup.cfg and this script, and the stack
-# imports, it returns in seconds. Why each pin exists: ../shared/DESIGN.md, "Facts about
-# the stack", and beitv2_mm/engine/compat.py.
+# imports, it returns in seconds. Why each pin exists: the comments in setup.cfg, and
+# beitv2_mm/engine/compat.py for what the pinned stack needs fixed at run time.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
