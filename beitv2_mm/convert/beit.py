@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -97,13 +97,18 @@ def convert_beit_state(state: Dict[str, torch.Tensor]
         report.renamed += 1
 
     # rebuild relative_position_index buffers that the source did not store
+    rebuilt: Dict[int, List[str]] = {}  # window -> the rebuilt keys (one note per grid size)
     for key in list(out):
         if key.endswith('relative_position_bias_table'):
             index_key = key.replace('relative_position_bias_table', 'relative_position_index')
             if index_key not in out:
                 window = int(round((math.sqrt(out[key].shape[0] - 3) + 1) / 2))
                 out[index_key] = relative_position_index(window)
-                report.notes.append(f'rebuilt {index_key} for a {window}x{window} grid')
+                rebuilt.setdefault(window, []).append(index_key)
+    for window, keys in rebuilt.items():
+        where = keys[0] if len(keys) == 1 else f'{len(keys)} keys, {keys[0]} ... {keys[-1]}'
+        report.notes.append(f'rebuilt relative_position_index for a {window}x{window} grid '
+                            f'({where}): the source does not store it')
     if has_aggregation:
         report.notes.append('BEiT v2 pretrain checkpoint: norm.* -> neck.norm.* (shared norm of '
                             'BEiTV2Neck); build the backbone with final_norm=False')

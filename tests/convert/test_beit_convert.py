@@ -119,6 +119,8 @@ def test_timm_finetuned_beitv2_matches_timm_features():
     src = {k: v for k, v in src.items() if not k.endswith('relative_position_index')}
     out, report = convert('beit-timm', src)
     assert not report.unmatched
+    rebuilt = [n for n in report.notes if 'relative_position_index' in n]
+    assert len(rebuilt) == 1 and f'{DEPTH} keys' in rebuilt[0], report.notes  # one per grid
 
     backbone = BEiTViT(arch=ARCH, img_size=GRID * PATCH, patch_size=PATCH, use_rel_pos_bias=True,
                        out_type='avg_featmap', layer_scale_init_value=0.1)
