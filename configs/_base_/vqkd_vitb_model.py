@@ -5,7 +5,8 @@
 # Encoder and decoder are FastBEiTViT: mmpretrain's BEiTViT with the attention through SDPA
 # (same keys; 'BEiTViT' gives the stock one): the VQ-KD step of tools/benchmark.py vqkd against
 # the explicit attention, 1.59x on an H100 in bf16 (run g3; 1.96x compiled, g19), 1.03x on a
-# 2-core CPU (run I).
+# 2-core CPU (run I). Written out to be read; the same as beitv2_mm.tokenizers.vqkd_vit_cfg,
+# which tests/tokenizers/test_vqkd_tokenizer.py checks for every config's VQ-KD ViT.
 vqkd_vit_init = [
     dict(type='TruncNormal', std=0.02, layer='Linear'),
     dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0),

@@ -1,10 +1,16 @@
-"""VQKDTokenizer: API shapes, input ranges, frozen mode, checkpoint loading and its errors."""
+"""VQKDTokenizer: API shapes, input ranges, frozen mode, checkpoint loading and its errors;
+the shipped configs' VQ-KD ViTs."""
+from pathlib import Path
+
 import pytest
 import torch
+from mmengine.config import Config
 
 import beitv2_mm  # noqa: F401
 from beitv2_mm.tokenizers import load_tokenizer_checkpoint, tiny_vqkd_tokenizer_cfg
 from mmpretrain.registry import MODELS
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def build(**kw):
@@ -125,3 +131,43 @@ def test_init_is_the_official_one():
             torch.testing.assert_close(fc2.weight.std().item(), 0.02 / (2 * (i + 1)) ** 0.5,
                                        rtol=0.12, atol=0)
             assert not fc1.bias.any() and not fc2.bias.any()
+
+
+# every VQ-KD encoder/decoder a shipped config spells out, and the module default it must match
+VQKD_VITS = [
+    ('configs/_base_/vqkd_vitb_model.py', 'model.tokenizer.encoder'),
+    ('configs/_base_/vqkd_vitb_model.py', 'model.tokenizer.decoder'),
+    ('configs/_base_/mim_model_beitv2_vitb.py', 'model.target_generator.encoder'),
+    ('configs/demo/vqkd_vit-tiny_synthetic.py', 'model.tokenizer.encoder'),
+    ('configs/demo/vqkd_vit-tiny_synthetic.py', 'model.tokenizer.decoder'),
+    ('configs/demo/beitv2_vit-tiny_synthetic.py', 'model.target_generator.encoder'),
+]
+
+
+@pytest.mark.parametrize('rel,key', VQKD_VITS)
+def test_config_vqkd_vits_are_the_official_architecture(rel, key):
+    """The configs write the VQ-KD ViTs out (to be read); they must stay what
+    ``vqkd_vit_cfg`` builds, the official encoder/decoder, apart from the size: every setting
+    the config leaves out is ``BEiTViT``'s default, and that must agree too."""
+    import inspect
+
+    from mmpretrain.models import BEiTViT
+
+    from beitv2_mm.tokenizers.vqkd import vqkd_vit_cfg
+
+    cfg = Config.fromfile(str(REPO / rel))
+    vit = dict(cfg)
+    for part in key.split('.'):
+        vit = vit[part]
+    vit = dict(vit)
+    size = {k: vit.pop(k) for k in ('arch', 'img_size', 'patch_size') if k in vit}
+    official = vqkd_vit_cfg(**size)
+    defaults = {name: p.default for name, p in inspect.signature(BEiTViT).parameters.items()}
+    for name, want in official.items():
+        if name in size or name == 'in_channels':  # in_channels: the tokenizer sets it
+            continue
+        if name == 'init_cfg' and 'target_generator' in key:
+            continue  # a MIM target generator loads trained weights; its init is not used
+        got = vit.get(name, defaults.get(name))
+        assert got == want, f'{rel}: {key}.{name} = {got!r}, the official VQ-KD ViT has {want!r}'
+    assert set(vit) <= set(official), f'{rel}: {key} sets {set(vit) - set(official)}'
