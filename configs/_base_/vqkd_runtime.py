@@ -20,6 +20,10 @@ optim_wrapper = dict(
             '.cls_token': dict(decay_mult=0.0),
             '.pos_embed': dict(decay_mult=0.0),
         }))
+# Warm-up from 1e-4 x lr, not from 0 as the official cosine_scheduler (np.linspace(0, lr, n)):
+# mmengine's LinearLR is chained (each step multiplies the last lr), so a start of 0 would stay
+# 0 (and divide by zero at step 1). The lr differs from the official by at most 1e-4 x lr, at
+# the first step, and the two agree after the warm-up (so in every schedule of these configs).
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=10,
          convert_to_iter_based=True),
