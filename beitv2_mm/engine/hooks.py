@@ -193,14 +193,20 @@ def _unwrap(model):
 def _heads_with_num_classes(model):
     """(attribute path, num_classes) of each classification-like head of ``model``.
 
-    Skips class-agnostic proposal heads (mmdet's RPN has ``num_classes=1`` whatever the data).
+    Skips class-agnostic proposal heads (mmdet's RPN has ``num_classes=1`` whatever the data),
+    models built without a classifier (``num_classes=0``, timm's convention: a VQ-KD teacher)
+    and frozen modules (every parameter ``requires_grad=False``: a teacher or tokenizer, which
+    does not learn the data's labels).
     """
     found = []
     for name, module in model.named_modules():
         num_classes = getattr(module, 'num_classes', None)
         if not name or not isinstance(num_classes, int) or isinstance(num_classes, bool):
             continue
-        if 'rpn' in name.lower() or 'RPN' in type(module).__name__:
+        if num_classes == 0 or 'rpn' in name.lower() or 'RPN' in type(module).__name__:
+            continue
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params):
             continue
         found.append((name, num_classes))
     # A head nested in another reporting head (e.g. bbox_head inside roi_head) is the one to

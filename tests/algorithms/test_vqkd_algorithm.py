@@ -144,6 +144,30 @@ def test_demo_config_trains_logs_usage_and_writes_tokenizer_checkpoint(
     assert torch.equal(tokenizer.encode(x), runner.model.tokenizer.encode(x))
 
 
+def test_timm_teacher_trains_through_the_launcher(tmp_path, repo_root, synthetic_imagenet):
+    """tools/train.py's path (guard hooks added) with a timm teacher, as the DINO config has:
+    the teacher's timm model, built with num_classes=0 and frozen, is not a head to check
+    against the data set's classes (NumClassesGuardHook stopped every such run)."""
+    from beitv2_mm.engine import launch
+
+    timm = pytest.importorskip('timm')
+    kw = dict(img_size=64, patch_size=8, embed_dim=16, depth=1, num_heads=2)
+    torch.manual_seed(0)
+    teacher = timm.create_model('vit_tiny_patch16_224', pretrained=False, num_classes=0, **kw)
+    torch.save(teacher.state_dict(), tmp_path / 'teacher.pth')
+    options = {'train_dataloader.dataset.data_root': str(synthetic_imagenet),
+               'train_dataloader.batch_size': 4, 'train_dataloader.num_workers': 0,
+               'train_cfg.max_iters': 2, 'model.tokenizer.target_dim': 16}
+    cfg = launch.prepare_train_config(str(repo_root / 'configs/demo/vqkd_vit-tiny_synthetic.py'),
+                                      options, work_dir=str(tmp_path / 'work'))
+    assert {'NaNGuardHook', 'NumClassesGuardHook'} <= {h['type'] for h in cfg.custom_hooks}
+    cfg.model.teacher = dict(type='TimmTeacher', model_name='vit_tiny_patch16_224',
+                             model_kwargs=kw, checkpoint=str(tmp_path / 'teacher.pth'))
+    runner = launch.build_runner(cfg)
+    runner.train()
+    assert runner.iter == 2 and (tmp_path / 'work' / 'iter_2.pth').is_file()
+
+
 def vitb_one_step(cfg, img_size):
     from mmengine.optim import build_optim_wrapper
 

@@ -135,6 +135,26 @@ def test_num_classes_check_skips_class_agnostic_rpn_and_reports_nested_heads():
     assert 'mask_head' not in message and 'rpn' not in message
 
 
+def test_num_classes_check_skips_headless_and_frozen_modules():
+    """A VQ-KD teacher (timm, built with num_classes=0 and frozen) trains on ImageNet's 1000
+    classes without a classifier; a frozen module that has one is not trained on the labels
+    either. A trainable head is still checked."""
+    def head(n, frozen=False):
+        m = nn.Linear(2, max(n, 1))
+        m.num_classes = n
+        m.requires_grad_(not frozen)
+        return m
+
+    classes = [f'c{i}' for i in range(10)]
+    algorithm = nn.Module()
+    algorithm.teacher = head(0)  # no classifier, trainable flags as built
+    algorithm.tokenizer = head(5, frozen=True)
+    NumClassesGuardHook.check_model_against_classes(algorithm, classes)
+    algorithm.head = head(7)
+    with pytest.raises(NumClassesMismatchError, match=r'model\.head\.num_classes = 7'):
+        NumClassesGuardHook.check_model_against_classes(algorithm, classes)
+
+
 def test_runtime_reliability_piece_enables_the_guards(tmp_path, repo_root):
     """configs/_base_/runtime_reliability.py, included as its docstring says, gives a runner
     with both guards, a fixed seed and a process-group timeout."""
