@@ -197,6 +197,39 @@ def _tokenizer_weights(cfg) -> Optional[str]:
             or (init_cfg.get('checkpoint') if isinstance(init_cfg, dict) else None))
 
 
+# where the tokenizers keep their vocabulary size: VQKDTokenizer, DALLETokenizer, PeCoVQVAE,
+# mmpretrain's VQKD (its quantizer); a tokenizer without any of these is not checked
+VOCAB_ATTRS = ('num_codes', 'vocab_size', 'num_embed', 'quantize.num_tokens',
+               'quantize.num_codes', 'quantizer.num_codes')
+
+
+def tokenizer_vocab_size(tokenizer: nn.Module) -> Optional[int]:
+    """The number of token ids ``tokenizer`` emits, or None when it does not say."""
+    for path in VOCAB_ATTRS:
+        value = tokenizer
+        for part in path.split('.'):
+            value = getattr(value, part, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def check_head_fits_tokenizer(head: nn.Module, tokenizer: nn.Module) -> None:
+    """The MIM head predicts one logit per token id: raise when its size is not the tokenizer's
+    vocabulary (a smaller head fails at the first step with an index error, a larger one trains
+    logits no target ever names)."""
+    lm_head = getattr(head, 'cls_head', None)
+    vocab = tokenizer_vocab_size(tokenizer)
+    if not isinstance(lm_head, nn.Linear) or vocab is None or lm_head.out_features == vocab:
+        return
+    raise ValueError(
+        f'model.head.num_embed = {lm_head.out_features}, but the tokenizer '
+        f'(model.target_generator, {type(tokenizer).__name__}) has {vocab} token ids: the MIM '
+        f'head predicts one logit per token. Set model.head.num_embed={vocab} (e.g. '
+        f'--cfg-options model.head.num_embed={vocab}), or use a tokenizer with '
+        f'{lm_head.out_features} codes.')
+
+
 @MODELS.register_module()
 class BEiTMIM(BEiT):
     """BEiT v1 / v2 masked image modeling with a frozen tokenizer.
@@ -255,6 +288,7 @@ class BEiTMIM(BEiT):
             pretrained=pretrained,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
+        check_head_fits_tokenizer(self.head, self.target_generator)
         self.num_masked_patches = num_masked_patches
         self._mask_count_checked = False
         self.tokenizer_checkpoint = checkpoint

@@ -368,3 +368,26 @@ def test_a_tokenizer_without_weights_is_announced(tmp_path, monkeypatch):
     said.clear()
     MODELS.build(cfg)
     assert said == []
+
+
+@pytest.mark.parametrize('config,tokenizer', [(DEMO_V2, None), (DEMO_V2, MMPRETRAIN_VQKD),
+                                              (DEMO_V1, None), (DEMO_V1, TINY_DALLE)],
+                         ids=['vqkd', 'mmpretrain-vqkd', 'pixel-vqvae', 'dalle'])
+def test_a_head_of_another_size_than_the_vocabulary_is_an_error(config, tokenizer):
+    """A tokenizer with another codebook size than the MIM head (a tokenizer swapped in)
+    failed at the first step with 'Target 461 is out of bounds' (a smaller head) or trained
+    logits no target names (a larger one): now a start-up error naming both sizes."""
+    from beitv2_mm.algorithms.beit import tokenizer_vocab_size
+
+    cfg = Config.fromfile(str(config))
+    if tokenizer is not None:
+        cfg.model.target_generator = copy.deepcopy(tokenizer)
+    cfg.model.target_generator.pop('checkpoint', None)
+    model = MODELS.build(cfg.model)  # the shipped sizes agree
+    vocab = cfg.model.head.num_embed
+    assert tokenizer_vocab_size(model.target_generator) == vocab
+    cfg.model.head.num_embed = vocab // 2
+    with pytest.raises(ValueError, match=rf'model\.head\.num_embed = {vocab // 2}, but the '
+                                         rf'tokenizer .* has {vocab} token ids.*'
+                                         rf'model\.head\.num_embed={vocab}'):
+        MODELS.build(cfg.model)
