@@ -15,9 +15,11 @@ Design notes (why this is not mmpretrain's ``tools/train.py``):
   the error names the closest existing keys (difflib). A key prefixed with ``+`` is added
   on purpose (``+randomness.seed=0``).
 * **AMP on CPU.** mmengine's ``AmpOptimWrapper`` asserts a GPU. On a machine without CUDA,
-  ``--amp`` (or a config that asks for ``AmpOptimWrapper``) uses
-  :class:`CPUAutocastOptimWrapper`: bfloat16 autocast, which is the only dtype CPU autocast
-  supports and needs no loss scaling (bf16 has fp32's exponent range).
+  ``--amp`` uses :class:`CPUAutocastOptimWrapper`: bfloat16 autocast, which is the only dtype
+  CPU autocast supports and needs no loss scaling (bf16 has fp32's exponent range). A config
+  that asks for ``AmpOptimWrapper`` itself (the GPU recipes) runs in fp32 there: without
+  native bf16 instructions (AVX512-BF16 / AMX) bf16 GEMMs are emulated, 10-60x slower than
+  fp32 (a ViT-B VQ-KD step on the project's 2-core AVX2 machine: 125 s against ~2 s).
 * **Distributed on CPU.** mmengine's ``init_dist`` calls ``torch.cuda.set_device``, which
   fails without a GPU, and its default DDP wrapper passes ``device_ids=[LOCAL_RANK]``, which
   DDP rejects for CPU modules. Without CUDA we start the ``gloo`` process group ourselves
@@ -233,8 +235,10 @@ def configure_amp(cfg: Config, enable: bool, cuda: bool | None = None) -> str:
     """Set the optimizer wrapper for mixed precision on the device at hand.
 
     With CUDA, ``--amp`` selects mmengine's ``AmpOptimWrapper`` (dynamic loss scale, fp16
-    unless the config sets ``dtype``). Without CUDA, both ``--amp`` and a config that
-    already asks for ``AmpOptimWrapper`` get :class:`CPUAutocastOptimWrapper` (bf16).
+    unless the config sets ``dtype``). Without CUDA, ``--amp`` gets
+    :class:`CPUAutocastOptimWrapper` (bf16; a warning when the CPU has no native bf16), and a
+    config's own ``AmpOptimWrapper`` becomes a plain fp32 ``OptimWrapper`` (one printed line;
+    see the module docstring for why).
 
     Args:
         cfg (Config): Config with an ``optim_wrapper`` (test-only configs have none).
@@ -259,13 +263,33 @@ def configure_amp(cfg: Config, enable: bool, cuda: bool | None = None) -> str:
     if cuda:
         wrapper['type'] = 'AmpOptimWrapper'
         wrapper.setdefault('loss_scale', 'dynamic')
+    elif not enable and current == 'AmpOptimWrapper':
+        # the recipe's GPU mixed precision; emulated bf16 would be far slower than fp32 here
+        wrapper['type'] = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype', 'use_fsdp'):
+            wrapper.pop(key, None)
+        print('[launch] no CUDA: the config\'s AmpOptimWrapper runs as a plain fp32 '
+              'OptimWrapper on the CPU (--amp asks for bf16 autocast)')
     else:
         wrapper['type'] = 'CPUAutocastOptimWrapper'
         if wrapper.get('dtype') not in (None, 'bfloat16', torch.bfloat16):
             print(f'[launch] no CUDA: mixed precision falls back from '
                   f'{wrapper.get("dtype")} to bfloat16 (the only CPU autocast dtype)')
         wrapper['dtype'] = 'bfloat16'
+        if cpu_has_native_bf16() is False:
+            print('[launch] WARNING: this CPU has no native bf16 instructions (AVX512-BF16 / '
+                  'AMX): bf16 autocast emulates them and is 10-60x slower than fp32 here; '
+                  'drop --amp unless you are testing bf16 numerics')
     return wrapper['type']
+
+
+def cpu_has_native_bf16() -> bool | None:
+    """Whether the CPU has bf16 GEMM instructions (AVX512-BF16 or AMX); None: torch cannot say."""
+    probes = [getattr(torch.cpu, name, None)
+              for name in ('_is_avx512_bf16_supported', '_is_amx_tile_supported')]
+    if not all(callable(probe) for probe in probes):
+        return None
+    return any(probe() for probe in probes)
 
 
 # ----------------------------------------------------------------------------- distributed

@@ -118,7 +118,7 @@ def test_work_dir_and_resume(tmp_path, capsys, monkeypatch):
         launch.prepare_train_config(str(tmp_path / 'nothing.py'))
 
 
-def test_amp_selects_a_wrapper_per_device(tmp_path):
+def test_amp_selects_a_wrapper_per_device(tmp_path, capsys, monkeypatch):
     path = str(_scope_config(tmp_path, 'mmpretrain'))
     cfg = launch.prepare_train_config(path, amp=True, cuda=True)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
@@ -128,11 +128,26 @@ def test_amp_selects_a_wrapper_per_device(tmp_path):
     assert cfg.optim_wrapper.dtype == 'bfloat16'
     cfg = launch.prepare_train_config(path, amp=False, cuda=False)
     assert cfg.optim_wrapper.type == 'OptimWrapper'
-    # A config that asks for AmpOptimWrapper (the ViT-B recipes) still runs on CPU.
-    cfg = launch.prepare_train_config(
-        path, {'optim_wrapper.type': 'AmpOptimWrapper', '+optim_wrapper.dtype': 'float16'},
-        cuda=False)
+    # A config that asks for AmpOptimWrapper (the ViT-B recipes) runs on CPU in fp32 (bf16 is
+    # emulated without AVX512-BF16 / AMX: 10-60x slower); --amp still asks for bf16.
+    amp_recipe = {'optim_wrapper.type': 'AmpOptimWrapper', '+optim_wrapper.dtype': 'float16',
+                  '+optim_wrapper.loss_scale': 'dynamic'}
+    cfg = launch.prepare_train_config(path, dict(amp_recipe), cuda=False)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper and 'dtype' not in cfg.optim_wrapper
+    assert 'fp32' in capsys.readouterr().out
+    cfg = launch.prepare_train_config(path, dict(amp_recipe), amp=True, cuda=False)
     assert cfg.optim_wrapper.type == 'CPUAutocastOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    cfg = launch.prepare_train_config(path, dict(amp_recipe), cuda=True)
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.dtype) == ('AmpOptimWrapper', 'float16')
+    # the warning for emulated bf16 follows what torch says about the CPU
+    monkeypatch.setattr(launch, 'cpu_has_native_bf16', lambda: False)
+    launch.prepare_train_config(path, amp=True, cuda=False)
+    assert 'no native bf16' in capsys.readouterr().out
+    monkeypatch.setattr(launch, 'cpu_has_native_bf16', lambda: True)
+    launch.prepare_train_config(path, amp=True, cuda=False)
+    assert 'no native bf16' not in capsys.readouterr().out
 
 
 def test_auto_scale_lr_flag(tmp_path, tiny_data):
