@@ -61,7 +61,8 @@ def main(argv=None) -> int:
         meta['pretrain_method'] = args.method
     atomic_torch_save({'state_dict': state_dict, 'meta': meta}, dst)
     print(f'wrote {len(state_dict)} tensors to {dst}')
-    if not args.method:
+    if not args.method and any(k.startswith('backbone.') for k in state_dict):
+        # a pretrained backbone (not a tokenizer): downstream runs start from it
         print(f'downstream runs from it are labelled {args.format!r} (a format, not a method); '
               'convert with --method beitv2 (or beitv1, peco, ...) to name the method')
     return 1 if report.unmatched else 0

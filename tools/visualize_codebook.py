@@ -118,6 +118,7 @@ def main(argv=None) -> dict:
     from mmengine.config import Config
 
     import beitv2_mm  # noqa: F401  (registers the tokenizer)
+    from beitv2_mm.tokenizers.checkpoint import CheckpointLoadError
     from mmpretrain.registry import MODELS
 
     try:  # the messages name the file and what was expected: no traceback on top
@@ -127,7 +128,7 @@ def main(argv=None) -> dict:
         tok_cfg['checkpoint'] = args.checkpoint
         tok_cfg['kmeans_init'] = False  # the codebook comes from the checkpoint
         tokenizer = MODELS.build(tok_cfg).to(args.device).eval()
-    except (FileNotFoundError, KeyError) as err:
+    except (FileNotFoundError, KeyError, CheckpointLoadError) as err:
         message = err.args[0] if err.args else err  # KeyError's str() adds quotes
         parser.exit(1, f'tools/visualize_codebook.py: error: {message}\n')
     patch = tokenizer.patch_size

@@ -10,6 +10,7 @@ decoder when only the encoder is built) are reported, never dropped silently.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -20,6 +21,11 @@ from torch import nn
 from ..convert import extract_state_dict
 
 DEFAULT_PREFIXES = ('tokenizer.', 'target_generator.', '')
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint file that cannot be read, or does not fit the module (the message says
+    which file, which keys and what to do)."""
 
 
 @dataclass
@@ -49,7 +55,10 @@ class CheckpointLoadReport:
         lines = [f'checkpoint {self.path}: loaded {self.loaded} tensors '
                  f'(prefix {self.prefix!r} stripped)']
         if self.missing:
-            lines.append(f'missing keys ({len(self.missing)}): ' + ', '.join(self.missing))
+            shown = self.missing[:10]
+            more = len(self.missing) - len(shown)
+            lines.append(f'missing keys ({len(self.missing)}): ' + ', '.join(shown)
+                         + (f', ... ({more} more)' if more else ''))
         if self.unexpected:
             lines.append(f'unexpected keys, not loaded ({len(self.unexpected)}): '
                          + _summarize(self.unexpected))
@@ -93,13 +102,25 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path}')
+
+    def unreadable(err: BaseException) -> CheckpointLoadError:
+        return CheckpointLoadError(
+            f'cannot read checkpoint {path} ({os.path.getsize(path)} bytes): '
+            f'{type(err).__name__}: {err}. The file is truncated (an interrupted download or '
+            'copy) or not a PyTorch checkpoint; download or copy it again.')
+
     try:
         # trusted files named by the user; mmengine checkpoints hold non-tensor objects
         ckpt = torch.load(path, map_location='cpu', weights_only=False)
     except RuntimeError as err:
         if 'TorchScript' not in str(err) and 'zip' not in str(err).lower():
-            raise
-        ckpt = torch.jit.load(path, map_location='cpu').state_dict()
+            raise unreadable(err) from err
+        try:  # OpenAI's CLIP releases are TorchScript archives
+            ckpt = torch.jit.load(path, map_location='cpu').state_dict()
+        except Exception:  # the zip itself is broken: say so, with torch.load's error
+            raise unreadable(err) from err
+    except (EOFError, ValueError, pickle.UnpicklingError) as err:
+        raise unreadable(err) from err
     if isinstance(ckpt, torch.jit.ScriptModule):
         ckpt = ckpt.state_dict()
     if not isinstance(ckpt, dict):
@@ -149,8 +170,8 @@ def load_tokenizer_checkpoint(module: nn.Module,
 
     Raises:
         FileNotFoundError: the file does not exist.
-        RuntimeError: with ``strict``, when keys are missing or of another shape; the
-            message lists them and names the file.
+        CheckpointLoadError: the file cannot be read, or (``strict``) keys are missing or of
+            another shape; the message lists them and names the file.
     """
     if state_dict is None:
         state_dict = read_state_dict(path)
@@ -180,7 +201,8 @@ def load_tokenizer_checkpoint(module: nn.Module,
             hint = ('\nThe keys look like the official unilm beit2 or mmpretrain layout: '
                     'convert first with `python tools/convert_ckpt.py vqkd_official SRC DST` '
                     '(or `vqkd_mmpretrain`).')
-        raise RuntimeError(f'cannot load {module.__class__.__name__} from {path}: '
+        cls = type(module)
+        raise CheckpointLoadError(f'cannot load {cls.__module__}.{cls.__qualname__} from {path}: '
                            f'the checkpoint does not match the model built from the config.\n'
                            + report.format() + hint)
     module.load_state_dict(loadable, strict=False)

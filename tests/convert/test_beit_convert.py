@@ -136,3 +136,23 @@ def test_timm_finetuned_beitv2_matches_timm_features():
         logits = torch.nn.functional.linear(ours, out['head.fc.weight'], out['head.fc.bias'])
         torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=1e-4)
+
+
+def test_convert_tool_names_the_pretraining_method(tmp_path, capsys):
+    """tools/convert_ckpt.py on a backbone release: without --method downstream runs from it
+    are labelled with the format (and the tool says so); --method names the method."""
+    from beitv2_mm.downstream.checkpoint import read_pretrain_info
+    from tool_module import load_tool
+
+    tool = load_tool('convert_ckpt')
+    src = tmp_path / 'beitv2_pt.pth'
+    torch.save({'model': official_beitv2_pretrain_state(torch.Generator().manual_seed(3))}, src)
+    plain, named = tmp_path / 'plain.pth', tmp_path / 'named.pth'
+    assert tool.main(['beit-official', str(src), str(plain)]) == 0
+    assert "labelled 'beit-official' (a format, not a method)" in capsys.readouterr().out
+    assert read_pretrain_info(str(plain))['method'] == 'beit-official'
+    assert tool.main(['beit-official', str(src), str(named), '--method', 'beitv2']) == 0
+    assert 'labelled' not in capsys.readouterr().out
+    assert torch.load(named, weights_only=False)['meta'] == dict(
+        converted_from='beit-official', source=str(src), pretrain_method='beitv2')
+    assert read_pretrain_info(str(named))['method'] == 'beitv2'

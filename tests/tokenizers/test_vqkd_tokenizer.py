@@ -116,6 +116,22 @@ def test_checkpoint_errors_name_file_and_keys(tmp_path):
     assert 'other.pth' in msg
     assert 'shape mismatch for quantizer.codebook: checkpoint (32, 8) vs module (64, 8)' in msg
     assert 'encode_task_layer.0.bias' in msg
+    assert 'beitv2_mm.tokenizers.vqkd.VQKDTokenizer' in msg  # which class, timm's or ours
+
+    # a file of another model: the missing keys are shown in part, with the count
+    torch.save({f'other.{i}': torch.zeros(1) for i in range(3)}, path)
+    with pytest.raises(RuntimeError, match=r'missing keys \((\d+)\): [^\n]*\.\.\. \(\d+ more\)'):
+        MODELS.build(tiny_vqkd_tokenizer_cfg(checkpoint=str(path)))
+
+    # truncated or not a checkpoint at all: the file, its size and what to do
+    good = tmp_path / 'good.pth'
+    torch.save(build().state_dict(), good)
+    for name, data in (('truncated.pth', good.read_bytes()[:4000]),
+                       ('garbage.pth', b'not a checkpoint at all' * 10)):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(RuntimeError, match=rf'cannot read checkpoint .*{name} '
+                                               rf'\({len(data)} bytes\).*download or copy it'):
+            MODELS.build(tiny_vqkd_tokenizer_cfg(checkpoint=str(tmp_path / name)))
 
 
 def test_init_is_the_official_one():

@@ -52,12 +52,15 @@ def test_bad_input_is_one_line_naming_it(tmp_path, capsys):
     no_tokenizer = tmp_path / 'cls_cfg.py'
     no_tokenizer.write_text("model = dict(type='ImageClassifier')\n")
     (tmp_path / 'empty').mkdir()
+    torch.save({'other.weight': torch.zeros(2)}, tmp_path / 'other.pth')
     cases = [
         ([cfg_file, tmp_path / 'tok.pth', tmp_path / 'nowhere'], 'image folder not found: '),
         ([cfg_file, tmp_path / 'tok.pth', tmp_path / 'empty'], 'no images ('),
         ([no_tokenizer, tmp_path / 'tok.pth', images], 'no tokenizer found; expected'),
         ([cfg_file, tmp_path / 'missing.pth', images],
          f"tokenizer checkpoint '{tmp_path / 'missing.pth'}' (model.target_generator.checkpoint)"),
+        ([cfg_file, tmp_path / 'other.pth', images], f"from {tmp_path / 'other.pth'}: the "
+                                                     'checkpoint does not match the model'),
     ]
     for args, expected in cases:
         with pytest.raises(SystemExit) as err:
