@@ -12,9 +12,20 @@ from ..tokenizers.checkpoint import load_tokenizer_checkpoint
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseTeacher
 
 
+def _preprocessor(cfg) -> dict:
+    return cfg.model.get('data_preprocessor', None) or cfg.get('data_preprocessor', None) or {}
+
+
+def _trained_on_bgr(cfg) -> bool:
+    """Whether the model saw BGR images: mmpretrain loads images as BGR (OpenCV) and its data
+    preprocessors keep that order unless ``to_rgb`` (``bgr_to_rgb``) is set."""
+    pre = _preprocessor(cfg)
+    return bool(pre) and not (pre.get('to_rgb') or pre.get('bgr_to_rgb'))
+
+
 def _preprocessor_mean_std(cfg):
     """Mean/std (in [0, 1] units) from the config's data preprocessor, else ImageNet's."""
-    pre = cfg.model.get('data_preprocessor', None) or cfg.get('data_preprocessor', None) or {}
+    pre = _preprocessor(cfg)
     mean, std = pre.get('mean'), pre.get('std')
     if mean is None or std is None:
         return IMAGENET_MEAN, IMAGENET_STD
@@ -30,8 +41,10 @@ class MMPretrainTeacher(BaseTeacher):
     checkpoint with ``backbone.*``/``head.*`` keys, or a raw backbone state dict); only the
     backbone is kept. Its ``out_indices`` is set to ``layer`` and its output to ``featmap``,
     so the target is the patch tokens of that layer (after the final norm when ``layer`` is
-    the last one and the backbone has ``final_norm``). Input mean/std come from the config's
-    data preprocessor.
+    the last one and the backbone has ``final_norm``). Input mean/std and channel order come
+    from the config's data preprocessor: the teacher gets RGB images (the VQ-KD data
+    preprocessor converts), and reverses them when that preprocessor has no ``to_rgb``
+    (a model trained on mmpretrain's BGR loading).
 
     Args:
         config (str): Path of the mmpretrain config (config key ``model.teacher.config``).
@@ -84,10 +97,15 @@ class MMPretrainTeacher(BaseTeacher):
         backbone.out_indices = [index]
         backbone.out_type = 'featmap'
         self.config = config
+        self.bgr = _trained_on_bgr(cfg)
         self.layer = index
         self.backbone = backbone
         self.out_dim = int(backbone.embed_dims)
         self._finish_init()
+
+    def normalize(self, images: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        # RGB in; the channel order the teacher was trained on out (mean/std are in that order)
+        return super().normalize(images.flip(1) if self.bgr else images, clamp=clamp)
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         feat = self.backbone(images)[-1]  # (B, C, h, w)

@@ -123,6 +123,17 @@ def test_mmpretrain_teacher_from_demo_config(tmp_path, repo_root):
     mid = MODELS.build(dict(type='MMPretrainTeacher', config=str(cfg_path),
                             checkpoint=str(path), layer=1))
     assert mid.layer == 1 and not torch.allclose(mid(x), out)
+    # a model trained without to_rgb saw BGR images (mmpretrain's loading): RGB in, reversed
+    bgr_cfg = Config.fromfile(cfg_path)
+    bgr_cfg.model.data_preprocessor.to_rgb = False
+    bgr_path = tmp_path / 'teacher_bgr.py'
+    bgr_cfg.dump(str(bgr_path))
+    bgr = MODELS.build(dict(type='MMPretrainTeacher', config=str(bgr_path),
+                            checkpoint=str(path), layer=-1))
+    assert bgr.bgr and not teacher.bgr
+    ref = backbone(((x.flip(1) - torch.tensor(pre.mean).view(1, 3, 1, 1))
+                    / torch.tensor(pre.std).view(1, 3, 1, 1)))[-1].flatten(2).transpose(1, 2)
+    torch.testing.assert_close(bgr(x), ref, atol=1e-4, rtol=1e-4)
     with pytest.raises(MissingTeacherWeightsError, match='teacher_vit-tiny_synthetic'):
         MODELS.build(dict(type='MMPretrainTeacher', config=str(cfg_path),
                           checkpoint=str(tmp_path / 'absent.pth')))
