@@ -10,13 +10,15 @@ the leaderboard (``tools/leaderboard.py``) can read it at any moment. Schema::
       "dataset": {"name": str, "data_root": str (absolute), "synthetic": bool,
                   "num_samples": int | null},          # size of the evaluated split
       "metrics": {"accuracy/top1": float, ...},        # every numeric metric of the evaluator
-      "stage": "val" | "test", "iteration": int, "epoch": int, "final": bool,
+      "stage": "val" | "test", "iteration": int, "epoch": int,  # test: the tested file's
+      "final": bool,
       "best_metrics": {"accuracy/top1": {"value": float, "iteration": int, "epoch": int}, ...}
                      | null,                           # val: the best of each metric so far
       "config": str,                                   # config file path
-      "pretrain": {"checkpoint": str | null, "method": str | null, "method_source": str},
+      "pretrain": {"checkpoint": str | null (absolute), "method": str | null,
+                   "method_source": str},
       "pretrain_checkpoint": str | null, "pretrain_method": str | null,   # flat copies
-      "evaluated_checkpoint": str | null,              # test: the tested file
+      "evaluated_checkpoint": str | null,              # test: the tested file (absolute)
       "validation": {...} | null,                      # test: the training run's last record
       "timestamp": "2026-11-22T23:00:00+00:00"
     }
@@ -32,7 +34,7 @@ iteration, ...) is kept whole under ``validation``, so the training run's best v
 ``tools/test.py``, and a training run resumed after it carries them on.
 The pretrain method comes from the hook's ``pretrain_method`` setting when given, else from the
 checkpoint's meta (:func:`beitv2_mm.downstream.checkpoint.read_pretrain_info`); a run without a
-checkpoint is ``random_init``. The hook records that in every checkpoint the run saves
+checkpoint is ``random_init``; a resumed run keeps the record of the checkpoint it resumed. The hook records that in every checkpoint the run saves
 (``meta['pretrain']``), so a test run (``tools/test.py CONFIG CHECKPOINT``, whose config need not
 name the pretrain checkpoint) reports what the *tested* weights were pretrained from
 (:func:`beitv2_mm.downstream.checkpoint.tested_checkpoint_pretrain`; ``null`` when the
@@ -94,6 +96,14 @@ def _dataset_classes(dataset):
     """The dataset's class names; None falls back to judging by the data root only."""
     metainfo = getattr(dataset, 'metainfo', None)
     return metainfo.get('classes') if hasattr(metainfo, 'get') else None
+
+
+def _absolute(path):
+    """A local file path made absolute (runs started from elsewhere name the same file alike);
+    URLs and None as they are."""
+    if isinstance(path, str) and path and '://' not in path:
+        return os.path.abspath(path)
+    return path
 
 
 def _validation_record(path: Path) -> Optional[dict]:
@@ -161,10 +171,16 @@ class DownstreamResultsHook(Hook):
         config's pretrain checkpoint, or for a test run the tested checkpoint's record."""
         if self._pretrain_info is None:
             from .checkpoint import read_pretrain_info, tested_checkpoint_pretrain
+            recorded = (self._loaded_meta or {}).get('pretrain')
             if stage == 'test' and cfg_get(runner.cfg, 'load_from'):
                 info = tested_checkpoint_pretrain(self._loaded_meta)
+            elif cfg_get(runner.cfg, 'resume') and isinstance(recorded, dict):
+                # the resumed weights' own record: the config's pretrain file was only their
+                # start, and a resume may drop it (launch.prepare_train_config)
+                info = tested_checkpoint_pretrain(self._loaded_meta)
+                info['source'] = info['source'].replace('tested checkpoint', 'resumed checkpoint')
             else:
-                checkpoint = cfg_get(runner.cfg, 'model.backbone.init_cfg.checkpoint')
+                checkpoint = _absolute(cfg_get(runner.cfg, 'model.backbone.init_cfg.checkpoint'))
                 info = dict(checkpoint=checkpoint, **read_pretrain_info(checkpoint))
             if self.pretrain_method:
                 info = dict(info, method=self.pretrain_method, source='hook setting')
@@ -207,13 +223,14 @@ class DownstreamResultsHook(Hook):
                 continue  # e.g. per-class tables
             numeric[key] = value if math.isfinite(value) else None
         dl_key = 'test_dataloader' if stage == 'test' else 'val_dataloader'
-        data_root = cfg_get(runner.cfg, f'{dl_key}.dataset.data_root')
-        if isinstance(data_root, str) and data_root and '://' not in data_root:
-            # absolute, so that runs started from elsewhere compare as the same data set
-            data_root = os.path.abspath(data_root)
+        # absolute, so that runs started from elsewhere compare as the same data set
+        data_root = _absolute(cfg_get(runner.cfg, f'{dl_key}.dataset.data_root'))
         dataset = _eval_dataset(runner, stage)
         pretrain = self._pretrain(runner, stage)
         iteration, epoch = int(getattr(runner, 'iter', 0)), int(getattr(runner, 'epoch', 0))
+        if stage == 'test' and self._loaded_meta:  # how far the tested weights had trained
+            iteration = int(self._loaded_meta.get('iter', iteration) or 0)
+            epoch = int(self._loaded_meta.get('epoch', epoch) or 0)
         path = Path(runner.work_dir) / self.filename
         payload = dict(
             schema=SCHEMA,
@@ -231,7 +248,8 @@ class DownstreamResultsHook(Hook):
             config=getattr(runner.cfg, 'filename', None),
             work_dir=str(runner.work_dir),
             pretrain=pretrain,
-            evaluated_checkpoint=cfg_get(runner.cfg, 'load_from') if stage == 'test' else None,
+            evaluated_checkpoint=(_absolute(cfg_get(runner.cfg, 'load_from'))
+                                  if stage == 'test' else None),
             validation=_validation_record(path) if stage == 'test' else None,
             pretrain_checkpoint=pretrain['checkpoint'],
             pretrain_method=pretrain['method'],

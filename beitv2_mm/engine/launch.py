@@ -413,11 +413,13 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
     cfg = _load_for_run(config, cfg_options, work_dir)
     if auto_scale_lr:
         enable_auto_scale_lr(cfg, config)
+    resumed = None
     if resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
         from mmengine.runner import find_latest_checkpoint
-        if find_latest_checkpoint(cfg.work_dir) is None and os.environ.get('RANK', '0') == '0':
+        resumed = find_latest_checkpoint(cfg.work_dir)
+        if resumed is None and os.environ.get('RANK', '0') == '0':
             # resume-if-present is how requeued jobs start, so not an error; but say it
             print(f'--resume: no checkpoint in {cfg.work_dir} yet (no last_checkpoint): '
                   'training starts from the beginning', file=sys.stderr)
@@ -425,11 +427,28 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
         if not osp.isfile(resume):
             raise FileNotFoundError(f'--resume: checkpoint not found: {resume}')
         cfg.resume = True
-        cfg.load_from = resume
+        cfg.load_from = resumed = resume
+    if resumed is not None:
+        _drop_missing_pretrain(cfg, resumed)
     configure_amp(cfg, amp, cuda=cuda)
     configure_distributed(cfg, launcher, cuda=cuda)
     add_guard_hooks(cfg)
     return cfg
+
+
+def _drop_missing_pretrain(cfg: Config, resumed: str) -> None:
+    """A resumed run replaces every weight with the resumed checkpoint's, so its pretrain file
+    (``model.backbone.init_cfg.checkpoint``) is only loaded to be overwritten: when that file
+    is gone (moved, cleaned up), resume without it rather than fail. The results keep the
+    resumed checkpoint's record of it (``DownstreamResultsHook``)."""
+    pretrain = cfg_get(cfg, 'model.backbone.init_cfg.checkpoint')
+    if not isinstance(pretrain, str) or '://' in pretrain or osp.isfile(pretrain):
+        return
+    cfg.model.backbone.init_cfg = None
+    if os.environ.get('RANK', '0') == '0':
+        print(f'--resume: the pretrain checkpoint {pretrain} '
+              '(model.backbone.init_cfg.checkpoint) no longer exists; not needed, the weights '
+              f'come from {resumed}', file=sys.stderr)
 
 
 def enable_auto_scale_lr(cfg: Config, config: str) -> None:

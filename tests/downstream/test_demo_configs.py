@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from downstream_helpers import load_config, set_data_roots
+from downstream_helpers import REPO_ROOT, load_config, set_data_roots
 
 CASES = {
     'finetune': ('configs/demo/finetune_vit-tiny_synthetic.py', 'imagenet', ['accuracy/top1']),
@@ -99,3 +99,48 @@ def check_test_runs(runner, work_dir, mim_checkpoint):
         launch.run_then_close(cfg, 'test')
     assert mim_checkpoint in str(err.value) and 'init_cfg.checkpoint' in str(err.value)
     assert not (work_dir / 'test_mim' / 'results.json').exists()
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_pretrain_record_when_its_file_is_gone(tiny_data, tiny_mim_checkpoint,
+                                                                 tmp_path, monkeypatch, capsys):
+    """A fine-tune resumed after its pretrain file was moved: the resumed weights replace the
+    pretrain ones anyway, so the run resumes (it failed on the missing file; with the key set
+    to None it ran and was labelled random_init), and results.json and the new checkpoint keep
+    the pretrain record of the checkpoint it resumed from. Paths are written absolute."""
+    import shutil
+
+    from beitv2_mm.engine import launch
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(tiny_mim_checkpoint[0], tmp_path / 'pretrain.pth')
+    work = tmp_path / 'work'
+
+    def train(iters, resume=None):
+        options = {'model.backbone.init_cfg.checkpoint': 'pretrain.pth',  # relative
+                   'train_cfg.max_iters': iters, 'train_cfg.val_interval': 2,
+                   'default_hooks.checkpoint.interval': 2,
+                   'train_dataloader.batch_size': 4, '+val_dataloader.dataset.indices': 8}
+        for key in ('train_dataloader', 'val_dataloader'):
+            options[f'{key}.dataset.data_root'] = str(tiny_data['imagenet'])
+        cfg = launch.prepare_train_config(str(REPO_ROOT / CASES['finetune'][0]), options,
+                                          work_dir=str(work),
+                                          resume=resume, cuda=False)
+        cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+        launch.run_then_close(cfg, 'train')
+        return json.loads((work / 'results.json').read_text())
+
+    first = train(2)
+    absolute = str(tmp_path / 'pretrain.pth')
+    assert (first['pretrain']['method'], first['pretrain']['checkpoint']) == ('beitv2', absolute)
+    (tmp_path / 'pretrain.pth').unlink()
+    capsys.readouterr()
+    resumed = train(4, resume='auto')
+    assert 'pretrain.pth (model.backbone.init_cfg.checkpoint) no longer exists' in \
+        capsys.readouterr().err
+    assert resumed['iteration'] == 4
+    assert (resumed['pretrain']['method'], resumed['pretrain']['checkpoint']) == ('beitv2',
+                                                                                  absolute)
+    assert 'resumed checkpoint' in resumed['pretrain']['method_source']
+    meta = torch.load(work / 'iter_4.pth', weights_only=False)['meta']
+    assert (meta['pretrain']['method'], meta['pretrain']['checkpoint']) == ('beitv2', absolute)
