@@ -124,6 +124,8 @@ class Result:
     stage: dict = field(default_factory=dict)
     #: a tools/test.py result: the tested checkpoint (results.json ``evaluated_checkpoint``)
     evaluated_checkpoint: str | None = None
+    #: how far the evaluated weights had trained (results.json ``iteration``)
+    iteration: int | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -228,7 +230,8 @@ def load_result(path: str | Path) -> Result | None:
                   pretrain_method=method, final=bool(data.get('final', True)),
                   timestamp=str(data.get('timestamp') or ''),
                   stage=_stage_info(path, checkpoint),
-                  evaluated_checkpoint=data.get('evaluated_checkpoint'))
+                  evaluated_checkpoint=data.get('evaluated_checkpoint'),
+                  iteration=data.get('iteration'))
 
 
 def collect_results(roots: Iterable[str | Path], include_partial: bool = False
@@ -398,6 +401,22 @@ def _set_briefs(sets: list[_DataSet]) -> list[str]:
     return briefs
 
 
+def _warn_competing_results(group: list[Result]) -> None:
+    """Several runs of one task for one row (same pretrained model, same data set): the newest
+    fills the cell. Say which, and which not, so a smoke run cannot silently replace a full
+    one (``group`` is sorted oldest first)."""
+    for task in dict.fromkeys(r.task for r in group):
+        runs = [r for r in group if r.task == task]
+        if len({r.path for r in runs}) < 2:
+            continue
+        listed = '; '.join(f'{r.path.parent} (iteration {r.iteration}, {r.timestamp or "no time"})'
+                           for r in runs)
+        warnings.warn(f'leaderboard: {len(runs)} {task} results for one '
+                      f'row ({runs[-1].pretrain_method or "unknown"} pretrain, '
+                      f'{_dataset_label(runs)}): {listed}. The newest, {runs[-1].path.parent}, '
+                      'fills the cell; pass only the work dirs to rank to tools/leaderboard.py.')
+
+
 def measured_rows(results: list[Result]) -> list[Row]:
     """Group results by pretrained model and data set; the newest result fills a cell."""
     set_of, sets = _data_sets(results)
@@ -416,6 +435,7 @@ def measured_rows(results: list[Result]) -> list[Row]:
         info = {}
         for r in group:
             info.update(r.stage)
+        _warn_competing_results(group)
         values, configs, samples = {}, {}, {}
         for column in METRIC_COLUMNS:
             for r in group:  # newest last, so it wins

@@ -178,6 +178,19 @@ def test_two_checkpoints_of_one_method_are_told_apart(tmp_path):
     assert 'top-1, Linear probe top-1' not in summary
 
 
+def test_competing_results_for_one_cell_are_named(results_root):
+    """Two fine-tunes of one pretrain on one data set (a smoke run beside a full one): the
+    newest fills the cell, and a warning names both work dirs and which was taken."""
+    with pytest.warns(UserWarning) as record:
+        collect.build_rows([results_root], reported=None)
+    messages = [str(w.message) for w in record if 'results for one row' in str(w.message)]
+    assert len(messages) == 1, messages  # the other cells have one result each
+    newest = results_root / 'beitv2' / 'ft'
+    assert str(results_root / 'beitv2' / 'ft_old') in messages[0]
+    assert f'The newest, {newest}, fills the cell' in messages[0]
+    assert messages[0].startswith('leaderboard: 2 finetune results for one row (beitv2 pretrain')
+
+
 def test_partial_results_on_request(results_root):
     with pytest.warns(UserWarning):
         rows = collect.build_rows([results_root], reported=None, include_partial=True)
