@@ -471,6 +471,7 @@ def enable_auto_scale_lr(cfg: Config, config: str) -> None:
 GUARD_HOOKS = (
     dict(type='NaNGuardHook', check_grad_norm=True, dump_batch=True, max_consecutive_skips=20),
     dict(type='NumClassesGuardHook', check_val=True),
+    dict(type='BroadcastBuffersHook'),
 )
 
 
@@ -522,9 +523,15 @@ def run_then_close(cfg: Config, method: str) -> tuple[Any, bool]:
 
 
 def add_guard_hooks(cfg: Config, guards: Iterable[dict] = GUARD_HOOKS) -> None:
-    """Append ``guards`` (default: the NaN guard and the num_classes check) to
-    ``custom_hooks``, each unless a hook of its type is already there."""
+    """Append ``guards`` (default: the NaN guard, the num_classes check and the rank-0 buffers
+    at validation) to ``custom_hooks``, each unless a hook of its type is already there."""
     hooks = list(cfg.get('custom_hooks') or [])
+    for hook in hooks:
+        if not isinstance(hook, dict):
+            raise TypeError(
+                f'custom_hooks holds {hook!r}, a {type(hook).__name__}, not a dict(type=...): '
+                f'--cfg-options cannot write dicts inside lists (it passes "dict(...)" as a '
+                'string); set custom_hooks in a config file that inherits this one.')
     present = {hook.get('type') for hook in hooks}
     hooks += [dict(hook) for hook in guards if hook['type'] not in present]
     cfg.custom_hooks = hooks

@@ -7,6 +7,8 @@ What it turns on (engineer "reliability", issue 8; code in ``beitv2_mm/engine/``
   skipped steps are not failures.
 * ``NumClassesGuardHook``: fails before the first step when a head's ``num_classes`` does not
   match the classes of the data set, naming both and the config key to change.
+* ``BroadcastBuffersHook``: in a multi-process run, validation uses rank 0's buffers (BN
+  statistics), the ones the checkpoint saves, so the validation score is the checkpoint's.
 * a fixed seed (exact ``--resume`` needs one: mmengine draws a new seed per run when it is
   ``None``) and ``cudnn_benchmark=False``. For bitwise GPU reproducibility also set
   ``randomness.deterministic=True`` (needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8``; slower).
@@ -14,7 +16,7 @@ What it turns on (engineer "reliability", issue 8; code in ``beitv2_mm/engine/``
   collective fails after this long instead of hanging forever; a rank that *dies* is caught
   by torchrun at once. Raise it for very slow evaluation or checkpointing steps.
 
-``tools/train.py`` adds the two hooks to every run whose config does not list them
+``tools/train.py`` adds these hooks to every run whose config does not list them
 (``beitv2_mm.engine.launch.add_guard_hooks``); this file is for runs built another way.
 
 Atomic checkpoints and exact resume need no config: ``import beitv2_mm`` applies them
@@ -37,6 +39,7 @@ its own ``custom_hooks``, ``randomness`` and ``env_cfg.dist_cfg``.
 reliability_hooks = [
     dict(type='NaNGuardHook', check_grad_norm=True, dump_batch=True, max_consecutive_skips=20),
     dict(type='NumClassesGuardHook', check_val=True),
+    dict(type='BroadcastBuffersHook'),
 ]
 # diff_rank_seed: each rank draws its own masks / drop-path / augmentations (with
 # beitv2_mm the data order still follows the seed and resumes exactly).

@@ -178,4 +178,40 @@ def test_runtime_reliability_piece_enables_the_guards(tmp_path, repo_root):
     runner = Runner.from_cfg(cfg)
     names = [type(h).__name__ for h in runner.hooks]
     assert 'NaNGuardHook' in names and 'NumClassesGuardHook' in names
+    assert 'BroadcastBuffersHook' in names
+    from beitv2_mm.engine.launch import GUARD_HOOKS  # what tools/train.py adds: the same
+    assert [dict(h) for h in cfg.reliability_hooks] == [dict(h) for h in GUARD_HOOKS]
     runner.train()
+
+
+def _buffers_rank(rank, init_file, out_dir):
+    import torch.distributed as dist
+    from types import SimpleNamespace
+
+    from beitv2_mm.engine.hooks import BroadcastBuffersHook
+
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    try:
+        bn = nn.BatchNorm1d(3)
+        bn.running_mean.fill_(float(rank + 1))  # each rank's own statistics, as after training
+        BroadcastBuffersHook().before_val_epoch(SimpleNamespace(model=bn))
+        torch.save(bn.running_mean, osp.join(out_dir, f'rank{rank}.pth'))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.dist
+def test_validation_uses_rank_zero_buffers(tmp_path):
+    """Two gloo ranks with different BN statistics validate with rank 0's, which the
+    checkpoint holds; in one process the hook does nothing."""
+    import torch.multiprocessing as mp
+
+    from beitv2_mm.engine.hooks import BroadcastBuffersHook
+
+    mp.spawn(_buffers_rank, args=(str(tmp_path / 'init'), str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        assert torch.equal(torch.load(tmp_path / f'rank{rank}.pth'), torch.ones(3)), rank
+    from types import SimpleNamespace
+    bn = nn.BatchNorm1d(3)
+    BroadcastBuffersHook().before_val_epoch(SimpleNamespace(model=bn))
+    assert torch.equal(bn.running_mean, torch.zeros(3))

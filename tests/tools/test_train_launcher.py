@@ -318,3 +318,16 @@ def test_train_resume_and_test_end_to_end(tmp_path, tiny_data):
     assert re.search(r'tools/test\.py: error: .*headless\.pth lacks 2 of the \d+ weights .*'
                      r'head\.fc\.weight', proc.stderr), proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr and not (tmp_path / 'no.json').exists()
+
+
+def test_hooks_given_as_strings_are_a_clear_error():
+    """--cfg-options "custom_hooks=[dict(type='X')]" gives strings (mmengine cannot parse
+    dicts inside lists there); adding the guards used to fail with an AttributeError."""
+    cfg = Config(dict(custom_hooks=["dict(type='X')"]))
+    with pytest.raises(TypeError, match=r"custom_hooks holds \"dict\(type='X'\)\", a str, "
+                                        r'not a dict.*in a config file'):
+        launch.add_guard_hooks(cfg)
+    cfg = Config(dict(custom_hooks=[dict(type='NaNGuardHook')]))
+    launch.add_guard_hooks(cfg)
+    assert [h['type'] for h in cfg.custom_hooks] == [
+        'NaNGuardHook', 'NumClassesGuardHook', 'BroadcastBuffersHook']
