@@ -22,7 +22,11 @@ scopes find it. It calls :func:`load_beit_pretrained`, which
    through the interp2d fix in :mod:`beitv2_mm.engine.compat`; a smaller window takes the
    table's centre) and absolute position embeddings (bicubic, extra tokens kept);
 4. loads with ``strict=False`` and *reports* every missing and unexpected key in the log (and
-   raises with ``strict=True``); the report is also returned.
+   raises with ``strict=True``); the report is also returned. The one gap every fine-tune has,
+   the new ``fc_norm`` (``ln2``) of a mean-pooling backbone, is a note at INFO level; a
+   checkpoint that lacks weights of the trunk (patch embedding, [CLS], transformer layers)
+   is an error unless ``allow_partial=True``: those layers would train from random weights
+   under a pretrained label.
 
 Official unilm checkpoints (``blocks.N.*`` keys) are refused with a message naming the converter
 to run first.
@@ -51,6 +55,9 @@ FINAL_NORM_FROM_NECK = '__neck_norm__.'
 
 #: Backbone keys of BEiTPretrainViT that BEiTViT never has.
 PRETRAIN_ONLY_KEYS = ('mask_token', )
+
+#: The pretrained trunk: a checkpoint that lacks any of these is refused (``allow_partial``).
+TRUNK_PREFIXES = ('patch_embed.', 'cls_token', 'layers.')
 
 
 @dataclass
@@ -276,7 +283,7 @@ def adapt_backbone_state_dict(state_dict: Dict[str, torch.Tensor], module: nn.Mo
 
 
 def load_beit_pretrained(module: nn.Module, checkpoint, strict: bool = False,
-                         logger=None) -> LoadReport:
+                         logger=None, allow_partial: bool = False) -> LoadReport:
     """Initialise a BEiT ViT backbone from a pretrain checkpoint; see the module docstring.
 
     Args:
@@ -284,6 +291,9 @@ def load_beit_pretrained(module: nn.Module, checkpoint, strict: bool = False,
         checkpoint (str | dict): Path/URI of the checkpoint, or an already loaded one.
         strict (bool): Raise when keys are missing or unexpected (after the intended drops).
         logger: Where to report; defaults to mmengine's current logger.
+        allow_partial (bool): Accept a checkpoint that lacks trunk weights (patch embedding,
+            [CLS], transformer layers), which then keep their random initialisation. Defaults
+            to False (a ValueError naming them).
 
     Returns:
         LoadReport: what was loaded, dropped, resized, missing and unexpected.
@@ -312,7 +322,13 @@ def load_beit_pretrained(module: nn.Module, checkpoint, strict: bool = False,
     if computed:
         report.notes.append(f'{len(computed)} relative_position_index buffer(s) computed by the '
                             f'model for its window size')
-    report.missing = sorted(set(result.missing_keys) - set(computed))
+    missing = sorted(set(result.missing_keys) - set(computed))
+    fresh_norm = [k for k in missing if k.startswith('ln2.')
+                  and getattr(module, 'out_type', None) == 'avg_featmap']
+    if fresh_norm:  # the official fine-tuning's new fc_norm: no pretrain checkpoint has it
+        report.notes.append('ln2 (the fc_norm of the mean-pooled features) starts fresh, as in '
+                            'the official fine-tuning')
+    report.missing = [k for k in missing if k not in fresh_norm]
     report.unexpected = sorted(result.unexpected_keys)
     report.loaded = sorted(k for k in sd if k in target_keys)
     message = f'BEiTPretrained: {type(module).__name__} <- {source}\n{report.format()}'
@@ -323,6 +339,16 @@ def load_beit_pretrained(module: nn.Module, checkpoint, strict: bool = False,
     if not report.loaded:
         raise ValueError(f'no tensor of {source} fits {type(module).__name__}: wrong checkpoint '
                          f'or wrong layout?\n{report.format()}')
+    trunk = [k for k in report.missing if k.startswith(TRUNK_PREFIXES)]
+    if trunk and not allow_partial:
+        layers = sorted({int(k.split('.')[1]) for k in trunk if k.startswith('layers.')})
+        where = f'layers {layers}' if layers else 'the trunk'
+        raise ValueError(
+            f'pretrain checkpoint {source} lacks {len(trunk)} weights of the backbone trunk '
+            f'({where}: {", ".join(trunk[:6])}{", ..." if len(trunk) > 6 else ""}); they would '
+            f'train from random weights under a pretrained label. Use the complete checkpoint, '
+            f'or set model.backbone.init_cfg.allow_partial=True to start them at random on '
+            f'purpose.\n{report.format()}')
     return report
 
 
@@ -343,14 +369,18 @@ def _register_initializer():
         Args:
             checkpoint (str): Pretrain checkpoint path; ``None`` or ``''`` keeps random init.
             strict (bool): Raise on missing/unexpected keys. Defaults to False (reported only).
+            allow_partial (bool): Accept a checkpoint without some trunk weights (see
+                :func:`load_beit_pretrained`). Defaults to False.
         """
 
-        def __init__(self, checkpoint: Optional[str] = None, strict: bool = False, **kwargs):
+        def __init__(self, checkpoint: Optional[str] = None, strict: bool = False,
+                     allow_partial: bool = False, **kwargs):
             if kwargs:
                 raise TypeError(f'BEiTPretrained got unknown settings {sorted(kwargs)}; '
-                                f'known: checkpoint, strict')
+                                f'known: checkpoint, strict, allow_partial')
             self.checkpoint = checkpoint
             self.strict = strict
+            self.allow_partial = allow_partial
             self.report: Optional[LoadReport] = None
 
         def __call__(self, module: nn.Module) -> None:
@@ -361,7 +391,8 @@ def _register_initializer():
             for child in module.children():
                 if hasattr(child, 'init_weights') and not getattr(child, 'is_init', False):
                     child.init_weights()
-            self.report = load_beit_pretrained(module, self.checkpoint, strict=self.strict)
+            self.report = load_beit_pretrained(module, self.checkpoint, strict=self.strict,
+                                               allow_partial=self.allow_partial)
             if getattr(module, 'pos_embed', None) is not None and 'pos_embed' in self.report.loaded:
                 module.init_cfg = dict(module.init_cfg, type='Pretrained')
             if hasattr(module, '_params_init_info'):
