@@ -104,21 +104,27 @@ def _logger():
     return MMLogger.get_current_instance()
 
 
-def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint file (local path or any mmengine-supported URI) on CPU.
-
-    Raises:
-        FileNotFoundError: naming the path and the config key that sets it.
-    """
+def require_pretrain_file(path: str) -> None:
+    """Raise a FileNotFoundError naming the config key when the local file ``path`` (a pretrain
+    checkpoint) does not exist; URIs are left to mmengine."""
     import os
-
-    from mmengine.runner.checkpoint import _load_checkpoint
 
     if '://' not in str(path) and not os.path.isfile(str(path)):
         raise FileNotFoundError(
             f'pretrain checkpoint not found: {path!r}. Set it with '
             f'--cfg-options model.backbone.init_cfg.checkpoint=PATH (or drop init_cfg for a '
             f'random-init baseline).')
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint file (local path or any mmengine-supported URI) on CPU.
+
+    Raises:
+        FileNotFoundError: naming the path and the config key that sets it.
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    require_pretrain_file(path)
     return _load_checkpoint(str(path), map_location='cpu')
 
 
@@ -156,6 +162,15 @@ def extract_backbone_state_dict(checkpoint, report: Optional[LoadReport] = None
                            if key.startswith(prefix)), 'not part of the backbone')
             report.dropped[key] = reason
         return backbone
+    if state_dict and all(k.startswith(('tokenizer.', 'teacher.', 'quantizer.', 'quantize.',
+                                         'encode_task_layer.', 'decode_task_layer.',
+                                         'encoder.', 'decoder.'))
+                          for k in state_dict):
+        raise ValueError(
+            'this is a tokenizer checkpoint (a VQ-KD / PeCo run: tokenizer, codebook and '
+            'encoder/decoder keys, no backbone.*), not a pretrained backbone: it belongs in a MIM '
+            'config\'s model.target_generator.checkpoint; a downstream run starts from the MIM '
+            'run\'s checkpoint (model.backbone.init_cfg.checkpoint).')
     if any(k.startswith(('blocks.', 'encoder.blocks.')) for k in state_dict):
         raise ValueError(
             'this checkpoint is in the official unilm/timm layout (keys "blocks.N.*"); convert it '

@@ -430,10 +430,21 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
         cfg.load_from = resumed = resume
     if resumed is not None:
         _drop_missing_pretrain(cfg, resumed)
+    else:
+        _require_pretrain_file(cfg)
     configure_amp(cfg, amp, cuda=cuda)
     configure_distributed(cfg, launcher, cuda=cuda)
     add_guard_hooks(cfg)
     return cfg
+
+
+def _require_pretrain_file(cfg: Config) -> None:
+    """A missing pretrain checkpoint fails here, before the runner makes its work dir (the
+    loader would say the same inside ``Runner.train``, after a traceback of the runner)."""
+    from beitv2_mm.downstream.checkpoint import require_pretrain_file
+    pretrain = cfg_get(cfg, 'model.backbone.init_cfg.checkpoint')
+    if isinstance(pretrain, str) and pretrain:
+        require_pretrain_file(pretrain)
 
 
 def _drop_missing_pretrain(cfg: Config, resumed: str) -> None:

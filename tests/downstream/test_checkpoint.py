@@ -305,3 +305,17 @@ def test_beitv2_final_norm_from_neck_feeds_the_probe(tiny_mim_checkpoint):
     assert torch.equal(probe.ln1.bias, sd['neck.norm.bias'])
     assert report.missing == [] and report.unexpected == []
     assert any('neck.norm' in n for n in report.notes)
+
+
+def test_tokenizer_checkpoint_given_as_pretrain_is_named(tmp_path):
+    """A VQ-KD run's checkpoint (tokenizer.* keys) or a converted tokenizer at
+    model.backbone.init_cfg.checkpoint: the error says what it is and where it belongs."""
+    from beitv2_mm.tokenizers import tiny_vqkd_tokenizer_cfg
+    from mmpretrain.registry import MODELS
+
+    tokenizer = MODELS.build(tiny_vqkd_tokenizer_cfg())
+    for state in ({f'tokenizer.{k}': v for k, v in tokenizer.state_dict().items()},
+                  tokenizer.state_dict()):
+        with pytest.raises(ValueError, match=r'tokenizer checkpoint .* belongs in a MIM '
+                                             r"config's model\.target_generator\.checkpoint"):
+            load_beit_pretrained(build_vit(), {'state_dict': state})

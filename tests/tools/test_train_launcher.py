@@ -331,3 +331,15 @@ def test_hooks_given_as_strings_are_a_clear_error():
     launch.add_guard_hooks(cfg)
     assert [h['type'] for h in cfg.custom_hooks] == [
         'NaNGuardHook', 'NumClassesGuardHook', 'BroadcastBuffersHook']
+
+
+def test_missing_pretrain_file_fails_before_the_runner(tmp_path):
+    """A pretrain checkpoint that does not exist fails in prepare_train_config, naming the key,
+    before the runner makes its work dir."""
+    path = str(_scope_config(tmp_path, 'mmpretrain'))
+    options = {'+model.backbone.init_cfg': dict(type='BEiTPretrained',
+                                                checkpoint=str(tmp_path / 'gone.pth'))}
+    with pytest.raises(FileNotFoundError, match=r"gone\.pth'.*model\.backbone\.init_cfg\."
+                                                r'checkpoint=PATH'):
+        launch.prepare_train_config(path, options, work_dir=str(tmp_path / 'work'), cuda=False)
+    assert not (tmp_path / 'work').exists()
