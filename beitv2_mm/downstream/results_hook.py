@@ -34,9 +34,10 @@ iteration, ...) is kept whole under ``validation``, so the training run's best v
 ``tools/test.py``, and a training run resumed after it carries them on.
 The pretrain method comes from the hook's ``pretrain_method`` setting when given, else from the
 checkpoint's meta (:func:`beitv2_mm.downstream.checkpoint.read_pretrain_info`); a run without a
-checkpoint is ``random_init``; a resumed run keeps the record of the checkpoint it resumed. The hook records that in every checkpoint the run saves
-(``meta['pretrain']``), so a test run (``tools/test.py CONFIG CHECKPOINT``, whose config need not
-name the pretrain checkpoint) reports what the *tested* weights were pretrained from
+checkpoint is ``random_init``; a resumed run keeps the record of the checkpoint it resumed.
+The hook records that in every checkpoint the run saves (``meta['pretrain']``), so a test run
+(``tools/test.py CONFIG CHECKPOINT``, whose config need not name the pretrain checkpoint)
+reports what the *tested* weights were pretrained from
 (:func:`beitv2_mm.downstream.checkpoint.tested_checkpoint_pretrain`; ``null`` when the
 checkpoint does not say), and the tested file as ``evaluated_checkpoint``.
 """
