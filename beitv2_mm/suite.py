@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .downstream.checkpoint import backbone_name
 from .engine.checkpoint import atomic_write_text
 from .engine.launch import (NEW_KEY_PREFIX, ConfigKeyError, cfg_get, cfg_has_key, closest_keys,
                             plain_cfg)
@@ -603,7 +604,7 @@ def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
             tok_name = UNTRAINED_TOKENIZER_NAMES.get(target_type, f'{target_type} (as configured)')
             teacher = None
         info = dict(method=method, name=spec['name'], tokenizer=tok_name, teacher=teacher,
-                    backbone=_backbone_name(cfg), config=Path(spec['config']).name)
+                    backbone=backbone_name(cfg), config=Path(spec['config']).name)
         stage = train_stage(f'mim/{method}', 'mim', spec['config'],
                             deps=data_deps + ([f'tokenizer/{tok}'] if tok else []),
                             dep_options={TOKENIZER_CKPT_KEY: f'tokenizer/{tok}'} if tok else {},
@@ -615,14 +616,14 @@ def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
     task_cfg = {t: cfg_of(config_path(DEMO_TASKS[t])) for t in tasks}
     any_cfg = task_cfg.get('finetune') or next(iter(task_cfg.values()), None)
     random_info = dict(method='random_init', name='Random init', tokenizer=None,
-                       teacher=None, backbone=_backbone_name(any_cfg) if any_cfg else None,
+                       teacher=None, backbone=backbone_name(any_cfg) if any_cfg else None,
                        epochs=0, config=None)
     supervised_stage = None
     if 'supervised' in opts.methods:
         finetune_cfg = config_path(DEMO_TASKS['finetune'])
         sup_info = dict(method='supervised', name='Supervised (labels of the pretrain set)',
                         tokenizer=None, teacher=None,
-                        backbone=_backbone_name(cfg_of(finetune_cfg)),
+                        backbone=backbone_name(cfg_of(finetune_cfg)),
                         config=Path(DEMO_TASKS['finetune']).name)
         # From scratch: the random-init fine-tune run, reused as the random baseline's
         # fine-tune result when both are asked for.
@@ -654,21 +655,6 @@ def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
                 info.setdefault('data', data_label)
     check_extra_options(opts.extra_options, stage_cfgs.values())
     return stages, data_kinds
-
-
-def _backbone_name(cfg) -> str | None:
-    """``ViT-B/16`` for a named arch, ``ViT 64d x4L /8`` for a custom one."""
-    if cfg is None:
-        return None
-    backbone = cfg_get(cfg, 'model.backbone') or {}
-    if not isinstance(backbone, dict):
-        return None
-    arch, patch = backbone.get('arch'), backbone.get('patch_size', 16)
-    if isinstance(arch, dict):
-        return f'ViT {arch.get("embed_dims")}d x{arch.get("num_layers")}L /{patch}'
-    if isinstance(arch, str) and arch:
-        return f'ViT-{arch[0].upper()}/{patch}'
-    return str(backbone.get('type', 'ViT'))
 
 
 # ----------------------------------------------------------------------------- running

@@ -430,6 +430,65 @@ def _declared_method(meta: dict) -> Optional[Tuple[str, str]]:
     return None
 
 
+#: display names of tokenizer classes, for leaderboard rows the suite did not run
+TOKENIZER_NAMES = {'VQKDTokenizer': 'VQ-KD', 'VQKD': 'VQ-KD', 'PeCoVQVAE': 'VQ-VAE (PeCoVQVAE)',
+                   'DALLETokenizer': 'DALL-E dVAE', 'DALL-E': 'DALL-E dVAE'}
+#: what :func:`pretrain_details` may report (results.json ``pretrain``; the leaderboard's columns)
+DETAIL_KEYS = ('tokenizer', 'backbone', 'epochs', 'iters')
+
+
+def backbone_name(cfg) -> Optional[str]:
+    """``ViT-B/16`` for a named arch, ``ViT 64d x4L /8`` for a custom one (``cfg``: a config
+    with ``model.backbone``)."""
+    from beitv2_mm.engine.launch import cfg_get
+
+    if cfg is None:
+        return None
+    backbone = cfg_get(cfg, 'model.backbone') or {}
+    if not isinstance(backbone, dict):
+        return None
+    arch, patch = backbone.get('arch'), backbone.get('patch_size', 16)
+    if isinstance(arch, dict):
+        return f'ViT {arch.get("embed_dims")}d x{arch.get("num_layers")}L /{patch}'
+    if isinstance(arch, str) and arch:
+        return f'ViT-{arch[0].upper()}/{patch}'
+    return str(backbone.get('type', 'ViT'))
+
+
+def pretrain_details(meta: Optional[dict]) -> dict:
+    """What a pretrain checkpoint's own meta says of its run: tokenizer, backbone, and how
+    long it trained (``epochs`` for an epoch-based run, else ``iters``); only what it says.
+
+    From the saved config (``meta['cfg']``) and the counters mmengine saves (``meta['epoch']``,
+    ``meta['iter']``): the leaderboard's tokenizer, backbone and epoch columns for runs the
+    suite did not make (its own manifests say more, e.g. the tokenizer's size, and win).
+    """
+    meta = meta if isinstance(meta, dict) else {}
+    cfg_text = meta.get('cfg')
+    if not isinstance(cfg_text, str):
+        return {}
+    try:
+        from mmengine.config import Config
+
+        from beitv2_mm.engine.launch import cfg_get
+        cfg = Config.fromstring(cfg_text, '.py')
+    except Exception:  # noqa: BLE001 - an unparsable config says nothing
+        return {}
+    details = {}
+    tokenizer = cfg_get(cfg, 'model.target_generator.type')
+    if isinstance(tokenizer, str):
+        details['tokenizer'] = TOKENIZER_NAMES.get(tokenizer, tokenizer)
+    name = backbone_name(cfg)
+    if name:
+        details['backbone'] = name
+    loop = str(cfg_get(cfg, 'train_cfg.type') or '')
+    if 'Epoch' in loop and isinstance(meta.get('epoch'), int):
+        details['epochs'] = meta['epoch']
+    elif isinstance(meta.get('iter'), int):
+        details['iters'] = meta['iter']
+    return details
+
+
 def read_pretrain_info(path: Optional[str]) -> dict:
     """Method and provenance of a pretrain checkpoint, for the results file.
 
@@ -438,7 +497,8 @@ def read_pretrain_info(path: Optional[str]) -> dict:
     algorithm and target generator types in the saved config text.
 
     Returns:
-        dict: ``{'method': str | None, 'source': str}``.
+        dict: ``{'method': str | None, 'source': str}`` and the keys of
+        :func:`pretrain_details` the checkpoint's meta gives.
     """
     if not path:
         return dict(method='random_init', source='no checkpoint')
@@ -448,12 +508,13 @@ def read_pretrain_info(path: Optional[str]) -> dict:
         return dict(method=None, source=f'unreadable: {exc}')
     meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
     meta = meta if isinstance(meta, dict) else {}
+    details = pretrain_details(meta)
     declared = _declared_method(meta)
     if declared:
-        return dict(method=declared[0], source=f'meta.{declared[1]}')
+        return dict(method=declared[0], source=f'meta.{declared[1]}', **details)
     cfg_text = meta.get('cfg')
     if isinstance(cfg_text, str):
-        return dict(method=method_from_config_text(cfg_text), source='meta.cfg')
+        return dict(method=method_from_config_text(cfg_text), source='meta.cfg', **details)
     return dict(method=None, source='unknown (no meta)')
 
 
@@ -475,7 +536,8 @@ def tested_checkpoint_pretrain(meta: Optional[dict]) -> dict:
     if isinstance(recorded, dict) and 'method' in recorded:
         return dict(checkpoint=recorded.get('checkpoint'), method=recorded['method'],
                     source=f"tested checkpoint's meta.pretrain "
-                           f"({recorded.get('method_source', 'recorded')})")
+                           f"({recorded.get('method_source', 'recorded')})",
+                    **{k: recorded[k] for k in DETAIL_KEYS if recorded.get(k) is not None})
     cfg_text = meta.get('cfg')
     if isinstance(cfg_text, str) and 'DownstreamResultsHook' in cfg_text:
         try:
@@ -488,7 +550,7 @@ def tested_checkpoint_pretrain(meta: Optional[dict]) -> dict:
             return dict(checkpoint=None, method=None,
                         source=f"unknown: tested checkpoint's meta.cfg unreadable ({exc})")
         info = read_pretrain_info(checkpoint)
-        return dict(checkpoint=checkpoint, method=info['method'],
+        return dict(info, checkpoint=checkpoint,
                     source=f"tested checkpoint's meta.cfg -> {info['source']}")
     declared = _declared_method(meta)
     if declared:

@@ -16,7 +16,8 @@ the leaderboard (``tools/leaderboard.py``) can read it at any moment. Schema::
                      | null,                           # val: the best of each metric so far
       "config": str,                                   # config file path
       "pretrain": {"checkpoint": str | null (absolute), "method": str | null,
-                   "method_source": str},
+                   "method_source": str,
+                   "tokenizer", "backbone": str, "epochs" | "iters": int},  # when known
       "pretrain_checkpoint": str | null, "pretrain_method": str | null,   # flat copies
       "evaluated_checkpoint": str | null,              # test: the tested file (absolute)
       "validation": {...} | null,                      # test: the training run's last record
@@ -187,8 +188,10 @@ class DownstreamResultsHook(Hook):
                 info = dict(info, method=self.pretrain_method, source='hook setting')
             self._pretrain_info = info
         info = self._pretrain_info
+        from .checkpoint import DETAIL_KEYS
         return dict(checkpoint=info['checkpoint'], method=info['method'],
-                    method_source=info['source'])
+                    method_source=info['source'],
+                    **{k: info[k] for k in DETAIL_KEYS if info.get(k) is not None})
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # the tested (or resumed) checkpoint's meta, read by _pretrain in a test run

@@ -126,6 +126,9 @@ class Result:
     evaluated_checkpoint: str | None = None
     #: how far the evaluated weights had trained (results.json ``iteration``)
     iteration: int | None = None
+    #: what the pretrain checkpoint's own meta says (results.json ``pretrain``: tokenizer,
+    #: backbone, epochs / iters), for rows the suite's manifests do not describe
+    pretrain_details: dict = field(default_factory=dict)
 
     @property
     def synthetic(self) -> bool:
@@ -231,7 +234,9 @@ def load_result(path: str | Path) -> Result | None:
                   timestamp=str(data.get('timestamp') or ''),
                   stage=_stage_info(path, checkpoint),
                   evaluated_checkpoint=data.get('evaluated_checkpoint'),
-                  iteration=data.get('iteration'))
+                  iteration=data.get('iteration'),
+                  pretrain_details={k: pretrain[k] for k in ('tokenizer', 'backbone', 'epochs',
+                                                             'iters') if k in pretrain})
 
 
 def collect_results(roots: Iterable[str | Path], include_partial: bool = False
@@ -432,9 +437,14 @@ def measured_rows(results: list[Result]) -> list[Row]:
     rows, checkpoints = [], []
     for (method, checkpoint, synthetic, data_set), group in groups.items():
         group.sort(key=lambda r: r.timestamp)
-        info = {}
-        for r in group:
-            info.update(r.stage)
+        info, stage = {}, {}
+        for r in group:  # the checkpoint's own meta, then the suite's manifests, which win
+            info.update(r.pretrain_details)
+            stage.update(r.stage)
+        if 'epochs' in stage or 'iters' in stage:  # one length, the suite's
+            info.pop('epochs', None)
+            info.pop('iters', None)
+        info.update(stage)
         _warn_competing_results(group)
         values, configs, samples = {}, {}, {}
         for column in METRIC_COLUMNS:

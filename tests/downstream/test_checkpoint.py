@@ -319,3 +319,21 @@ def test_tokenizer_checkpoint_given_as_pretrain_is_named(tmp_path):
         with pytest.raises(ValueError, match=r'tokenizer checkpoint .* belongs in a MIM '
                                              r"config's model\.target_generator\.checkpoint"):
             load_beit_pretrained(build_vit(), {'state_dict': state})
+
+
+def test_pretrain_details_from_the_checkpoints_meta(repo_root):
+    """Tokenizer, backbone and length of a MIM run, read from its checkpoint's meta (saved
+    config and mmengine's counters): epochs for an epoch-based recipe, iters otherwise; nothing
+    from a meta without a config or with an unparsable one."""
+    from mmengine.config import Config
+
+    from beitv2_mm.downstream.checkpoint import pretrain_details
+
+    vitb = Config.fromfile(str(repo_root / 'configs/beitv2_vitb_mim.py')).pretty_text
+    assert pretrain_details(dict(cfg=vitb, epoch=300, iter=187500)) == dict(
+        tokenizer='VQ-KD', backbone='ViT-B/16', epochs=300)
+    demo = Config.fromfile(str(repo_root / 'configs/demo/beitv1_vit-tiny_synthetic.py'))
+    assert pretrain_details(dict(cfg=demo.pretty_text, epoch=0, iter=2400)) == dict(
+        tokenizer='VQ-VAE (PeCoVQVAE)', backbone='ViT 64d x4L /8', iters=2400)
+    assert pretrain_details(dict(iter=5)) == {} and pretrain_details(None) == {}
+    assert pretrain_details(dict(cfg='model = dict(')) == {}

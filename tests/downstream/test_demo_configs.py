@@ -58,8 +58,10 @@ def test_demo_trains_from_pretrain_and_writes_results(task, tiny_data, tiny_mim_
     assert results['dataset']['synthetic'] is True
     assert results['dataset']['data_root'] == str(tiny_data[data_key])
     assert results['dataset']['num_samples'] == 8  # the evaluated split (indices=8 above)
+    # with what the MIM checkpoint's meta says (its config names the tokenizer; 40 iterations)
     assert results['pretrain'] == dict(checkpoint=ckpt_path, method='beitv2',
-                                       method_source='meta.cfg')
+                                       method_source='meta.cfg', tokenizer='VQ-KD',
+                                       backbone='BEiTPretrainViT', iters=40)
     assert results['config'].endswith(config.split('/')[-1])
     # the backbone really started from the checkpoint: the patch embedding moved only a little
     # (fine-tune) or not at all (probe) from the pretrained weights, nowhere near a fresh init

@@ -25,7 +25,7 @@ CHROMIUM = next((path for path in (shutil.which(name) for name in
 
 def _write_result(path: Path, task: str, metrics: dict, method, checkpoint, synthetic=True,
                   final=True, timestamp='2026-11-22T10:00:00+00:00', dataset='synthetic-ImageNet',
-                  data_root=None, num_samples=None):
+                  data_root=None, num_samples=None, details=None):
     """A results file in the schema of beitv2_mm.downstream.results_hook."""
     path.mkdir(parents=True, exist_ok=True)
     data_root = data_root or ('data/synthetic/imagenet' if synthetic else '/datasets/imagenet')
@@ -34,7 +34,8 @@ def _write_result(path: Path, task: str, metrics: dict, method, checkpoint, synt
                                 **({} if num_samples is None else dict(num_samples=num_samples))),
                    metrics=metrics, stage='val', final=final,
                    config=f'configs/demo/{task}_vit-tiny_synthetic.py',
-                   pretrain=dict(checkpoint=checkpoint, method=method, method_source='test'),
+                   pretrain=dict(checkpoint=checkpoint, method=method, method_source='test',
+                                 **(details or {})),
                    timestamp=timestamp)
     (path / 'results.json').write_text(json.dumps(payload))
 
@@ -189,6 +190,26 @@ def test_competing_results_for_one_cell_are_named(results_root):
     assert str(results_root / 'beitv2' / 'ft_old') in messages[0]
     assert f'The newest, {newest}, fills the cell' in messages[0]
     assert messages[0].startswith('leaderboard: 2 finetune results for one row (beitv2 pretrain')
+
+
+def test_rows_outside_the_suite_take_the_checkpoints_details(tmp_path):
+    """A downstream run the suite did not make: tokenizer, backbone and pretrain length come
+    from what results.json recorded of the pretrain checkpoint's meta; a suite manifest beside
+    the result wins over them."""
+    root = tmp_path / 'runs'
+    details = dict(tokenizer='VQ-KD', backbone='ViT-B/16', epochs=300)
+    _write_result(root / 'ft', 'finetune', {'accuracy/top1': 80.0}, 'beitv2',
+                  '/ckpts/beitv2_300e.pth', details=details)
+    _write_result(root / 'lp', 'linear_probe', {'accuracy/top1': 60.0}, 'beitv2',
+                  '/ckpts/beitv2_1600e.pth', details=dict(tokenizer='VQ-KD', iters=5000))
+    (root / 'lp' / collect.STAGE_FILENAME).write_text(json.dumps(dict(
+        pretrain=dict(tokenizer='VQ-KD (ViT-tiny)', iters=2400))))
+    rows = {r.cells['method']: r for r in collect.build_rows([root], reported=None)}
+    ft = rows['BEiT v2 (beitv2_300e.pth)']
+    assert (ft.cell('tokenizer'), ft.cell('backbone'), ft.cell('pretrain_epochs')) == (
+        'VQ-KD', 'ViT-B/16', '300')
+    lp = rows['BEiT v2 (beitv2_1600e.pth)']
+    assert (lp.cell('tokenizer'), lp.cell('pretrain_epochs')) == ('VQ-KD (ViT-tiny)', '2400 iters')
 
 
 def test_partial_results_on_request(results_root):
