@@ -518,7 +518,7 @@ def read_pretrain_info(path: Optional[str]) -> dict:
     return dict(method=None, source='unknown (no meta)')
 
 
-def tested_checkpoint_pretrain(meta: Optional[dict]) -> dict:
+def tested_checkpoint_pretrain(meta: Optional[dict], role: str = 'tested') -> dict:
     """What a downstream checkpoint under test (``tools/test.py``) was pretrained from.
 
     From the checkpoint's ``meta``: ``pretrain``, which :class:`DownstreamResultsHook` writes
@@ -528,14 +528,21 @@ def tested_checkpoint_pretrain(meta: Optional[dict]) -> dict:
     None (unknown): the config under test says nothing about the tested weights, and
     ``random_init`` is only for a run that started without a pretrain checkpoint.
 
+    Args:
+        meta (dict | None): The checkpoint's ``meta``.
+        role (str): What the checkpoint is to the run, for ``source``: ``'tested'``, or
+            ``'resumed'`` (a resumed downstream run keeps its checkpoint's record).
+
     Returns:
-        dict: ``{'checkpoint': str | None, 'method': str | None, 'source': str}``.
+        dict: ``{'checkpoint': str | None, 'method': str | None, 'source': str}`` and the keys
+        of :func:`pretrain_details` recorded.
     """
     meta = meta if isinstance(meta, dict) else {}
+    whose = f"{role} checkpoint's"
     recorded = meta.get('pretrain')
     if isinstance(recorded, dict) and 'method' in recorded:
         return dict(checkpoint=recorded.get('checkpoint'), method=recorded['method'],
-                    source=f"tested checkpoint's meta.pretrain "
+                    source=f"{whose} meta.pretrain "
                            f"({recorded.get('method_source', 'recorded')})",
                     **{k: recorded[k] for k in DETAIL_KEYS if recorded.get(k) is not None})
     cfg_text = meta.get('cfg')
@@ -548,16 +555,16 @@ def tested_checkpoint_pretrain(meta: Optional[dict]) -> dict:
                                  'model.backbone.init_cfg.checkpoint')
         except Exception as exc:  # noqa: BLE001 - an unparsable config: say so, go on
             return dict(checkpoint=None, method=None,
-                        source=f"unknown: tested checkpoint's meta.cfg unreadable ({exc})")
+                        source=f"unknown: {whose} meta.cfg unreadable ({exc})")
         info = read_pretrain_info(checkpoint)
         return dict(info, checkpoint=checkpoint,
-                    source=f"tested checkpoint's meta.cfg -> {info['source']}")
+                    source=f"{whose} meta.cfg -> {info['source']}")
     declared = _declared_method(meta)
     if declared:
         return dict(checkpoint=None, method=declared[0],
-                    source=f"tested checkpoint's meta.{declared[1]}")
+                    source=f"{whose} meta.{declared[1]}")
     return dict(checkpoint=None, method=None,
-                source="unknown: the tested checkpoint's meta does not say")
+                source=f"unknown: the {whose} meta does not say")
 
 
 def method_from_config_text(text: str) -> Optional[str]:

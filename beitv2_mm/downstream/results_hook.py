@@ -169,8 +169,9 @@ class DownstreamResultsHook(Hook):
         return dict(self._best)
 
     def _pretrain(self, runner, stage: str) -> dict:
-        """``{checkpoint, method, method_source}`` of the weights being evaluated: the
-        config's pretrain checkpoint, or for a test run the tested checkpoint's record."""
+        """``{checkpoint, method, method_source}`` (and the details known) of the weights being
+        evaluated: the config's pretrain checkpoint, or the tested (resumed) checkpoint's
+        record."""
         if self._pretrain_info is None:
             from .checkpoint import read_pretrain_info, tested_checkpoint_pretrain
             recorded = (self._loaded_meta or {}).get('pretrain')
@@ -179,8 +180,7 @@ class DownstreamResultsHook(Hook):
             elif cfg_get(runner.cfg, 'resume') and isinstance(recorded, dict):
                 # the resumed weights' own record: the config's pretrain file was only their
                 # start, and a resume may drop it (launch.prepare_train_config)
-                info = tested_checkpoint_pretrain(self._loaded_meta)
-                info['source'] = info['source'].replace('tested checkpoint', 'resumed checkpoint')
+                info = tested_checkpoint_pretrain(self._loaded_meta, role='resumed')
             else:
                 checkpoint = _absolute(cfg_get(runner.cfg, 'model.backbone.init_cfg.checkpoint'))
                 info = dict(checkpoint=checkpoint, **read_pretrain_info(checkpoint))

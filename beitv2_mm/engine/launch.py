@@ -428,38 +428,36 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
             raise FileNotFoundError(f'--resume: checkpoint not found: {resume}')
         cfg.resume = True
         cfg.load_from = resumed = resume
-    if resumed is not None:
-        _drop_missing_pretrain(cfg, resumed)
-    else:
-        _require_pretrain_file(cfg)
+    _check_pretrain_file(cfg, resumed)
     configure_amp(cfg, amp, cuda=cuda)
     configure_distributed(cfg, launcher, cuda=cuda)
     add_guard_hooks(cfg)
     return cfg
 
 
-def _require_pretrain_file(cfg: Config) -> None:
-    """A missing pretrain checkpoint fails here, before the runner makes its work dir (the
-    loader would say the same inside ``Runner.train``, after a traceback of the runner)."""
+def _check_pretrain_file(cfg: Config, resumed: str | None) -> None:
+    """A missing pretrain checkpoint (``model.backbone.init_cfg.checkpoint``) fails here, before
+    the runner makes its work dir (the loader would say the same inside ``Runner.train``).
+
+    A resumed run (``resumed``: the checkpoint it resumes) replaces every weight with the
+    resumed ones, so its pretrain file is only loaded to be overwritten: when that file is gone
+    (moved, cleaned up), it resumes without it. The results keep the resumed checkpoint's
+    record of it (``DownstreamResultsHook``).
+    """
     from beitv2_mm.downstream.checkpoint import require_pretrain_file
     pretrain = cfg_get(cfg, 'model.backbone.init_cfg.checkpoint')
-    if isinstance(pretrain, str) and pretrain:
-        require_pretrain_file(pretrain)
-
-
-def _drop_missing_pretrain(cfg: Config, resumed: str) -> None:
-    """A resumed run replaces every weight with the resumed checkpoint's, so its pretrain file
-    (``model.backbone.init_cfg.checkpoint``) is only loaded to be overwritten: when that file
-    is gone (moved, cleaned up), resume without it rather than fail. The results keep the
-    resumed checkpoint's record of it (``DownstreamResultsHook``)."""
-    pretrain = cfg_get(cfg, 'model.backbone.init_cfg.checkpoint')
-    if not isinstance(pretrain, str) or '://' in pretrain or osp.isfile(pretrain):
+    if not isinstance(pretrain, str) or not pretrain:
         return
-    cfg.model.backbone.init_cfg = None
-    if os.environ.get('RANK', '0') == '0':
-        print(f'--resume: the pretrain checkpoint {pretrain} '
-              '(model.backbone.init_cfg.checkpoint) no longer exists; not needed, the weights '
-              f'come from {resumed}', file=sys.stderr)
+    try:
+        require_pretrain_file(pretrain)
+    except FileNotFoundError:
+        if resumed is None:
+            raise
+        cfg.model.backbone.init_cfg = None
+        if os.environ.get('RANK', '0') == '0':
+            print(f'--resume: the pretrain checkpoint {pretrain} '
+                  '(model.backbone.init_cfg.checkpoint) no longer exists; not needed, the '
+                  f'weights come from {resumed}', file=sys.stderr)
 
 
 def enable_auto_scale_lr(cfg: Config, config: str) -> None:

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from ..downstream.checkpoint import DETAIL_KEYS
+
 RESULTS_FILENAME = 'results.json'
 STAGE_FILENAME = 'suite_stage.json'
 REPORTED_FILE = Path(__file__).with_name('reported.csv')
@@ -235,8 +237,7 @@ def load_result(path: str | Path) -> Result | None:
                   stage=_stage_info(path, checkpoint),
                   evaluated_checkpoint=data.get('evaluated_checkpoint'),
                   iteration=data.get('iteration'),
-                  pretrain_details={k: pretrain[k] for k in ('tokenizer', 'backbone', 'epochs',
-                                                             'iters') if k in pretrain})
+                  pretrain_details={k: pretrain[k] for k in DETAIL_KEYS if k in pretrain})
 
 
 def collect_results(roots: Iterable[str | Path], include_partial: bool = False
