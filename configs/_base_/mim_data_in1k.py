@@ -10,7 +10,7 @@ num_masked_patches = 75
 # OpenCV's default decode would rotate the few tagged ImageNet JPEGs. OpenCV and PIL decode
 # RGB and greyscale JPEGs to the same pixels (libjpeg-turbo both); the few CMYK JPEGs of
 # ImageNet differ by at most 1 level (in most values: the CMYK -> RGB conversions round
-# differently), which is left as it is.
+# differently; a one-off check on a synthetic CMYK JPEG, 2026-11-24), which is left as it is.
 exif_free = 'color_ignore_orientation'
 # named so that variants can reuse them (configs/beitv2_vitb_mim_jitter_after_crop.py,
 # configs/beitv2_vitb_mim_device_views.py)
