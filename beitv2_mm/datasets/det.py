@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import List
 
 from mmdet.datasets import CocoDataset
-from mmdet.registry import DATASETS, HOOKS, TRANSFORMS
+from mmdet.registry import DATASETS, TRANSFORMS
 
 from .layout import COCO_LAYOUT, DatasetLayoutError, _require_dir, _require_root, check_coco_json
-from .transforms import SafeLoadImageFromFile, SkippedImagesHook
+from .transforms import SafeLoadImageFromFile
 
 TRANSFORMS.register_module(module=SafeLoadImageFromFile)
-HOOKS.register_module(module=SkippedImagesHook)
 
 
 @DATASETS.register_module()

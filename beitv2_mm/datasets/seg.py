@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import List
 
 from mmseg.datasets import ADE20KDataset
-from mmseg.registry import DATASETS, HOOKS, TRANSFORMS
+from mmseg.registry import DATASETS, TRANSFORMS
 
 from .layout import check_ade20k_layout, check_seg_labels
 from .synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE
-from .transforms import SafeLoadImageFromFile, SkippedImagesHook
+from .transforms import SafeLoadImageFromFile
 
-# The loading transform and the skip report are needed in mmseg-scoped configs too.
+# The loading transform is needed in mmseg-scoped configs too (the skip report hook is in
+# mmengine's root registry, which every scope searches).
 TRANSFORMS.register_module(module=SafeLoadImageFromFile)
-HOOKS.register_module(module=SkippedImagesHook)
 
 
 class _ADE20KChecks:

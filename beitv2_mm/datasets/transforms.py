@@ -5,16 +5,23 @@
 index (training only: mmengine refuses ``None`` at test time, so evaluation always needs readable
 images), and records the path. Skips are recorded in a small text file keyed by the main
 process's pid, so skips inside dataloader workers are counted too; :class:`SkippedImagesHook`
-reports the count and paths at the end of the run (and :func:`skipped_images` returns them).
+reports the count and paths after every epoch and, at the end of the run, writes the full list
+to ``<work_dir>/skipped_images.txt`` (one file per rank when distributed) and removes the
+temporary file (until then :func:`skipped_images` returns them).
 """
 import os
 import tempfile
+from collections import Counter
 from typing import List, Optional
 
 from mmcv.transforms import LoadImageFromFile
+from mmengine.dist import get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmpretrain.registry import HOOKS, TRANSFORMS
+from mmengine.registry import HOOKS
+from mmpretrain.registry import TRANSFORMS
+
+from ..engine.checkpoint import atomic_write_text
 
 
 class ImageLoadError(OSError):
@@ -99,12 +106,15 @@ class SafeLoadImageFromFile(LoadImageFromFile):
         return super().__repr__()[:-1] + f", on_error='{self.on_error}')"
 
 
-@HOOKS.register_module()
+@HOOKS.register_module()  # mmengine's root registry: found from every scope
 class SkippedImagesHook(Hook):
     """Report, at the end of the run, the images ``SafeLoadImageFromFile`` skipped.
 
     The count is also put into the message hub as ``data/skipped_images`` so it lands in the
-    run's scalars.
+    run's scalars. At the end of the run the list (one line per distinct file, with its count)
+    goes to ``<work_dir>/skipped_images.txt`` (``skipped_images_rank<r>.txt`` on rank ``r`` of
+    a distributed run, each rank skipping on its own), and the temporary record is removed so
+    it does not pile up in the temp directory.
     """
 
     priority = 'VERY_LOW'
@@ -128,3 +138,12 @@ class SkippedImagesHook(Hook):
 
     def after_run(self, runner) -> None:
         self._report(runner, 'end of run')
+        skipped = skipped_images()
+        if skipped:
+            rank, world_size = get_dist_info()
+            name = 'skipped_images.txt' if world_size == 1 else f'skipped_images_rank{rank}.txt'
+            path = os.path.join(runner.work_dir, name)
+            counts = Counter(skipped)
+            atomic_write_text(''.join(f'{p}\t{counts[p]}\n' for p in sorted(counts)), path)
+            runner.logger.warning(f'the skipped images are listed in {path} (path, reads).')
+        reset_skipped_images()

@@ -9,6 +9,9 @@ What it turns on (engineer "reliability", issue 8; code in ``beitv2_mm/engine/``
   match the classes of the data set, naming both and the config key to change.
 * ``BroadcastBuffersHook``: in a multi-process run, validation uses rank 0's buffers (BN
   statistics), the ones the checkpoint saves, so the validation score is the checkpoint's.
+* ``SkippedImagesHook``: where a loading transform is ``SafeLoadImageFromFile(on_error='skip')``,
+  reports the unreadable images skipped after each epoch and lists them at the end of the run
+  in ``<work_dir>/skipped_images.txt``.
 * a fixed seed (exact ``--resume`` needs one: mmengine draws a new seed per run when it is
   ``None``) and ``cudnn_benchmark=False``. For bitwise GPU reproducibility also set
   ``randomness.deterministic=True`` (needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8``; slower).
@@ -40,6 +43,7 @@ reliability_hooks = [
     dict(type='NaNGuardHook', check_grad_norm=True, dump_batch=True, max_consecutive_skips=20),
     dict(type='NumClassesGuardHook', check_val=True),
     dict(type='BroadcastBuffersHook'),
+    dict(type='SkippedImagesHook'),
 ]
 # diff_rank_seed: each rank draws its own masks / drop-path / augmentations (with
 # beitv2_mm the data order still follows the seed and resumes exactly).

@@ -193,7 +193,7 @@ def test_corrupt_image_raise_names_path(data_copy):
                                                  on_error='ignore')]))[0]
 
 
-def test_corrupt_image_skip_counts_and_reports(data_copy):
+def test_corrupt_image_skip_counts_and_reports(data_copy, tmp_path):
     from mmengine.logging import MessageHub
 
     from beitv2_mm.datasets.transforms import (SkippedImagesHook, reset_skipped_images,
@@ -211,17 +211,39 @@ def test_corrupt_image_skip_counts_and_reports(data_copy):
     assert set(skipped_images()) == {str(victim)}
     n_skipped = len(skipped_images())
 
-    class _Runner:  # the hook only needs a logger and a message hub
+    class _Runner:  # the hook only needs a logger, a message hub and a work_dir
         logger = type('L', (), {'warning': lambda self, m: logs.append(m),
                                 'info': lambda self, m: logs.append(m)})()
         message_hub = MessageHub.get_instance('test_skipped_images')
+        work_dir = str(tmp_path)
     logs = []
     SkippedImagesHook().after_run(_Runner)
     assert f'{n_skipped} unreadable image reads were skipped' in logs[0]
     assert str(victim) in logs[0]
     assert _Runner.message_hub.get_info('data/skipped_images') == n_skipped
-    reset_skipped_images()
+    # the full list stays in the work_dir; the temporary record is gone
+    listed = (tmp_path / 'skipped_images.txt').read_text().splitlines()
+    assert listed == [f'{victim}\t{n_skipped}']
+    assert str(tmp_path / 'skipped_images.txt') in logs[-1]
     assert skipped_images() == []
+
+
+def test_skipped_images_list_is_per_rank(tmp_path, monkeypatch):
+    """Each rank skips on its own: rank r of a distributed run writes its own list."""
+    from mmengine.logging import MessageHub
+
+    from beitv2_mm.datasets import transforms
+    transforms.reset_skipped_images()
+    with open(transforms._skip_log_path(), 'w') as f:
+        f.write('a.JPEG\nb.JPEG\na.JPEG\n')
+    monkeypatch.setattr(transforms, 'get_dist_info', lambda: (1, 2))
+    runner = type('R', (), {'logger': type('L', (), {'warning': print, 'info': print})(),
+                            'message_hub': MessageHub.get_instance('test_skipped_rank'),
+                            'work_dir': str(tmp_path)})
+    transforms.SkippedImagesHook().after_run(runner)
+    assert (tmp_path / 'skipped_images_rank1.txt').read_text() == 'a.JPEG\t2\nb.JPEG\t1\n'
+    assert not (tmp_path / 'skipped_images.txt').exists()
+    assert transforms.skipped_images() == []
 
 
 def test_relative_data_roots_load(tiny_data, monkeypatch):
