@@ -128,6 +128,31 @@ def read_checkpoint(path: str) -> dict:
     return _load_checkpoint(str(path), map_location='cpu')
 
 
+def read_checkpoint_meta(path: str) -> dict:
+    """The ``meta`` dict of a checkpoint (``{}`` when it has none), without reading its tensors.
+
+    A local file in torch's zip format is opened memory-mapped, so only the pickled objects are
+    read: 0.08-0.10 s for a 1.1 GiB file with optimizer state, against 1.5-3.1 s for a full
+    load (this project's CPU machine, 2026-11-24; one-off measurement). Legacy (non-zip) files
+    and URIs are read in full.
+
+    Raises:
+        FileNotFoundError: naming the path and the config key that sets it.
+    """
+    require_pretrain_file(path)
+    ckpt = None
+    if '://' not in str(path):
+        from beitv2_mm.engine.compat import trusted_torch_load
+        try:
+            ckpt = trusted_torch_load(str(path), map_location='cpu', mmap=True)
+        except RuntimeError:  # not in the zip format: mmap is not possible
+            ckpt = None
+    if ckpt is None:
+        ckpt = read_checkpoint(path)
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 def extract_backbone_state_dict(checkpoint, report: Optional[LoadReport] = None
                                 ) -> Dict[str, torch.Tensor]:
     """The backbone tensors of a pretrain checkpoint, with the ``backbone.`` prefix removed.
@@ -503,11 +528,9 @@ def read_pretrain_info(path: Optional[str]) -> dict:
     if not path:
         return dict(method='random_init', source='no checkpoint')
     try:
-        ckpt = read_checkpoint(path)
+        meta = read_checkpoint_meta(path)
     except Exception as exc:  # the results file must still be written
         return dict(method=None, source=f'unreadable: {exc}')
-    meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
-    meta = meta if isinstance(meta, dict) else {}
     details = pretrain_details(meta)
     declared = _declared_method(meta)
     if declared:

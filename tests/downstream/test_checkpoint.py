@@ -337,3 +337,28 @@ def test_pretrain_details_from_the_checkpoints_meta(repo_root):
         tokenizer='VQ-VAE (PeCoVQVAE)', backbone='ViT 64d x4L /8', iters=2400)
     assert pretrain_details(dict(iter=5)) == {} and pretrain_details(None) == {}
     assert pretrain_details(dict(cfg='model = dict(')) == {}
+
+
+def test_checkpoint_meta_is_read_without_the_tensors(tmp_path, monkeypatch):
+    """``read_checkpoint_meta`` maps a zip-format file instead of reading it in full (the
+    results hook reads a pretrain checkpoint's meta at the end of every downstream run); a
+    legacy-format file is read in full; both give the same meta."""
+    from beitv2_mm.downstream import checkpoint as ckpt_module
+    meta = dict(cfg="model = dict(type='BEiT')", epoch=3)
+    ckpt = dict(meta=meta, state_dict={'backbone.w': torch.arange(6.)})
+    zipped, legacy = tmp_path / 'zip.pth', tmp_path / 'legacy.pth'
+    torch.save(ckpt, zipped)
+    torch.save(ckpt, legacy, _use_new_zipfile_serialization=False)
+    full_reads = []
+    read_in_full = ckpt_module.read_checkpoint
+    monkeypatch.setattr(ckpt_module, 'read_checkpoint',
+                        lambda path: full_reads.append(path) or read_in_full(path))
+    assert ckpt_module.read_checkpoint_meta(str(zipped)) == meta
+    assert full_reads == []  # mapped, not read
+    assert ckpt_module.read_checkpoint_meta(str(legacy)) == meta
+    assert full_reads == [str(legacy)]
+    assert read_pretrain_info(str(zipped))['source'] == 'meta.cfg'
+    torch.save({'state_dict': {}}, tmp_path / 'no_meta.pth')
+    assert ckpt_module.read_checkpoint_meta(str(tmp_path / 'no_meta.pth')) == {}
+    with pytest.raises(FileNotFoundError, match='model.backbone.init_cfg.checkpoint'):
+        ckpt_module.read_checkpoint_meta(str(tmp_path / 'missing.pth'))
