@@ -114,6 +114,9 @@ def check_imagenet_layout(root: PathLike, splits: Sequence[str] = ('train', 'val
         root = _require_root(root, 'ImageNet', IMAGENET_LAYOUT)
     for folder in folders:
         _require_dir(_join(root, folder), 'ImageNet', IMAGENET_LAYOUT)
+        if not ann_file:
+            _require_class_folders(root, _join(root, folder),
+                                   listed_by_dataset=data_prefix is not None)
     if ann_file:
         ann_path = _join(root, ann_file)
         if not ann_path.is_file():
@@ -130,6 +133,63 @@ def check_imagenet_layout(root: PathLike, splits: Sequence[str] = ('train', 'val
             raise DatasetLayoutError(
                 f'ImageNet: {ann_path} lists {first.rsplit(" ", 1)[0]!r} but {first_img} does '
                 f'not exist; paths in the list are relative to {img_dir}.\n{IMAGENET_LAYOUT}')
+
+
+def _require_class_folders(root: Optional[Path], folder: Path, listed_by_dataset: bool) -> None:
+    """Without an annotation list the labels come from class folders: a flat image folder (the
+    official ImageNet val download) needs ``meta/<split>.txt``. ``listed_by_dataset``: the
+    folder is what a dataset without ``ann_file`` reads, so an existing list does not help."""
+    import os
+
+    with os.scandir(folder) as entries:
+        if any(entry.is_dir() for entry in entries):
+            return
+    ann = (root or folder.parent) / 'meta' / f'{folder.name}.txt'
+    if ann.is_file() and not listed_by_dataset:
+        return
+    how = (f"{ann} exists: set the dataset's ann_file='meta/{folder.name}.txt' (e.g. "
+           f"--cfg-options val_dataloader.dataset.ann_file=meta/{folder.name}.txt)"
+           if ann.is_file() else
+           f"write {ann} with one '<file name> <label>' line per image (label 0-999 in the "
+           f"sorted order of the train/ class folders, e.g. from the devkit's "
+           f"ILSVRC2012_validation_ground_truth.txt or Kaggle's LOC_val_solution.csv) and set "
+           f"the dataset's ann_file='meta/{folder.name}.txt', or sort the images into class "
+           f"folders")
+    raise DatasetLayoutError(
+        f'ImageNet: {folder} holds images but no class folders, and no annotation list gives '
+        f'their labels; {how}.\n{IMAGENET_LAYOUT}')
+
+
+def check_listed_images(paths: Sequence[str], ann_file: str, what: str = 'ImageNet') -> None:
+    """Fail at start-up, not hours into an epoch, when an annotation list names missing files.
+
+    Lists each folder once (a directory read, not one ``stat`` per image: about a thousand
+    reads for ImageNet's train list). Paths with a URI scheme are left to the file backend.
+
+    Raises:
+        DatasetLayoutError: with the count and the first missing paths.
+    """
+    import os
+    from collections import defaultdict
+
+    by_dir = defaultdict(list)
+    for path in paths:
+        if '://' in path:
+            return
+        folder, name = osp.split(path)
+        by_dir[folder].append(name)
+    missing = []
+    for folder, names in by_dir.items():
+        try:
+            present = set(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            present = set()
+        missing += [osp.join(folder, n) for n in names if n not in present]
+    if missing:
+        shown = '\n  '.join(missing[:5]) + ('\n  ...' if len(missing) > 5 else '')
+        raise DatasetLayoutError(
+            f'{what}: {len(missing)} of the {len(paths)} images listed in {ann_file} do not '
+            f'exist:\n  {shown}\nRestore them, or remove their lines from the list.')
 
 
 def check_ade20k_layout(root: PathLike, img_dirs: Sequence[str] = ('images/training',

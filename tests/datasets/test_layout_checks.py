@@ -68,6 +68,55 @@ def test_imagenet_missing_split_and_bad_list(data_copy):
         check_imagenet_layout(root, data_prefix='train', ann_file='meta/train.txt')
 
 
+def _flatten_val(root: Path) -> list:
+    """The official val download: every image in val/ itself; returns '<file> <label>' lines."""
+    lines = []
+    for line in (root / 'meta' / 'val.txt').read_text().splitlines():
+        rel, label = line.rsplit(' ', 1)
+        (root / 'val' / rel).rename(root / 'val' / Path(rel).name)
+        lines.append(f'{Path(rel).name} {label}')
+    for folder in [p for p in (root / 'val').iterdir() if p.is_dir()]:
+        folder.rmdir()
+    return lines
+
+
+def test_flat_imagenet_val_needs_its_list(data_copy):
+    """A flat val/ (the official download) without an annotation list fails naming the list
+    to write and how; with the list but a dataset not told to use it, naming the option."""
+    root = data_copy['imagenet']
+    lines = _flatten_val(root)
+    (root / 'meta' / 'val.txt').unlink()
+    val = dict(type='CheckedImageNet', data_root=str(root), data_prefix='val')
+    with pytest.raises(DatasetLayoutError, match='no class folders') as e:
+        _build('mmpretrain', val)
+    assert f"write {root / 'meta' / 'val.txt'}" in str(e.value)
+    assert 'LOC_val_solution.csv' in str(e.value)
+    with pytest.raises(DatasetLayoutError, match='no class folders'):
+        check_imagenet_layout(root)  # the generic check of both splits
+    (root / 'meta' / 'val.txt').write_text('\n'.join(lines) + '\n')
+    check_imagenet_layout(root)  # the list the layout documents is there
+    with pytest.raises(DatasetLayoutError, match="ann_file='meta/val.txt'"):
+        _build('mmpretrain', val)
+    dataset = _build('mmpretrain', dict(val, ann_file='meta/val.txt'))
+    assert len(dataset) == len(lines)
+
+
+def test_every_listed_image_is_checked_at_start(data_copy):
+    """An image the list names but the disk lacks fails when the dataset is built, naming it
+    (not when an epoch reaches it), whatever its place in the list."""
+    root = data_copy['imagenet']
+    lines = (root / 'meta' / 'val.txt').read_text().splitlines()
+    gone = [root / 'val' / lines[-1].rsplit(' ', 1)[0], root / 'val' / lines[1].rsplit(' ', 1)[0]]
+    for path in gone:
+        path.unlink()
+    with pytest.raises(DatasetLayoutError,
+                       match=f'2 of the {len(lines)} images listed in .*val.txt do not exist'
+                       ) as e:
+        _build('mmpretrain', dict(type='CheckedImageNet', data_root=str(root), split='val',
+                                  ann_file='meta/val.txt'))
+    assert all(str(path) in str(e.value) for path in gone)
+
+
 def test_ade20k_without_annotations_named(data_copy):
     root = data_copy['ade20k']
     shutil.rmtree(root / 'annotations')
