@@ -33,7 +33,7 @@ data_preprocessor = dict(
     second_std=[318.75, 318.75, 318.75],  # DALLE_SECOND_STD
     to_rgb=True)
 train_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),  # as the _base_ data
+    dict(type='SafeLoadImageFromFile', on_error='raise', color_type='color_ignore_orientation'),
     dict(type='PILColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(

@@ -48,7 +48,7 @@ model = dict(
 )
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color_ignore_orientation'),  # as the _base_ data
+    dict(type='SafeLoadImageFromFile', on_error='raise', color_type='color_ignore_orientation'),
     dict(type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),

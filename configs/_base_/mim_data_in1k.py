@@ -14,7 +14,7 @@ num_masked_patches = 75
 exif_free = 'color_ignore_orientation'
 # named so that variants can reuse them (configs/beitv2_vitb_mim_jitter_after_crop.py,
 # configs/beitv2_vitb_mim_device_views.py)
-load_image = dict(type='LoadImageFromFile', color_type=exif_free)
+load_image = dict(type='SafeLoadImageFromFile', on_error='raise', color_type=exif_free)
 color_jitter = dict(type='PILColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.)
 flip = dict(type='RandomFlip', prob=0.5, direction='horizontal')
 two_view_crop = dict(

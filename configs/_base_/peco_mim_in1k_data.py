@@ -20,7 +20,7 @@ data_preprocessor = dict(
 # OpenCV's default decode would rotate the few tagged ImageNet JPEGs.
 exif_free = 'color_ignore_orientation'
 train_pipeline = [
-    dict(type='LoadImageFromFile', color_type=exif_free),
+    dict(type='SafeLoadImageFromFile', on_error='raise', color_type=exif_free),
     dict(type='PILColorJitter', brightness=0.4, contrast=0.4, saturation=0.4, hue=0.),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='TwoViewRandomResizedCrop', size=224, second_size=224,

@@ -7,7 +7,7 @@ data_root = 'data/imagenet'
 # OpenCV's default decode would rotate the few tagged ImageNet JPEGs.
 exif_free = 'color_ignore_orientation'
 train_pipeline = [
-    dict(type='LoadImageFromFile', color_type=exif_free),
+    dict(type='SafeLoadImageFromFile', on_error='raise', color_type=exif_free),
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0), backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),

@@ -31,7 +31,7 @@ data_preprocessor = dict(
     second_std=[127.5, 127.5, 127.5],
     to_rgb=True)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='TwoViewRandomResizedCrop', size=img_size,
          second_size=img_size, interpolation='bicubic', second_interpolation='bicubic',

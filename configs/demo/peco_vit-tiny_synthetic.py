@@ -25,7 +25,7 @@ data_preprocessor = dict(
     second_std=[127.5, 127.5, 127.5],
     to_rgb=True)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='TwoViewRandomResizedCrop', size=64, second_size=64,
          interpolation='bicubic', second_interpolation='bicubic', scale=(0.5, 1.0)),

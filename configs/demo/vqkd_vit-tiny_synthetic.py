@@ -51,7 +51,7 @@ model = dict(
 
 # official VQ-KD augmentation: RandomResizedCrop (scale 0.08-1, bicubic) + horizontal flip
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile', on_error='raise'),
     dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.08, 1.0),
          backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
