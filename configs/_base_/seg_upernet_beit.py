@@ -20,6 +20,12 @@ data_preprocessor = dict(
     pad_val=0,
     seg_pad_val=255,
     size=(512, 512),
+    # Test images are padded (bottom/right, cut off the prediction again) up to the crop:
+    # the test Resize to (2048, 512) keeps an image of aspect ratio > 4 below 512 on its short
+    # side, and a slide window smaller than the crop does not fit the 32x32 relative position
+    # bias (a crash). The official code (SETR_Resize) enlarges such images instead; both leave
+    # every other image as it is.
+    test_cfg=dict(size=(512, 512)),
 )
 model = dict(
     type='EncoderDecoder',

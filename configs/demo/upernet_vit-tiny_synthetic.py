@@ -18,7 +18,7 @@ max_iters = 40
 norm_cfg = dict(type='BN', requires_grad=True)
 
 model = dict(
-    data_preprocessor=dict(size=crop_size),
+    data_preprocessor=dict(size=crop_size, test_cfg=dict(size=crop_size)),
     backbone=dict(arch=arch, img_size=img_size, patch_size=8, out_indices=[0, 1, 2, 3],
                   drop_path_rate=0.1, init_cfg=dict(type='BEiTPretrained', checkpoint=None)),
     neck=dict(embed_dim=64, norm_cfg=norm_cfg),

@@ -298,6 +298,35 @@ def test_vitb_upernet_one_step_reduced_resolution(tiny_data):
     _one_step(cfg, tiny_data['ade20k'])
 
 
+@pytest.mark.parametrize('padded', [True, False])
+def test_upernet_slide_test_takes_an_image_thinner_than_the_crop(padded):
+    """The test Resize leaves an image of aspect ratio > 4 below the crop on its short side;
+    the data preprocessor pads it up to the crop (test_cfg.size) and the prediction is cut
+    back to the image. Without that padding the slide window does not fit the relative
+    position bias (RuntimeError): the real ADE20K layout test of 2026-11-24 hit it."""
+    from mmseg.structures import SegDataSample
+    cfg = _load('configs/demo/upernet_vit-tiny_synthetic.py')
+    crop = cfg.model.test_cfg.crop_size
+    assert cfg.model.data_preprocessor.test_cfg == dict(size=crop)
+    assert _load('configs/upernet_ade20k.py').model.data_preprocessor.test_cfg == \
+        dict(size=(512, 512))
+    if not padded:
+        cfg.model.data_preprocessor.test_cfg = None
+    cfg.model.backbone.init_cfg = None
+    model = _registry('mmseg').build(cfg.model).eval()
+    h, w = crop[0] // 2, crop[1] * 4  # what Resize((256, 64), keep_ratio) makes of 16 x 128
+    img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
+    sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))
+    data = dict(inputs=[img], data_samples=[sample])
+    if not padded:
+        with pytest.raises(RuntimeError):
+            model.test_step(data)
+        return
+    pred = model.test_step(data)[0]
+    assert tuple(pred.pred_sem_seg.data.shape) == (1, h, w)
+    assert tuple(pred.seg_logits.data.shape) == (cfg.model.decode_head.num_classes, h, w)
+
+
 @pytest.mark.parametrize('training', [True, False])
 def test_mask_rcnn_pads_to_1024_with_the_mean_pixel_after_normalisation(training):
     """detectron2's ViTDet pads the normalised image to 1024 x 1024 with 0 (the mean pixel),
