@@ -37,9 +37,9 @@ def _preprocessor_mean_std(cfg):
 class MMPretrainTeacher(BaseTeacher):
     """The backbone of an mmpretrain model (config + checkpoint) as feature teacher.
 
-    The whole model is built from its config and loaded from ``checkpoint`` (an mmengine
-    checkpoint with ``backbone.*``/``head.*`` keys, or a raw backbone state dict); only the
-    backbone is kept. Its ``out_indices`` is set to ``layer`` and its output to ``featmap``,
+    The model is built from its config without its head and loaded from ``checkpoint`` (an
+    mmengine checkpoint with ``backbone.*``/``head.*`` keys, or a raw backbone state dict);
+    only the backbone is kept. Its ``out_indices`` is set to ``layer`` and its output to ``featmap``,
     so the target is the patch tokens of that layer (after the final norm when ``layer`` is
     the last one and the backbone has ``final_norm``). Input mean/std and channel order come
     from the config's data preprocessor: the teacher gets RGB images (the VQ-KD data
@@ -80,6 +80,13 @@ class MMPretrainTeacher(BaseTeacher):
         model_cfg = cfg.model.copy()
         model_cfg.pop('data_preprocessor', None)
         model_cfg.pop('init_cfg', None)
+        # Only the backbone teaches: the classifier head (and its batch augments) is not
+        # built, so a checkpoint trained for another class count than the config file says
+        # (e.g. the suite's teacher on a real root, its heads set by --cfg-options) loads; the
+        # checkpoint's head.* keys are reported as not loaded.
+        if 'head' in model_cfg:
+            model_cfg['head'] = None
+        model_cfg.pop('train_cfg', None)
         model_cfg.get('backbone', {}).pop('init_cfg', None)
         model = MODELS.build(model_cfg)
         if path is not None:

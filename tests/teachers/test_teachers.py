@@ -134,6 +134,19 @@ def test_mmpretrain_teacher_from_demo_config(tmp_path, repo_root):
     ref = backbone(((x.flip(1) - torch.tensor(pre.mean).view(1, 3, 1, 1))
                     / torch.tensor(pre.std).view(1, 3, 1, 1)))[-1].flatten(2).transpose(1, 2)
     torch.testing.assert_close(bgr(x), ref, atol=1e-4, rtol=1e-4)
+    # trained for another class count than the config file says (the suite's teacher on a
+    # real root: its head set by --cfg-options): the head is not the teacher, the rest loads
+    cfg_231 = Config.fromfile(cfg_path)
+    cfg_231.model.head.num_classes = 231
+    cfg_231.model.data_preprocessor.num_classes = 231
+    other = MODELS.build(cfg_231.model)
+    other.backbone.load_state_dict(classifier.backbone.state_dict())
+    path_231 = tmp_path / 'teacher_231.pth'
+    torch.save(dict(meta={}, state_dict=other.state_dict()), path_231)
+    teacher_231 = MODELS.build(dict(type='MMPretrainTeacher', config=str(cfg_path),
+                                    checkpoint=str(path_231), layer=-1))
+    assert not hasattr(teacher_231, 'head')
+    torch.testing.assert_close(teacher_231(x), out)
     with pytest.raises(MissingTeacherWeightsError, match='teacher_vit-tiny_synthetic'):
         MODELS.build(dict(type='MMPretrainTeacher', config=str(cfg_path),
                           checkpoint=str(tmp_path / 'absent.pth')))
