@@ -38,6 +38,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -285,6 +286,122 @@ def data_root_options(cfg, opts: SuiteOptions) -> dict:
     return options
 
 
+#: Names the results files give a real data set (the demo configs say ``synthetic-*``).
+REAL_DATASET_NAMES = {'imagenet': 'ImageNet', 'ade20k': 'ADE20K', 'coco': 'COCO'}
+
+
+def real_classes(kind: str, root: str) -> tuple[tuple, bool]:
+    """The classes of a real data set in label order, and whether the demo configs' dataset
+    ``metainfo`` should name them (False: the dataset type's own classes are these).
+
+    ImageNet layout: as many classes as the labels of ``meta/train.txt`` (which the demo
+    configs read where it exists) or else the class folders of ``train/``, named after the
+    folders in sorted order (mmpretrain's labels) where they are as many, else ``class_<i>``;
+    names that mmengine's ``--cfg-options`` parsing would change (it drops spaces, splits at
+    commas) become ``class_<i>`` too: only their number matters to training. ADE20K: mmseg's 150 classes.
+    COCO: mmdet's 80 classes, which ``annotations/instances_val2017.json`` must not go beyond
+    (mmdet maps categories to labels by name).
+
+    Raises:
+        FileNotFoundError: When the folder or file the classes come from is missing.
+        ValueError: For COCO categories that are not COCO's.
+    """
+    root = Path(root)
+    if kind == 'ade20k':
+        from mmseg.datasets import ADE20KDataset
+        return tuple(ADE20KDataset.METAINFO['classes']), False
+    if kind == 'coco':
+        from mmdet.datasets import CocoDataset
+        coco_classes = tuple(CocoDataset.METAINFO['classes'])
+        path = root / 'annotations' / 'instances_val2017.json'
+        if not path.is_file():
+            raise FileNotFoundError(f'--coco-root {root}: no {path} (expected '
+                                    f'annotations/instances_{{train,val}}2017.json)')
+        with open(path) as f:
+            names = [c.get('name') for c in json.load(f).get('categories') or []]
+        foreign = [n for n in names if n not in coco_classes]
+        if foreign:
+            raise ValueError(f'--coco-root {root}: {path} has categories that are not COCO\'s '
+                             f'80 ({", ".join(map(str, foreign[:5]))}); the suite runs COCO '
+                             f'2017 or a subset of its categories')
+        return coco_classes, False
+    train, listing = root / 'train', root / 'meta' / 'train.txt'
+    folders = sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
+    if listing.is_file():  # the demo configs read it where it exists (mmpretrain's split=)
+        with open(listing) as f:
+            count = max(int(line.rsplit(' ', 1)[1]) for line in f if line.strip()) + 1
+    elif folders:
+        count = len(folders)
+    else:
+        raise FileNotFoundError(f'--imagenet-root {root}: neither class folders in {train} '
+                                f'nor {listing} to read the classes from')
+    if len(folders) != count or not all(re.fullmatch(r'[\w.-]+', n) for n in folders):
+        # e.g. a subset of ImageNet's folders with the labels of all 1000 in the list
+        folders = [f'class_{i}' for i in range(count)]
+    return tuple(folders), True
+
+
+def _synthetic_num_classes_keys(cfg):
+    """Keys ``num_classes`` under ``model`` / ``data_preprocessor`` set to the synthetic
+    class count: the heads (and mixup one-hot sizes) written for the synthetic data."""
+    from .datasets.synthetic import SYNTHETIC_CLASSES
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                path = f'{prefix}.{key}'
+                if key == 'num_classes' and value == len(SYNTHETIC_CLASSES):
+                    yield path
+                else:
+                    yield from walk(value, path)
+    for top in ('model', 'data_preprocessor'):
+        yield from walk(cfg.get(top), top)
+
+
+def real_data_options(cfg, opts: SuiteOptions) -> dict:
+    """``--cfg-options`` fitting a demo config to the real data sets it reads.
+
+    The demo configs are written for the synthetic data: 10 shape classes in the dataset
+    ``metainfo`` and the heads, ``SyntheticADE20KDataset``, result names ``synthetic-*``.
+    With a real root these follow the data set instead (:func:`real_classes`): the dataset's
+    classes, every head's ``num_classes``, the ADE20K dataset type and test batch size (1:
+    mmseg tests images of one size per batch) and the results' data set name. Without this a real root ran the synthetic heads on real labels (an out-of-bounds
+    label error, or COCO images all filtered out for want of the synthetic category names).
+    """
+    options, classes = {}, {}
+    label_kind = None  # the data set of the training loader: the heads' classes
+    for key, _, kind in data_root_keys(cfg):
+        root = opts.real_root(kind)
+        if not root:
+            continue
+        dataset = key.rsplit('.', 1)[0]
+        if key.startswith('train_dataloader') or label_kind is None:
+            label_kind = kind
+        if kind not in classes:
+            classes[kind] = real_classes(kind, root)
+        names, named = classes[kind]
+        if cfg_get(cfg, f'{dataset}.type') == 'SyntheticADE20KDataset':
+            options[f'{dataset}.type'] = 'CheckedADE20KDataset'
+        loader = key.split('.', 1)[0]
+        if kind == 'ade20k' and loader != 'train_dataloader' and \
+                (cfg_get(cfg, f'{loader}.batch_size') or 1) > 1:
+            # mmseg tests a batch of images of one size only: real ADE20K's sizes differ
+            options[f'{loader}.batch_size'] = 1
+        metainfo = cfg_get(cfg, f'{dataset}.metainfo')
+        if named and metainfo is not None and set(metainfo) == {'classes'}:
+            options[f'{dataset}.metainfo.classes'] = list(names)
+        elif metainfo is not None:
+            options[f'{dataset}.metainfo'] = None
+    if label_kind is None:
+        return options
+    for key in _synthetic_num_classes_keys(cfg):
+        options[key] = len(classes[label_kind][0])
+    for i, hook in enumerate(cfg.get('custom_hooks') or []):
+        if isinstance(hook, dict) and hook.get('type') == 'DownstreamResultsHook':
+            options[f'custom_hooks.{i}.dataset_name'] = REAL_DATASET_NAMES[label_kind]
+    return options
+
+
 def batch_size_options(cfg, opts: SuiteOptions) -> dict:
     """Cap every dataloader's batch size at ``opts.batch_size_cap`` (the ``tiny`` data set
     has fewer training images than some demo batches, and ``drop_last`` would leave none)."""
@@ -518,6 +635,7 @@ def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
         stage_cfgs[path] = cfg
         data_kinds.update(kind for _, _, kind in data_root_keys(cfg))
         stage_options = data_root_options(cfg, opts)
+        stage_options.update(real_data_options(cfg, opts))
         stage_options.update(batch_size_options(cfg, opts))
         sched, max_iters = schedule_options(cfg, opts)
         stage_options.update(sched)

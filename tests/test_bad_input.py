@@ -174,6 +174,24 @@ def _whole_set_in_two_batches(root: Path) -> dict:
             'train_dataloader.num_workers': 0}
 
 
+def test_training_set_smaller_than_a_batch_is_named(tmp_path, tiny_data):
+    """drop_last with fewer images than one batch: an empty loader, which mmengine's loop
+    meets as a bare StopIteration; the guard names the data set, its size and the key."""
+    from beitv2_mm.engine.hooks import EmptyTrainLoaderError
+    root = Path(tiny_data['imagenet'])
+    num_images = len(list((root / 'train').rglob('*.JPEG')))
+    options = dict(_roots('imagenet', root))
+    options.update({'train_dataloader.batch_size': num_images + 1,
+                    'train_dataloader.num_workers': 0,
+                    'train_dataloader.persistent_workers': False,
+                    'train_dataloader.drop_last': True})
+    with pytest.raises(EmptyTrainLoaderError) as info:
+        _train(FINETUNE, options, tmp_path / 'work', max_iters=2)
+    message = str(info.value)
+    assert f'has {num_images} samples' in message and f'batch of {num_images + 1}' in message
+    assert str(root) in message and 'train_dataloader.batch_size' in message
+
+
 def test_corrupt_image_fail_policy_names_the_path(tmp_path, tiny_data):
     _require_type(FINETUNE, 'train_dataloader.dataset.pipeline.0.type',
                   {'SafeLoadImageFromFile'}, 'corrupt-image policy')

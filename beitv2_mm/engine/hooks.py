@@ -20,9 +20,9 @@ from mmengine.registry import HOOKS
 
 from .checkpoint import atomic_torch_save
 
-__all__ = ['BroadcastBuffersHook', 'CheckpointMismatchError', 'NaNGuardHook',
-           'NonFiniteTrainingError', 'NumClassesGuardHook', 'NumClassesMismatchError',
-           'TestedCheckpointGuardHook']
+__all__ = ['BroadcastBuffersHook', 'CheckpointMismatchError', 'EmptyTrainLoaderError',
+           'NaNGuardHook', 'NonFiniteTrainingError', 'NumClassesGuardHook',
+           'NumClassesMismatchError', 'TestedCheckpointGuardHook', 'TrainBatchesGuardHook']
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -291,6 +291,44 @@ class NumClassesGuardHook(Hook):
         root = getattr(dataset, 'data_root', None) or ''
         desc = f'{which}.dataset ({type(dataset).__name__}{", " + root if root else ""})'
         self.check_model_against_classes(runner.model, classes, desc)
+
+
+class EmptyTrainLoaderError(ValueError):
+    """The training data loader yields no batch (raised by TrainBatchesGuardHook)."""
+
+
+@HOOKS.register_module()
+class TrainBatchesGuardHook(Hook):
+    """Fail before the first step when the training loader yields no batch.
+
+    With ``drop_last=True`` a data set smaller than one batch per rank gives an empty loader:
+    an iteration-based loop then dies of a bare ``StopIteration`` and an epoch-based one
+    trains nothing. The error names the data set, its size, the batch size, the number of
+    processes and the keys to change.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def before_train(self, runner) -> None:
+        loader = runner.train_dataloader
+        try:
+            batches = len(loader)
+        except TypeError:  # no length (an iterable-style data set): nothing to check
+            return
+        if batches:
+            return
+        from mmengine.dist import get_world_size
+
+        dataset = getattr(loader, 'dataset', None)
+        root = getattr(dataset, 'data_root', None) or ''
+        size = len(dataset) if dataset is not None else 0
+        raise EmptyTrainLoaderError(
+            f'train_dataloader yields no batch: its data set ({type(dataset).__name__}'
+            f'{", " + root if root else ""}) has {size} samples, fewer than one batch of '
+            f'{loader.batch_size} per process ({get_world_size()} processes) with '
+            f'drop_last={getattr(loader, "drop_last", None)}. Lower train_dataloader.batch_size '
+            f'(e.g. --cfg-options train_dataloader.batch_size={max(1, size)}), use fewer '
+            f'processes, or check train_dataloader.dataset.data_root.')
 
 
 # --------------------------------------------------------------------------- buffers at validation

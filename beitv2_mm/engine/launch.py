@@ -485,6 +485,7 @@ GUARD_HOOKS = (
     dict(type='NumClassesGuardHook', check_val=True),
     dict(type='BroadcastBuffersHook'),
     dict(type='SkippedImagesHook'),
+    dict(type='TrainBatchesGuardHook'),
 )
 
 
@@ -537,8 +538,8 @@ def run_then_close(cfg: Config, method: str) -> tuple[Any, bool]:
 
 def add_guard_hooks(cfg: Config, guards: Iterable[dict] = GUARD_HOOKS) -> None:
     """Append ``guards`` (default: the NaN guard, the num_classes check, the rank-0 buffers at
-    validation and the skipped-images report) to ``custom_hooks``, each unless a hook of its
-    type is already there."""
+    validation, the skipped-images report and the empty-loader check) to ``custom_hooks``,
+    each unless a hook of its type is already there."""
     hooks = list(cfg.get('custom_hooks') or [])
     for hook in hooks:
         if not isinstance(hook, dict):

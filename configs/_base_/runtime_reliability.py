@@ -12,6 +12,9 @@ What it turns on (engineer "reliability", issue 8; code in ``beitv2_mm/engine/``
 * ``SkippedImagesHook``: where a loading transform is ``SafeLoadImageFromFile(on_error='skip')``,
   reports the unreadable images skipped after each epoch and lists them at the end of the run
   in ``<work_dir>/skipped_images.txt``.
+* ``TrainBatchesGuardHook``: fails before the first step, naming the data set and the batch
+  size, when the training loader yields no batch (fewer samples than one batch per process
+  with ``drop_last``), instead of a bare ``StopIteration``.
 * a fixed seed (exact ``--resume`` needs one: mmengine draws a new seed per run when it is
   ``None``) and ``cudnn_benchmark=False``. For bitwise GPU reproducibility also set
   ``randomness.deterministic=True`` (needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8``; slower).
@@ -44,6 +47,7 @@ reliability_hooks = [
     dict(type='NumClassesGuardHook', check_val=True),
     dict(type='BroadcastBuffersHook'),
     dict(type='SkippedImagesHook'),
+    dict(type='TrainBatchesGuardHook'),
 ]
 # diff_rank_seed: each rank draws its own masks / drop-path / augmentations (with
 # beitv2_mm the data order still follows the seed and resumes exactly).

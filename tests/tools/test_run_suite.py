@@ -62,24 +62,106 @@ def test_plan_rejects_unknown_names(tmp_path):
         suite.plan(suite.SuiteOptions(work_dir=tmp_path, tasks=('pose',)))
 
 
+WNIDS = ('n01440764', 'n01443537', 'n02105855')
+
+
+def _real_layout_roots(tmp_path, labels=(0, 1, 2)) -> dict:
+    """What planning reads of real roots: ImageNet class folders and meta/train.txt (real
+    ImageNet's labels of a subset can exceed its folder count), COCO's val categories (ids
+    with gaps, as COCO's), an ADE20K folder."""
+    roots = {kind: tmp_path / kind for kind in ('in', 'ade', 'coco')}
+    for wnid in WNIDS:
+        (roots['in'] / 'train' / wnid).mkdir(parents=True)
+    (roots['in'] / 'meta').mkdir()
+    (roots['in'] / 'meta' / 'train.txt').write_text(''.join(
+        f'{wnid}/{wnid}_1.JPEG {label}\n' for wnid, label in zip(WNIDS, labels)))
+    roots['ade'].mkdir()
+    (roots['coco'] / 'annotations').mkdir(parents=True)
+    (roots['coco'] / 'annotations' / 'instances_val2017.json').write_text(json.dumps(dict(
+        images=[], annotations=[],
+        categories=[dict(id=1, name='person'), dict(id=90, name='toothbrush')])))
+    return roots
+
+
 def test_real_data_roots_replace_synthetic_ones(tmp_path):
-    for name in ('in', 'ade', 'coco'):
-        (tmp_path / name).mkdir()  # roots must exist at planning time
+    roots = _real_layout_roots(tmp_path)
     opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('random',),
-                              tasks=('linear_probe', 'upernet'), imagenet_root=str(tmp_path / 'in'),
-                              ade20k_root=str(tmp_path / 'ade'), coco_root=str(tmp_path / 'coco'))
+                              tasks=('linear_probe', 'upernet'), imagenet_root=str(roots['in']),
+                              ade20k_root=str(roots['ade']), coco_root=str(roots['coco']))
     stages = {s.name: s for s in suite.plan(opts)}
     assert 'data' not in stages  # nothing synthetic is needed
     lp = stages['downstream/random/linear_probe'].options
-    assert lp['val_dataloader.dataset.data_root'] == str((tmp_path / 'in').resolve())
+    assert lp['val_dataloader.dataset.data_root'] == str(roots['in'].resolve())
     seg = stages['downstream/random/upernet'].options
-    assert seg['train_dataloader.dataset.data_root'] == str((tmp_path / 'ade').resolve())
+    assert seg['train_dataloader.dataset.data_root'] == str(roots['ade'].resolve())
+
+
+def test_real_roots_set_the_classes_heads_and_names_of_the_demo_configs(tmp_path):
+    """The demo configs are written for the 10 synthetic classes; on real roots the classes,
+    the heads, the ADE20K dataset type, its test batch (one image size per batch in mmseg)
+    and the results' data set name follow the real data set. Every key exists in the config
+    (tools/train.py refuses unknown keys)."""
+    from beitv2_mm.engine.launch import cfg_get, cfg_has_key
+    roots = _real_layout_roots(tmp_path)
+    opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('random', 'beitv2'),
+                              tasks=('finetune', 'upernet', 'mask_rcnn'),
+                              imagenet_root=str(roots['in']), ade20k_root=str(roots['ade']),
+                              coco_root=str(roots['coco']))
+    stages = {s.name: s for s in suite.plan(opts)}
+    for stage in stages.values():
+        cfg = suite.load_config(stage.config)
+        assert all(cfg_has_key(cfg, key) for key in stage.options), stage.name
+    ft = stages['downstream/random/finetune'].options
+    assert ft['model.head.num_classes'] == ft['data_preprocessor.num_classes'] == 3
+    assert ft['train_dataloader.dataset.metainfo.classes'] == list(WNIDS)
+    assert ft['val_dataloader.dataset.metainfo.classes'] == list(WNIDS)
+    assert ft['custom_hooks.0.dataset_name'] == 'ImageNet'
+    teacher = stages['teacher'].options
+    assert teacher['model.head.num_classes'] == 3
+    seg = stages['downstream/random/upernet'].options
+    assert seg['model.decode_head.num_classes'] == seg['model.auxiliary_head.num_classes'] == 150
+    assert seg['val_dataloader.dataset.type'] == 'CheckedADE20KDataset'
+    assert seg['train_dataloader.dataset.type'] == 'CheckedADE20KDataset'
+    assert seg['val_dataloader.batch_size'] == seg['test_dataloader.batch_size'] == 1
+    assert 'train_dataloader.batch_size' not in seg
+    assert seg['custom_hooks.0.dataset_name'] == 'ADE20K'
+    det = stages['downstream/random/mask_rcnn'].options
+    assert det['model.roi_head.bbox_head.num_classes'] == 80
+    assert det['model.roi_head.mask_head.num_classes'] == 80
+    assert det['val_dataloader.dataset.metainfo'] is None  # mmdet's COCO classes
+    cfg = suite.load_config(stages['downstream/random/mask_rcnn'].config)
+    hook = [h['type'] for h in cfg.custom_hooks].index('DownstreamResultsHook')
+    assert det[f'custom_hooks.{hook}.dataset_name'] == 'COCO'
+    # a MIM config has no head: only its data root and classes change
+    mim = stages['mim/beitv2'].options
+    assert not any(key.endswith('num_classes') for key in mim)
+    assert cfg_get(suite.load_config(stages['mim/beitv2'].config), 'model.head.num_classes') \
+        is None
+
+    # the labels of a subset's list beyond its folders: the list's count, generic names
+    roots = _real_layout_roots(tmp_path / 'subset', labels=(0, 1, 230))
+    stages = {s.name: s for s in suite.plan(suite.SuiteOptions(
+        work_dir=tmp_path / 'w2', methods=('random',), tasks=('finetune',),
+        imagenet_root=str(roots['in'])))}
+    ft = stages['downstream/random/finetune'].options
+    assert ft['model.head.num_classes'] == 231
+    assert ft['train_dataloader.dataset.metainfo.classes'][230] == 'class_230'
+    # categories COCO does not have fail at planning, naming the file
+    (roots['coco'] / 'annotations' / 'instances_val2017.json').write_text(json.dumps(dict(
+        categories=[dict(id=1, name='widget')])))
+    with pytest.raises(ValueError, match='instances_val2017.json has categories that are not '
+                                         "COCO's 80 \\(widget\\)"):
+        suite.plan(suite.SuiteOptions(work_dir=tmp_path / 'w3', methods=('random',),
+                                      tasks=('mask_rcnn',), coco_root=str(roots['coco'])))
+    with pytest.raises(FileNotFoundError, match='neither class folders'):
+        suite.plan(suite.SuiteOptions(work_dir=tmp_path / 'w4', methods=('random',),
+                                      tasks=('finetune',), imagenet_root=str(roots['ade'])))
 
 
 def test_no_synthetic_set_when_every_planned_stage_has_its_root(tmp_path):
     """--imagenet-root alone with ImageNet-only stages plans no data stage (nor a dependency on
     it); a planned stage on a data set without its root brings it back."""
-    (tmp_path / 'in').mkdir()
+    _real_layout_roots(tmp_path)
     opts = dict(work_dir=tmp_path / 'w', methods=('random',), imagenet_root=str(tmp_path / 'in'))
     stages = suite.plan(suite.SuiteOptions(tasks=('linear_probe', 'finetune'), **opts))
     assert [s.name for s in stages if s.kind == 'data'] == []
@@ -387,8 +469,7 @@ def test_data_roots_are_checked_and_the_plan_says_what_is_synthetic(tmp_path, ca
     with pytest.raises(FileNotFoundError, match=f'--coco-root {a_file} is not a directory'):
         suite.plan(suite.SuiteOptions(work_dir=tmp_path / 'w', coco_root=str(a_file)))
 
-    imagenet = tmp_path / 'imagenet'
-    imagenet.mkdir()
+    imagenet = _real_layout_roots(tmp_path)['in']
     capsys.readouterr()
     code, _ = _dry_run(tmp_path, '--methods', 'random', '--tasks', 'linear_probe,upernet,coco',
                        '--imagenet-root', str(imagenet))

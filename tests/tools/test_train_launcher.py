@@ -330,7 +330,8 @@ def test_hooks_given_as_strings_are_a_clear_error():
     cfg = Config(dict(custom_hooks=[dict(type='NaNGuardHook')]))
     launch.add_guard_hooks(cfg)
     assert [h['type'] for h in cfg.custom_hooks] == [
-        'NaNGuardHook', 'NumClassesGuardHook', 'BroadcastBuffersHook']
+        'NaNGuardHook', 'NumClassesGuardHook', 'BroadcastBuffersHook', 'SkippedImagesHook',
+        'TrainBatchesGuardHook']
 
 
 def test_missing_pretrain_file_fails_before_the_runner(tmp_path):
