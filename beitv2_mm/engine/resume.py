@@ -23,6 +23,10 @@ schedulers, message hub, epoch/iteration counters and the seed. What it does not
 * **Validation perturbs training randomness.** Creating the validation dataloader iterator
   draws from the global torch RNG, so whether a run validated at the checkpoint step changed
   the training stream after it. Fix: validation runs on a forked RNG state.
+* **Validation at the checkpoint step.** A checkpoint is written before the validation of its
+  step, so a run stopped during that validation resumed past it: its metrics (and for the
+  last step the run's final results) were never written. Fix: a run resumed at a validation
+  step validates first.
 
 Skipping *replays* the dataloader (the batches are loaded and dropped, as mmengine's
 ``IterBasedTrainLoop`` does): the sampler order and the workers' augmentation RNG (mmengine
@@ -136,6 +140,25 @@ def _load_checkpoint(self, filename, *args, **kwargs):
     return checkpoint
 
 
+def _validate_at_resume(loop, step: int, max_steps: int, unit: str) -> None:
+    """Validate first when a run resumes at a step the loop validates after.
+
+    The checkpoint of such a step is written before its validation, so a run stopped during
+    that validation (or before it) resumed past it: the last validation (and the results file
+    written after it, ``results.json``) was lost, and for the final step never made at all.
+    The validation is run again even if the stopped run had finished it (one more validation;
+    its RNG draws are isolated from training).
+    """
+    val_loop = loop.runner.val_loop
+    if val_loop is None or step < loop.val_begin or not (
+            step % loop.val_interval == 0 or step == max_steps):
+        return
+    _log(f'Resuming at {unit} {step}, where the run validates: validating first (the checkpoint '
+         'was written before that validation, which the stopped run may not have finished).')
+    with rng_isolated():
+        val_loop.run()
+
+
 # --------------------------------------------------------------------------- IterBasedTrainLoop
 def _iter_loop_run(self):
     """``IterBasedTrainLoop.run`` with RNG restore after the skip and RNG-neutral validation."""
@@ -151,6 +174,8 @@ def _iter_loop_run(self):
         for _ in range(self._iter):
             next(self.dataloader_iterator)
         _restore_resumed_rng(self)
+        self._decide_current_val_interval()
+        _validate_at_resume(self, self._iter, self._max_iters, 'iteration')
     while self._iter < self._max_iters and not self.stop_training:
         self.runner.model.train()
         data_batch = next(self.dataloader_iterator)
@@ -179,6 +204,9 @@ def _epoch_loop_run(self):
                 'since the checkpoint was written?')
         setattr(self, _SKIP_ATTR, done_in_epoch)
         _restore_sampler_seed(self)  # run_epoch builds its iterator afterwards
+        if done_in_epoch == 0:  # resumed at an epoch boundary: that epoch's checkpoint
+            self._decide_current_val_interval()
+            _validate_at_resume(self, self._epoch, self._max_epochs, 'epoch')
     while self._epoch < self._max_epochs and not self.stop_training:
         self.run_epoch()
         self._decide_current_val_interval()

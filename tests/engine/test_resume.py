@@ -55,6 +55,40 @@ def test_resume_matches_uninterrupted_run(tmp_path, loop):
             (it, resumed[it], reference[it])
 
 
+@pytest.mark.parametrize('loop', ['iter', 'epoch'])
+def test_run_stopped_in_its_validation_validates_on_resume(tmp_path, loop):
+    """The checkpoint of a validation step is written before that validation: a run stopped
+    during it resumed past it, and a run stopped in its final validation never wrote its
+    metrics. Resumed at such a step, the run validates first; then goes on as scheduled."""
+    from toy_train import ToyValRecorderHook, read_vals  # noqa: F401  (registers the hook)
+    work_dir = str(tmp_path / loop)
+    # iter: validation every 4 iterations; epoch: every epoch (6 iterations), 2 epochs
+    val_interval, stop_at = (4, 4) if loop == 'iter' else (1, 6)
+    max_iters = 8 if loop == 'iter' else 12
+
+    def cfg(crash=None):
+        c = build_cfg(work_dir, loop=loop, max_iters=max_iters, ckpt_interval=4,
+                      val_interval=val_interval,
+                      extra_hooks=[dict(type='ToyValRecorderHook', crash_at_iter=crash)])
+        if loop == 'epoch':  # the checkpoint of an epoch, written before its validation
+            c.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=True,
+                                              interval=1)
+        return c
+
+    with pytest.raises(SimulatedCrash):
+        run(cfg(crash=stop_at))
+    assert read_vals(work_dir) == []
+    run(cfg(), resume=True)
+    steps = [v['iter'] for v in read_vals(work_dir)]
+    assert steps == [stop_at, max_iters]  # the lost validation first, then the last one
+    # resumed at the last step (stopped in the final validation): it validates, trains nothing
+    os.remove(osp.join(work_dir, 'vals.jsonl'))
+    losses = read_losses(work_dir)
+    run(cfg(), resume=True)
+    assert [v['iter'] for v in read_vals(work_dir)] == [max_iters]
+    assert read_losses(work_dir) == losses
+
+
 def _with_random_seed(monkeypatch, seed):
     """Make mmengine's ``sync_random_seed`` (its draw for unset seeds) return ``seed``."""
     import mmengine.dataset.sampler as sampler_module

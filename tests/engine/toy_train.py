@@ -29,7 +29,8 @@ import torch.nn as nn
 from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
-from mmengine.registry import DATASETS, HOOKS, MODELS
+from mmengine.evaluator import BaseMetric
+from mmengine.registry import DATASETS, HOOKS, METRICS, MODELS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
@@ -156,11 +157,50 @@ class CrashAtIterHook(Hook):
             raise SimulatedCrash(f'simulated crash after iteration {self.at}')
 
 
+@METRICS.register_module(force=True)
+class ToyCountMetric(BaseMetric):
+    """Counts the validation samples (a validation that ran leaves ``toy/count``)."""
+
+    def process(self, data_batch, data_samples):
+        self.results.append(len(data_samples[0]))
+
+    def compute_metrics(self, results):
+        return {'count': sum(results)}
+
+
+@HOOKS.register_module(force=True)
+class ToyValRecorderHook(Hook):
+    """Append ``{"iter": i, "epoch": e}`` to ``<work_dir>/vals.jsonl`` after each validation;
+    with ``crash_at_iter``, raise :class:`SimulatedCrash` as the validation at that training
+    iteration starts (a run stopped during its validation)."""
+
+    def __init__(self, crash_at_iter: int | None = None):
+        self.crash_at_iter = crash_at_iter
+
+    def before_val_epoch(self, runner):
+        if runner.iter == self.crash_at_iter:
+            raise SimulatedCrash(f'simulated crash in the validation at iteration {runner.iter}')
+
+    def after_val_epoch(self, runner, metrics=None):
+        with open(osp.join(runner.work_dir, 'vals.jsonl'), 'a') as f:
+            f.write(json.dumps(dict(iter=runner.iter, epoch=runner.epoch)) + '\n')
+
+
+def read_vals(work_dir: str) -> list:
+    path = osp.join(work_dir, 'vals.jsonl')
+    if not osp.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def build_cfg(work_dir: str, loop: str = 'iter', max_iters: int = 12, ckpt_interval: int = 4,
               num_workers: int = 0, sleep: float = 0.0, batch_size: int = 4, seed: int = 0,
               extra_hooks=(), model_kwargs=None, dataset_len: int = 24,
-              optim_wrapper=None, diff_rank_seed: bool = False) -> dict:
-    """Config dict of the toy run (iteration- or epoch-based, checkpoints every K iterations)."""
+              optim_wrapper=None, diff_rank_seed: bool = False,
+              val_interval: int | None = None) -> dict:
+    """Config dict of the toy run (iteration- or epoch-based, checkpoints every K iterations;
+    with ``val_interval``, a validation every that many iterations / epochs)."""
     from mmengine.config import Config
 
     sampler = (dict(type='InfiniteSampler', shuffle=True) if loop == 'iter'
@@ -196,6 +236,13 @@ def build_cfg(work_dir: str, loop: str = 'iter', max_iters: int = 12, ckpt_inter
         # A distinct name per run: mmengine keys its MessageHub/logger instances by it.
         experiment_name=f'toy_{osp.basename(osp.normpath(work_dir))}_{time.time_ns()}',
     )
+    if val_interval:
+        cfg['train_cfg']['val_interval'] = val_interval
+        cfg.update(val_dataloader=dict(
+            batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate'),
+            dataset=dict(type='ToyReliabilityDataset', length=8, augment=False)),
+            val_cfg=dict(type='ValLoop'), val_evaluator=dict(type='ToyCountMetric'))
     return Config(cfg)
 
 
