@@ -26,6 +26,8 @@ class CodebookUsageHook(Hook):
     The quantizer counts code hits on the device (no per-step host sync); this hook reads
     them once per interval (:meth:`NormEMAQuantizer.pop_usage_stats`) and resets them, so
     ``usage`` is the fraction of the codebook hit over the last ``interval`` iterations.
+    A shorter window (the first after a resume, the counts not being checkpointed) is logged
+    but not judged for collapse: fewer tokens hit fewer codes.
 
     Every number goes to ``runner.message_hub`` as log scalars
     ``codebook/<quantizer>/{usage,used_codes,perplexity}`` (so they show in the log line and
@@ -69,7 +71,12 @@ class CodebookUsageHook(Hook):
             for stat in ('usage', 'used_codes', 'perplexity'):
                 hub.update_scalar(f'train/codebook/{key}/{stat}', stats[stat])
             latest[key] = stats
-            if stats['usage'] < self.warn_threshold and runner.iter + 1 >= self.warmup_iters:
+            # A window shorter than the interval (the first after a resume: the counts are not
+            # checkpointed) sees fewer tokens, so less usage: not judged, unless it is the
+            # whole run so far (a run shorter than the interval).
+            judged = stats['steps'] >= min(self.interval, runner.iter + 1)
+            if stats['usage'] < self.warn_threshold and judged and \
+                    runner.iter + 1 >= self.warmup_iters:
                 warnings = list(hub.get_info('codebook_collapse_warnings', []) or [])
                 warnings.append(dict(iter=runner.iter + 1, quantizer=key,
                                      usage=stats['usage'], threshold=self.warn_threshold))
