@@ -81,4 +81,5 @@ log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
-randomness = dict(seed=0)
+# each rank its own draws, as detectron2's ViTDet (seed + rank)
+randomness = dict(seed=0, diff_rank_seed=True)

@@ -25,4 +25,6 @@ visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 log_level = 'INFO'
 load_from = None
 resume = False
-randomness = dict(seed=0, deterministic=False)
+# each rank its own drop-path / mixup / augmentation draws, as the official fine-tuning
+# script (seed + rank); the data order still follows the seed (beitv2_mm.engine.resume)
+randomness = dict(seed=0, diff_rank_seed=True, deterministic=False)

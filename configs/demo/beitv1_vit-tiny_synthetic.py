@@ -106,4 +106,4 @@ log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
-randomness = dict(seed=0)
+randomness = dict(seed=0, diff_rank_seed=True)  # each rank its own masks, as the full configs

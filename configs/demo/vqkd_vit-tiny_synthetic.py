@@ -92,4 +92,4 @@ log_processor = dict(by_epoch=False, window_size=25)
 log_level = 'INFO'
 load_from = None
 resume = False
-randomness = dict(seed=0, deterministic=False)
+randomness = dict(seed=0, diff_rank_seed=True, deterministic=False)  # as the full configs
