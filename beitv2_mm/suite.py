@@ -50,7 +50,7 @@ from typing import Callable
 from .downstream.checkpoint import backbone_name
 from .engine.checkpoint import atomic_write_text
 from .engine.launch import (NEW_KEY_PREFIX, ConfigKeyError, cfg_get, cfg_has_key, closest_keys,
-                            plain_cfg)
+                            plain_cfg, variable_override_error)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = 'suite_stage.json'
@@ -528,7 +528,8 @@ def data_summary(opts: SuiteOptions, kinds) -> str:
 
 
 def check_extra_options(extra: dict, cfgs) -> None:
-    """Fail for ``--cfg-options`` keys that none of the planned configs has.
+    """Fail for ``--cfg-options`` keys that none of the planned configs has, or that name a
+    variable of a config file (overriding it would change nothing).
 
     A key goes to every stage whose config has it (keys of one task's config are normal), so
     only a key that no config has is an error: a typo that would otherwise vanish. ``+key``
@@ -540,7 +541,13 @@ def check_extra_options(extra: dict, cfgs) -> None:
     cfgs = list(cfgs)
     errors = []
     for key in extra:
-        if key.startswith(NEW_KEY_PREFIX) or any(cfg_has_key(cfg, key) for cfg in cfgs):
+        if key.startswith(NEW_KEY_PREFIX):
+            continue
+        having = [cfg for cfg in cfgs if cfg_has_key(cfg, key)]
+        if having:
+            error = variable_override_error(having[0], key)
+            if error:
+                errors.append(error)
             continue
         candidates = []
         for cfg in cfgs:

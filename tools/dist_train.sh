@@ -15,4 +15,5 @@ fi
 CONFIG=$1
 GPUS=$2
 source "$(dirname "${BASH_SOURCE[0]}")/_python.sh"
+require_config "$CONFIG"
 torchrun_exec train.py "$CONFIG" --launcher pytorch "${@:3}"

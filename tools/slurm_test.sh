@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Testing on a slurm cluster: tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args...]
-# Environment: GPUS (default 8), GPUS_PER_NODE (default 8), CPUS_PER_TASK (default 5), SRUN_ARGS.
+# Environment: GPUS, GPUS_PER_NODE, TASKS_PER_NODE, CPUS_PER_TASK, SRUN_ARGS, PORT as for
+# tools/slurm_train.sh.
 set -euo pipefail
 if [ $# -lt 4 ]; then
     echo "usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT [tools/test.py args...]" >&2
@@ -12,4 +13,5 @@ CONFIG=$3
 CHECKPOINT=$4
 shift 4
 source "$(dirname "${BASH_SOURCE[0]}")/_python.sh"
+require_config "$CONFIG"
 srun_exec "$PARTITION" "$JOB_NAME" test.py "$CONFIG" "$CHECKPOINT" --launcher slurm "$@"

@@ -41,10 +41,11 @@ def parse_args(argv=None):
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
                         help='job launcher (pytorch = torchrun; gloo is used without CUDA)')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=None,
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if args.local_rank is not None:  # else torchrun / the slurm set-up gives LOCAL_RANK
+        os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
 

@@ -170,6 +170,42 @@ def closest_keys(cfg: Any, dotted: str, n: int = 3) -> list[str]:
     return matches[:n]
 
 
+#: Top-level config keys something reads after the file is loaded: mmengine's Runner
+#: (``from_cfg`` and the model wrapper), tools/train.py and this project. Any other top-level
+#: name is a variable of the config file, already substituted where the file uses it.
+RUN_KEYS = frozenset({
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg',
+    'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper', 'param_scheduler',
+    'val_evaluator', 'test_evaluator', 'default_hooks', 'custom_hooks', 'data_preprocessor',
+    'load_from', 'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer',
+    'default_scope', 'randomness', 'experiment_name', 'custom_imports', 'model_wrapper_cfg',
+    'find_unused_parameters', 'compile', 'runner_type', 'strategy'})
+
+
+def variable_override_error(cfg: Config | dict, key: str) -> str | None:
+    """Why overriding ``key`` would change nothing, or None.
+
+    A config file's own variables (``max_iters = 2400``, ``img_size``, ``data_root``) are
+    substituted where the file uses them when mmengine reads it; overriding the variable
+    afterwards is accepted by mmengine and silently does nothing. The message names the keys
+    holding the same value, which are what to override.
+    """
+    top = key.split('.', 1)[0]
+    if top in RUN_KEYS:
+        return None
+    value = cfg_get(cfg, key)
+    same = [k for k in flatten_keys(cfg)
+            if k.split('.', 1)[0] in RUN_KEYS and type(cfg_get(cfg, k)) is type(value)
+            and cfg_get(cfg, k) == value and not isinstance(value, (dict, list))]
+    name = key.rsplit('.', 1)[-1]
+    same.sort(key=lambda k: k.rsplit('.', 1)[-1] != name)  # same-named keys first
+    hint = (f' Override the keys that use it instead, e.g. '
+            f'{", ".join(f"{k}=..." for k in same[:6])}.' if same else '')
+    return (f'--cfg-options: {key!r} is a variable of the config file: mmengine substituted its '
+            f'value where the file uses it when it read the file, so overriding it changes '
+            f'nothing.{hint} To set it anyway, write {NEW_KEY_PREFIX}{key}=...')
+
+
 def check_cfg_options(cfg: Config | dict, options: dict | None,
                       config_path: str = '<config>') -> dict:
     """Validate ``--cfg-options`` against a config and strip the ``+`` markers.
@@ -183,8 +219,9 @@ def check_cfg_options(cfg: Config | dict, options: dict | None,
         dict: Options ready for ``Config.merge_from_dict``.
 
     Raises:
-        ConfigKeyError: For a key the config does not have and that is not marked new;
-            the message lists the closest existing keys.
+        ConfigKeyError: For a key the config does not have and that is not marked new (the
+            message lists the closest existing keys), or a variable of the config file
+            (:func:`variable_override_error`).
     """
     checked = {}
     for key, value in (options or {}).items():
@@ -198,6 +235,9 @@ def check_cfg_options(cfg: Config | dict, options: dict | None,
             raise ConfigKeyError(
                 f'--cfg-options: {config_path} has no key {key!r}.{hint} '
                 f'To add a new key on purpose, write it as {NEW_KEY_PREFIX}{key}=...')
+        error = variable_override_error(cfg, key)
+        if error:
+            raise ConfigKeyError(f'{error} ({config_path})')
         checked[key] = value
     return checked
 
@@ -301,7 +341,10 @@ def _slurm_env() -> None:
     os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
     os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
     os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
-    os.environ.setdefault('MASTER_PORT', '29500')
+    # PORT as for torchrun; else one port per job (a fixed 29500 made two jobs sharing a node
+    # collide, or a rank of one join the other's rendezvous)
+    os.environ.setdefault('MASTER_PORT', os.environ.get('PORT') or str(
+        29500 + int(os.environ.get('SLURM_JOB_ID', '0') or 0) % 2000))
     if 'MASTER_ADDR' not in os.environ:
         nodes = os.environ['SLURM_NODELIST']
         os.environ['MASTER_ADDR'] = subprocess.getoutput(
@@ -419,9 +462,7 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
     resumed = None
     if resume == 'auto':
         cfg.resume = True
-        cfg.load_from = None
-        from mmengine.runner import find_latest_checkpoint
-        resumed = find_latest_checkpoint(cfg.work_dir)
+        cfg.load_from = resumed = latest_checkpoint(cfg.work_dir)
         if resumed is None and os.environ.get('RANK', '0') == '0':
             # resume-if-present is how requeued jobs start, so not an error; but say it
             print(f'--resume: no checkpoint in {cfg.work_dir} yet (no last_checkpoint): '
@@ -550,6 +591,44 @@ def add_guard_hooks(cfg: Config, guards: Iterable[dict] = GUARD_HOOKS) -> None:
     present = {hook.get('type') for hook in hooks}
     hooks += [dict(hook) for hook in guards if hook['type'] not in present]
     cfg.custom_hooks = hooks
+
+
+def latest_checkpoint(work_dir: str) -> str | None:
+    """The checkpoint ``work_dir/last_checkpoint`` points at, found also in a moved work dir.
+
+    The pointer holds the absolute path the run wrote (mmengine's format). A work dir that was
+    moved, copied or mounted at another path makes it name a file elsewhere: missing (a
+    traceback on resume) or, worse, the original run's (a copy would resume another run). A
+    file of that name in ``work_dir`` itself is taken first; a pointer to a missing file
+    fails naming it.
+
+    Returns:
+        str | None: The checkpoint to resume, or None when ``work_dir`` has no pointer.
+
+    Raises:
+        FileNotFoundError: The pointer names a file that exists neither there nor in
+            ``work_dir``.
+    """
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        named = f.read().strip()
+    if not named:
+        return None
+    if '://' in named:  # a remote checkpoint backend: left to it
+        return named
+    local = osp.join(work_dir, osp.basename(named))
+    if osp.isfile(local) and osp.abspath(osp.dirname(named)) != osp.abspath(work_dir):
+        if os.environ.get('RANK', '0') == '0':
+            print(f'--resume: {pointer} names {named}; resuming {local}, the file of that name '
+                  'in this work dir (the work dir was moved or copied)', file=sys.stderr)
+        return local
+    if osp.isfile(named):
+        return named
+    raise FileNotFoundError(
+        f'--resume: {pointer} names {named}, which does not exist (nor does {local}); pass the '
+        f'checkpoint to resume as --resume PATH')
 
 
 def prepare_test_config(config: str, checkpoint: str, cfg_options: dict | None = None,

@@ -61,12 +61,42 @@ def test_dist_train_two_processes_on_gloo(tmp_path, tiny_data):
     assert re.search(r'GPU number: 2\b', printed), printed[-3000:]
 
 
-def test_dist_scripts_need_their_arguments():
+def test_dist_scripts_need_their_arguments(tmp_path):
     for script, n_args in (('dist_train.sh', 2), ('dist_test.sh', 3),
                            ('slurm_train.sh', 3), ('slurm_test.sh', 4)):
         proc = subprocess.run(['bash', str(REPO_ROOT / 'tools' / script)],
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2 and 'usage' in proc.stderr, script
+    cfg, ckpt = tmp_path / 'cfg.py', tmp_path / 'c.pth'
+    cfg.write_text('')
+    ckpt.write_text('')
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('NNODES', 'MASTER_ADDR', 'GPUS', 'GPUS_PER_NODE', 'TASKS_PER_NODE')}
+
+    def error(script, *args, **extra):
+        """A usage error before any process starts (exit 2, one line), else None."""
+        proc = subprocess.run(['bash', str(REPO_ROOT / 'tools' / script), *args],
+                              capture_output=True, text=True, timeout=30,
+                              env=dict(env, PYTHON='/nonexistent/python', PATH='/usr/bin:/bin',
+                                       **extra))
+        assert proc.returncode == 2, (script, args, proc.stderr)
+        return proc.stderr.strip()
+
+    # the GPU count forgotten, zero, or CHECKPOINT and GPUS swapped: named, not torchrun's
+    assert error('dist_train.sh', str(cfg), '--resume') == \
+        "dist_train.sh: error: GPUS must be a positive integer, got '--resume'"
+    assert 'GPUS must be a positive integer' in error('dist_train.sh', str(cfg), '0')
+    assert error('dist_test.sh', str(cfg), '2', str(ckpt)) == \
+        f'dist_test.sh: error: checkpoint not found: 2 (usage: {REPO_ROOT}/tools/dist_test.sh ' \
+        'CONFIG CHECKPOINT GPUS)'
+    assert error('dist_train.sh', str(tmp_path / 'typo.py'), '2') == \
+        f'dist_train.sh: error: config file not found: {tmp_path / "typo.py"}'
+    assert error('slurm_test.sh', 'p', 'j', str(tmp_path / 'typo.py'), str(ckpt)) == \
+        f'slurm_test.sh: error: config file not found: {tmp_path / "typo.py"}'
+    # several nodes without MASTER_ADDR: every node but the first would wait on itself
+    assert 'NNODES=2 needs MASTER_ADDR' in error('dist_train.sh', str(cfg), '2', NNODES='2')
+    assert "GPUS must be a positive integer, got 'x'" in error(
+        'slurm_train.sh', 'p', 'j', str(cfg), GPUS='x')
 
 
 def test_one_node_without_port_gets_a_free_port(tmp_path):
@@ -84,12 +114,15 @@ def test_one_node_without_port_gets_a_free_port(tmp_path):
                              env=dict(base, PYTHON=str(fake), **env), check=True).stdout
         return next(a.split('=', 1)[1] for a in out.split() if a.startswith('--master_port='))
 
-    for script, args in (('dist_train.sh', ('cfg.py', '2')),
-                         ('dist_test.sh', ('cfg.py', 'c.pth', '2'))):
+    cfg, ckpt = str(tmp_path / 'cfg.py'), str(tmp_path / 'c.pth')
+    for path in (cfg, ckpt):
+        Path(path).write_text('')
+    for script, args in (('dist_train.sh', (cfg, '2')),
+                         ('dist_test.sh', (cfg, ckpt, '2'))):
         picked = {port(script, *args) for _ in range(3)}
         assert all(p.isdigit() and p != '29500' for p in picked), picked
         assert port(script, *args, PORT='12345') == '12345'
-        assert port(script, *args, NNODES='2') == '29500'
+        assert port(script, *args, NNODES='2', MASTER_ADDR='10.0.0.1') == '29500'
 
 
 def test_slurm_scripts_pass_the_job_to_srun(tmp_path):
@@ -99,12 +132,13 @@ def test_slurm_scripts_pass_the_job_to_srun(tmp_path):
     (bin_dir / 'srun').write_text('#!/bin/bash\nprintf "%s\\n" "$@"\n')
     (bin_dir / 'srun').chmod(0o755)
     env = {k: v for k, v in os.environ.items()
-           if k not in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS')}
+           if k not in ('GPUS', 'GPUS_PER_NODE', 'CPUS_PER_TASK', 'SRUN_ARGS', 'TASKS_PER_NODE')}
     env.update(PATH=f'{bin_dir}:{env["PATH"]}', PYTHON='/opt/py')
+    (tmp_path / 'cfg.py').write_text('')  # the scripts check that the config exists
 
     def srun_args(script, *args, **extra):
         return subprocess.run(['bash', str(REPO_ROOT / 'tools' / script), *args],
-                              capture_output=True, text=True, timeout=30,
+                              capture_output=True, text=True, timeout=30, cwd=tmp_path,
                               env=dict(env, **extra), check=True).stdout.split('\n')[:-1]
 
     tools = str(REPO_ROOT / 'tools')
@@ -123,3 +157,31 @@ def test_slurm_scripts_pass_the_job_to_srun(tmp_path):
     assert srun_args('slurm_test.sh', 'dev', 'job', 'cfg.py', 'c.pth', '--out', 'm.json')[-9:] == [
         '/opt/py', '-u', f'{tools}/test.py', 'cfg.py', 'c.pth', '--launcher', 'slurm', '--out',
         'm.json']
+    # a job smaller than a node asks for its own GPUs only
+    assert srun_args('slurm_train.sh', 'dev', 'job', 'cfg.py', GPUS='2')[3:6] == [
+        '--gres=gpu:2', '--ntasks=2', '--ntasks-per-node=2']
+    # a CPU cluster: no --gres; all tasks on one node unless TASKS_PER_NODE says otherwise
+    assert srun_args('slurm_train.sh', 'dev', 'job', 'cfg.py', GPUS='4',
+                     GPUS_PER_NODE='0')[3:6] == ['--ntasks=4', '--ntasks-per-node=4',
+                                                 '--cpus-per-task=5']
+    assert srun_args('slurm_train.sh', 'dev', 'job', 'cfg.py', GPUS='4', GPUS_PER_NODE='0',
+                     TASKS_PER_NODE='2')[3:5] == ['--ntasks=4', '--ntasks-per-node=2']
+
+
+def test_slurm_rendezvous_port_differs_between_jobs(monkeypatch):
+    """Two slurm jobs sharing a node took mmengine's fixed 29500: one failed to bind, a rank
+    of the other joined the wrong job. The port follows the job id unless PORT is given."""
+    from beitv2_mm.engine import launch
+
+    def port(**env):
+        for key in ('MASTER_PORT', 'PORT', 'SLURM_JOB_ID', 'RANK', 'WORLD_SIZE', 'LOCAL_RANK'):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv('MASTER_ADDR', 'node1')
+        for key, value in dict(SLURM_PROCID='0', SLURM_NTASKS='2', **env).items():
+            monkeypatch.setenv(key, value)
+        launch._slurm_env()
+        return os.environ['MASTER_PORT']
+
+    assert port(SLURM_JOB_ID='1000') != port(SLURM_JOB_ID='1001')
+    assert 29500 <= int(port(SLURM_JOB_ID='123456')) < 31500
+    assert port(SLURM_JOB_ID='7', PORT='23456') == '23456'

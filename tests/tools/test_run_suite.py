@@ -390,6 +390,12 @@ def test_extra_options_reach_the_configs_that_have_the_key(tmp_path):
     for stage in stages.values():
         if stage.kind != 'data':
             assert stage.options['+model.new_key'] == 1  # tools/train.py strips the +
+    # a variable of the config files changes nothing once they are read: refused at planning
+    with pytest.raises(suite.ConfigKeyError, match="'max_iters' is a variable of the config "
+                                                   'file.*train_cfg.max_iters=...'):
+        suite.plan(suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('random',),
+                                      tasks=('linear_probe',),
+                                      extra_options={'max_iters': 3}))
 
 
 def _run_suite_tool():

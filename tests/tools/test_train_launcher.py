@@ -4,6 +4,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import traceback
@@ -94,6 +95,30 @@ def test_cfg_options_are_strict_with_suggestions(tmp_path):
         launch.load_config(path, {'param_scheduler.3.end': 2})
 
 
+def test_a_config_variable_override_is_refused_naming_the_keys_that_use_it(tmp_path):
+    """``max_iters = 7`` in a config file is substituted where the file uses it when mmengine
+    reads the file: ``--cfg-options max_iters=2`` was accepted and changed nothing (the run
+    kept 7 iterations). It is refused, naming the keys that hold the value; ``+`` forces it."""
+    path = tmp_path / 'vars.py'
+    path.write_text(
+        "default_scope = 'mmpretrain'\nmax_iters = 7\nimg_size = 32\n"
+        "model = dict(type='X', backbone=dict(img_size=img_size))\n"
+        "train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)\n"
+        "param_scheduler = [dict(type='LinearLR', end=max_iters, by_epoch=False)]\n")
+    with pytest.raises(launch.ConfigKeyError) as err:
+        launch.load_config(str(path), {'max_iters': 2})
+    message = str(err.value)
+    assert "'max_iters' is a variable of the config file" in message
+    assert 'e.g. train_cfg.max_iters=..., param_scheduler.0.end=...' in message
+    assert '+max_iters=...' in message and 'vars.py' in message
+    with pytest.raises(launch.ConfigKeyError, match='model.backbone.img_size=...'):
+        launch.load_config(str(path), {'img_size': 64})
+    cfg = launch.load_config(str(path), {'train_cfg.max_iters': 2, '+max_iters': 2})
+    assert cfg.train_cfg.max_iters == 2 and cfg.max_iters == 2
+    # what the runner reads at the top level stays settable
+    assert launch.load_config(str(path), {'default_scope': 'mmseg'}).default_scope == 'mmseg'
+
+
 def test_work_dir_and_resume(tmp_path, capsys, monkeypatch):
     path = str(_scope_config(tmp_path, 'mmpretrain'))
     monkeypatch.delenv('RANK', raising=False)
@@ -106,8 +131,20 @@ def test_work_dir_and_resume(tmp_path, capsys, monkeypatch):
     work.mkdir()
     (work / 'iter_2.pth').write_bytes(b'')
     (work / 'last_checkpoint').write_text(str(work / 'iter_2.pth'))
-    launch.prepare_train_config(path, work_dir=str(work), resume='auto', cuda=False)
-    assert capsys.readouterr().err == ''
+    cfg = launch.prepare_train_config(path, work_dir=str(work), resume='auto', cuda=False)
+    assert capsys.readouterr().err == '' and cfg.load_from == str(work / 'iter_2.pth')
+    # a copied (or moved, or elsewhere mounted) work dir: its pointer names the original's
+    # file; the copy resumes its own checkpoint of that name, not the other run's
+    copy = tmp_path / 'copy'
+    shutil.copytree(work, copy)
+    cfg = launch.prepare_train_config(path, work_dir=str(copy), resume='auto', cuda=False)
+    assert cfg.load_from == str(copy / 'iter_2.pth')
+    assert 'the work dir was moved or copied' in capsys.readouterr().err
+    (copy / 'iter_2.pth').unlink()
+    shutil.rmtree(work)  # the original is gone too: the pointer names nothing
+    with pytest.raises(FileNotFoundError, match=r'last_checkpoint names .*w1/iter_2\.pth, which '
+                                                r'does not exist .*--resume PATH'):
+        launch.prepare_train_config(path, work_dir=str(copy), resume='auto', cuda=False)
     ckpt = tmp_path / 'iter_3.pth'
     ckpt.write_bytes(b'')
     cfg = launch.prepare_train_config(path, resume=str(ckpt), cuda=False)
