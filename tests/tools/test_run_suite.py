@@ -214,8 +214,9 @@ def test_suite_end_to_end_and_resume_after_kill(tmp_path):
     assert result.returncode == 0, output[-5000:]
     assert 'already done, skipped' in output
     for name, stamp in stamps.items():
-        assert Path(finished[name]['checkpoint']).stat().st_mtime_ns == stamp, name
-        assert f'start {name} ' not in output, f'{name} was run again'
+        assert f'start {name} ' not in output, f'{name} was run again:\n{output[-5000:]}'
+        assert Path(finished[name]['checkpoint']).stat().st_mtime_ns == stamp, \
+            f'{name} checkpoint rewritten:\n{output[-5000:]}'
 
     planned = suite.plan(suite.SuiteOptions(work_dir=work, data_dir=data, data_size='tiny',
                                             max_iters=2))
