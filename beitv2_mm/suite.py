@@ -298,9 +298,9 @@ def real_classes(kind: str, root: str) -> tuple[tuple, bool]:
     configs read where it exists) or else the class folders of ``train/``, named after the
     folders in sorted order (mmpretrain's labels) where they are as many, else ``class_<i>``;
     names that mmengine's ``--cfg-options`` parsing would change (it drops spaces, splits at
-    commas) become ``class_<i>`` too: only their number matters to training. ADE20K: mmseg's 150 classes.
-    COCO: mmdet's 80 classes, which ``annotations/instances_val2017.json`` must not go beyond
-    (mmdet maps categories to labels by name).
+    commas) become ``class_<i>`` too: only their number matters to training. ADE20K: mmseg's
+    150 classes. COCO: mmdet's 80 classes, which ``annotations/instances_val2017.json`` must
+    not go beyond (mmdet maps categories to labels by name).
 
     Raises:
         FileNotFoundError: When the folder or file the classes come from is missing.
@@ -329,7 +329,12 @@ def real_classes(kind: str, root: str) -> tuple[tuple, bool]:
     folders = sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
     if listing.is_file():  # the demo configs read it where it exists (mmpretrain's split=)
         with open(listing) as f:
-            count = max(int(line.rsplit(' ', 1)[1]) for line in f if line.strip()) + 1
+            lines = [line.strip() for line in f if line.strip()]
+        try:
+            count = max(int(line.rsplit(' ', 1)[1]) for line in lines) + 1
+        except (IndexError, ValueError):
+            raise ValueError(f"--imagenet-root {root}: {listing} should hold '<relative path> "
+                             f"<label>' lines") from None
     elif folders:
         count = len(folders)
     else:
@@ -365,8 +370,9 @@ def real_data_options(cfg, opts: SuiteOptions) -> dict:
     ``metainfo`` and the heads, ``SyntheticADE20KDataset``, result names ``synthetic-*``.
     With a real root these follow the data set instead (:func:`real_classes`): the dataset's
     classes, every head's ``num_classes``, the ADE20K dataset type and test batch size (1:
-    mmseg tests images of one size per batch) and the results' data set name. Without this a real root ran the synthetic heads on real labels (an out-of-bounds
-    label error, or COCO images all filtered out for want of the synthetic category names).
+    mmseg tests images of one size per batch) and the results' data set name. Without this a
+    real root ran the synthetic heads on real labels (an out-of-bounds label error, or COCO
+    images all filtered out for want of the synthetic category names).
     """
     options, classes = {}, {}
     label_kind = None  # the data set of the training loader: the heads' classes

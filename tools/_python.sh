@@ -39,7 +39,8 @@ torchrun_exec() {
     require_count GPUS "$GPUS"
     require_count NNODES "$nnodes"
     if [ "$nnodes" != 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
-        usage_error "NNODES=$nnodes needs MASTER_ADDR (the address of the node with NODE_RANK=0), the same on every node"
+        usage_error "NNODES=$nnodes needs MASTER_ADDR (the address of the node with \
+NODE_RANK=0), the same on every node"
     fi
     if [ -z "$port" ] && [ "$nnodes" = 1 ]; then
         port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')
@@ -61,7 +62,8 @@ srun_exec() {
     local partition="$1" job_name="$2" script="$3"; shift 3
     local tasks="${GPUS:-8}" gpus_per_node="${GPUS_PER_NODE:-8}" gres=()
     require_count GPUS "$tasks"
-    [[ "$gpus_per_node" =~ ^[0-9]+$ ]] || usage_error "GPUS_PER_NODE must be a number, got '$gpus_per_node'"
+    [[ "$gpus_per_node" =~ ^[0-9]+$ ]] ||
+        usage_error "GPUS_PER_NODE must be a number, got '$gpus_per_node'"
     local per_node="${TASKS_PER_NODE:-$gpus_per_node}"
     if [ "$gpus_per_node" = 0 ]; then
         per_node="${TASKS_PER_NODE:-$tasks}"

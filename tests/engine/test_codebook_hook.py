@@ -1,4 +1,4 @@
-"""CodebookUsageHook judges collapse on full windows only (a resumed run's first window is short)."""
+"""CodebookUsageHook judges collapse on full windows only (a resumed run's first is short)."""
 from types import SimpleNamespace
 
 import torch
