@@ -49,6 +49,8 @@ def main(argv=None):
     args = parse_args(argv)
     from beitv2_mm.engine import launch
 
+    launch.die_with_launcher()  # a worker of a killed torchrun stops too
+
     try:
         cfg = launch.prepare_test_config(
             args.config, args.checkpoint, args.cfg_options, work_dir=args.work_dir,

@@ -53,6 +53,8 @@ def main(argv=None):
     args = parse_args(argv)
     from beitv2_mm.engine import launch
 
+    launch.die_with_launcher()  # a worker of a killed torchrun stops too
+
     try:
         cfg = launch.prepare_train_config(
             args.config, args.cfg_options, work_dir=args.work_dir, resume=args.resume,

@@ -530,6 +530,35 @@ GUARD_HOOKS = (
 )
 
 
+def die_with_launcher() -> bool:
+    """Under torchrun, make this worker receive SIGTERM when its launcher dies.
+
+    torchrun starts its workers in sessions of their own, so a launcher killed with SIGKILL
+    (a scheduler's hard kill, ``kill -9``) leaves them training: a ``--resume`` started
+    meanwhile shares the work dir with them. Linux's ``PR_SET_PDEATHSIG`` ties each worker to
+    the launcher (the thread that started it, the launcher's main thread). SIGTERM ends the
+    worker; checkpoints are written atomically, so the last complete one stays.
+
+    Returns:
+        bool: Whether the tie is in place (False: not under torchrun, or not Linux).
+    """
+    if 'TORCHELASTIC_RUN_ID' not in os.environ or not sys.platform.startswith('linux'):
+        return False
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL('libc.so.6', use_errno=True)
+        if libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+            return False
+    except OSError:
+        return False
+    if os.getppid() != parent:  # the launcher died before the tie was made
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
+
+
 def close_distributed() -> None:
     """Destroy the default process group, if any, and its gloo threads, before interpreter exit.
 

@@ -185,3 +185,47 @@ def test_slurm_rendezvous_port_differs_between_jobs(monkeypatch):
     assert port(SLURM_JOB_ID='1000') != port(SLURM_JOB_ID='1001')
     assert 29500 <= int(port(SLURM_JOB_ID='123456')) < 31500
     assert port(SLURM_JOB_ID='7', PORT='23456') == '23456'
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f'/proc/{pid}/status') as f:
+            return 'State:\tZ' not in f.read()  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux')
+def test_workers_stop_when_their_launcher_is_killed(tmp_path):
+    """torchrun starts its workers in sessions of their own: a launcher killed with SIGKILL
+    left them training (and writing into the work dir a --resume would use). A worker of
+    tools/train.py / test.py now gets SIGTERM when its launcher dies."""
+    import signal
+    import time
+    worker = ("import os, time\n"
+              "os.environ['TORCHELASTIC_RUN_ID'] = 'test'\n"
+              "from beitv2_mm.engine.launch import die_with_launcher\n"
+              "print('tied' if die_with_launcher() else 'untied', flush=True)\n"
+              "time.sleep(120)\n")
+    launcher = ("import subprocess, sys, time\n"
+                f"p = subprocess.Popen([sys.executable, '-c', {worker!r}], start_new_session=True,"
+                " stdout=subprocess.PIPE, text=True)\n"
+                "print(p.pid, p.stdout.readline().strip(), flush=True)\n"
+                "time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, '-c', launcher], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    pid = None
+    try:
+        pid, state = proc.stdout.readline().split()
+        pid = int(pid)
+        assert state == 'tied' and _alive(pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.time() + 20
+        while _alive(pid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid), 'the worker outlived its killed launcher'
+    finally:
+        proc.kill()
+        if isinstance(pid, int) and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
