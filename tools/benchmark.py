@@ -53,14 +53,33 @@ def compile_cfg(mode):
     return True if mode == 'default' else dict(mode=mode)
 
 
+def _count(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'{value} is below {minimum}')
+        return value
+    return parse
+
+
+#: Settings of the model workloads, with their defaults: ``data`` refuses them when changed.
+MODEL_ONLY = dict(arch=None, tokenizer_arch=None, img_size=224, precision='fp32', attn='sdpa',
+                  no_fused=False, compile=None, no_flops=False)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument('--arch', default='base',
+    common.add_argument('--arch', default=None,
                         help='ViT size: tiny|small|base|large or a JSON dict with embed_dims, '
-                             'num_layers, num_heads, feedforward_channels (default: base)')
+                             'num_layers, num_heads, feedforward_channels (default: base; '
+                             'mim --config: the config\'s)')
     common.add_argument('--tokenizer-arch', default=None,
                         help='tokenizer encoder size (mim/tokenize/vqkd); default: --arch')
-    common.add_argument('--batch', type=int, default=None,
+    common.add_argument('--batch', type=_count(1), default=None,
                         help='images per step (default: 4 on CPU, 128 on GPU; data: config)')
     common.add_argument('--img-size', type=int, default=224)
     common.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32')
@@ -75,10 +94,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                              + ', '.join(COMPILE_MODES))
     common.add_argument('--no-fused', action='store_true',
                         help='plain (for-loop/foreach) AdamW instead of fused AdamW')
-    common.add_argument('--steps', type=int, default=10, help='timed steps per variant')
-    common.add_argument('--warmup', type=int, default=2, help='untimed steps per variant first')
+    common.add_argument('--steps', type=_count(1), default=10, help='timed steps per variant')
+    common.add_argument('--warmup', type=_count(0), default=2,
+                        help='untimed steps per variant first')
     common.add_argument('--device', default=None, help='cpu | cuda[:N] (default: cuda if any)')
-    common.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    common.add_argument('--threads', type=_count(1), default=None,
+                        help='torch.set_num_threads')
     common.add_argument('--no-flops', action='store_true', help='skip FLOP counting')
     common.add_argument('--profile', action='store_true',
                         help='after timing, profile one more step of each variant: op time, '
@@ -127,16 +148,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument('--config', required=True, help='config whose train_dataloader to time')
     data.add_argument('--data-root', default=None,
                       help='override train_dataloader.dataset.data_root')
-    data.add_argument('--workers', type=int, default=None,
+    data.add_argument('--workers', type=_count(0), default=None,
                       help='override num_workers (default: the config\'s)')
     data.add_argument('--preprocess', action='store_true',
                       help='also run the config\'s model.data_preprocessor on each batch on '
                            '--device, and time it alone on one batch (data_preprocessor); '
                            'for configs that augment there (beitv2_vitb_mim_device_views.py)')
-    data.add_argument('--profile-images', type=int, default=200,
+    data.add_argument('--profile-images', type=_count(1), default=200,
                       help='images that --profile runs through the pipeline (default 200)')
-    data.add_argument('--compare', default=None, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    config = getattr(args, 'config', None)
+    if config and not os.path.isfile(config):
+        parser.error(f'--config {config}: no such file')
+    if args.workload == 'data':
+        changed = [f'--{k.replace("_", "-")}' for k, default in MODEL_ONLY.items()
+                   if getattr(args, k) != default]
+        if changed:
+            parser.error(f'{", ".join(changed)}: for the model workloads only (data times '
+                         f'the config\'s dataloader)')
+    return args
 
 
 def main(argv=None) -> dict:
@@ -159,13 +189,18 @@ def main(argv=None) -> dict:
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit(f'--device {args.device}: CUDA is not available on this machine')
     batch = args.batch or (128 if device.type == 'cuda' else 4)
-    if args.compile and args.workload == 'data':
-        raise SystemExit('--compile applies to the model workloads (mim, vqkd, tokenize, '
-                         'upernet), not to data')
     if args.workload != 'data' and args.img_size % 16:
         raise SystemExit(f'--img-size {args.img_size} must be a multiple of 16 (patch size)')
-    arch = bench.resolve_arch(args.arch)
-    tok_arch = bench.resolve_arch(args.tokenizer_arch) if args.tokenizer_arch else arch
+    arch_source = args.arch or 'base'
+    if args.workload == 'mim' and args.config and args.arch is None:
+        from mmengine.config import Config  # the config's size, not silently ViT-B
+        arch_source = Config.fromfile(args.config).model.backbone.get('arch', 'base')
+        arch_source = arch_source.to_dict() if hasattr(arch_source, 'to_dict') else arch_source
+    try:
+        arch = bench.resolve_arch(arch_source)
+        tok_arch = bench.resolve_arch(args.tokenizer_arch) if args.tokenizer_arch else arch
+    except ValueError as err:
+        raise SystemExit(f'tools/benchmark.py: error: {err}')
     fused = not args.no_fused
     import beitv2_mm  # noqa: F401 - registers this project's modules
 
@@ -174,11 +209,14 @@ def main(argv=None) -> dict:
     baseline = None
     if args.workload == 'mim':
         stock_model_cfg, stock_optim_cfg = bench.stock_mim_config(arch, tok_arch, args.img_size)
-        fast_model_cfg, fast_optim_cfg = bench.fast_mim_config(
-            arch, tok_arch, args.img_size, attn=args.attn,
-            compile_layers=compile_cfg(args.compile),
-            config=args.config, select_rows=not args.no_select_rows,
-            student_attn=args.student_attn)
+        try:
+            fast_model_cfg, fast_optim_cfg = bench.fast_mim_config(
+                arch, tok_arch, args.img_size, attn=args.attn,
+                compile_layers=compile_cfg(args.compile),
+                config=args.config, select_rows=not args.no_select_rows,
+                student_attn=args.student_attn)
+        except ValueError as err:
+            raise SystemExit(f'tools/benchmark.py: error: {err}')
         setups = []
         fast = bench.make_mim_setup('fast', fast_model_cfg, fast_optim_cfg, batch,
                                     args.img_size, args.precision, device, fused, args.seed,
@@ -278,14 +316,19 @@ def main(argv=None) -> dict:
                                                          else sys.argv[1:])),
         ratios=ratios,
         paired_ratios=paired,
-        settings=dict(arch=arch, tokenizer_arch=tok_arch, batch=batch, img_size=args.img_size,
-                      precision=args.precision, attn=args.attn,
-                      student_attn=getattr(args, 'student_attn', None) or args.attn,
-                      select_rows=(args.workload == 'mim' and not args.no_select_rows),
-                      compile=args.compile,
-                      channels_last=getattr(args, 'channels_last', False),
-                      fused_adamw=fused, steps=args.steps, warmup=args.warmup,
-                      compare=args.compare),
+        settings=(dict(config=args.config, data_root=args.data_root, batch=batch,
+                       workers=args.workers, steps=args.steps, warmup=args.warmup,
+                       preprocess=args.preprocess)
+                  if args.workload == 'data' else
+                  dict(arch=arch, tokenizer_arch=tok_arch, batch=batch, img_size=args.img_size,
+                       precision=args.precision, attn=args.attn,
+                       student_attn=getattr(args, 'student_attn', None) or args.attn,
+                       select_rows=(args.workload == 'mim' and not args.no_select_rows),
+                       config=getattr(args, 'config', None),
+                       compile=args.compile,
+                       channels_last=getattr(args, 'channels_last', False),
+                       fused_adamw=fused, steps=args.steps, warmup=args.warmup,
+                       compare=args.compare)),
         environment=bench.environment(device),
         results=results, **extra)
     print(bench.format_summary(args.workload, results, baseline))

@@ -141,6 +141,25 @@ def cpu_model() -> str:
     return platform.processor() or 'unknown'
 
 
+def code_version() -> dict:
+    """The checkout's commit and whether it had local changes (``None`` outside git): two
+    results of one command from different code are then told apart by their files."""
+    import subprocess
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args):
+        try:
+            return subprocess.run(['git', '-C', str(root), *args], capture_output=True,
+                                  text=True, timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    commit = git('rev-parse', 'HEAD')
+    if commit is None:
+        return dict(commit=None, dirty=None)
+    changes = git('status', '--porcelain', '--untracked-files=no')
+    return dict(commit=commit, dirty=bool(changes) if changes is not None else None)
+
+
 def environment(device: torch.device) -> dict:
     """Machine and software description stored with every result."""
     versions = {'python': platform.python_version(), 'torch': torch.__version__}
@@ -154,7 +173,7 @@ def environment(device: torch.device) -> dict:
         date_utc=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S'),
         cpu=cpu_model(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
         omp_num_threads=os.environ.get('OMP_NUM_THREADS'), device=str(device),
-        versions=versions)
+        versions=versions, code=code_version())
     try:
         env['load_avg_1m'] = os.getloadavg()[0]
     except OSError:
@@ -714,6 +733,18 @@ def fast_mim_config(arch: dict, tokenizer_arch: dict, img_size: int, attn: str =
         if 'data_preprocessor' not in model and 'data_preprocessor' in cfg:
             model['data_preprocessor'] = _cfg_to_dict(cfg.data_preprocessor)
         optim = _cfg_to_dict(cfg.optim_wrapper)
+        target = (model.get('target_generator') or {}).get('type')
+        unsupported = [what for what, ok in (
+            ('no patch-aggregation neck (model.neck)', isinstance(model.get('neck'), dict)),
+            ('no MIM head (model.head)', isinstance(model.get('head'), dict)),
+            (f'target generator {target!r}, not a VQKDTokenizer', target == 'VQKDTokenizer'),
+            (f'patch size {model["backbone"].get("patch_size")} (the benchmark makes views for '
+             '16-px patches)', model['backbone'].get('patch_size', 16) == 16))
+            if not ok]
+        if unsupported:
+            raise ValueError(f'benchmark mim --config {path}: {"; ".join(unsupported)}. The mim '
+                             'workload times BEiT v2 MIM configs (configs/beitv2_vitb_mim*.py, '
+                             'configs/beitv2_vitl_mim.py)')
     else:
         model = copy.deepcopy(stock_model)
         model['type'] = 'BEiTMIM'
@@ -1156,10 +1187,11 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
     ``WindowedBEiTViT`` (ViTDet's window attention, windows of that many patches), the way to
     time the Mask R-CNN backbone at 1024 px without mmdet's compiled ops.
 
-    ``compare='mmpretrain'`` (or ``'explicit'``) adds the same model on the stock
-    ``mmpretrain.BEiTViT`` backbone with the same weights (with windows: all but the windowed
-    blocks' relative position tables, which have the window's size) and mmengine's default
-    AdamW.
+    ``compare='mmpretrain'`` adds the same model on the stock ``mmpretrain.BEiTViT`` backbone
+    with the same weights (with windows: all but the windowed blocks' relative position
+    tables, which have the window's size) and mmengine's default AdamW; ``'explicit'`` the
+    fast side's model with the explicit attention path instead of SDPA (as for ``tokenize``
+    and ``vqkd``).
     """
     import beitv2_mm  # noqa: F401 - registers FastBEiTViT
     from mmseg.registry import MODELS as SEG_MODELS
@@ -1171,13 +1203,15 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
     variants = []
     first = None
     fast_type = 'mmpretrain.WindowedBEiTViT' if window_size else 'mmpretrain.FastBEiTViT'
-    entries = [('fast', fast_type, fused)]
-    if compare:
-        entries.append((compare, 'mmpretrain.BEiTViT', False))
-    for name, backbone_type, use_fused in entries:
+    entries = [('fast', fast_type, fused, attn)]
+    if compare == 'mmpretrain':
+        entries.append((compare, 'mmpretrain.BEiTViT', False, attn))
+    elif compare == 'explicit':  # this project's backbone with the explicit attention path
+        entries.append((compare, fast_type, fused, 'explicit'))
+    for name, backbone_type, use_fused, variant_attn in entries:
         torch.manual_seed(seed)
         compiled = (compile_layers or False) if name == 'fast' else False
-        model = _build_model(upernet_model_config(arch, img_size, backbone_type, attn,
+        model = _build_model(upernet_model_config(arch, img_size, backbone_type, variant_attn,
                                                   num_classes, compile_layers=compiled,
                                                   window_size=window_size),
                              device, SEG_MODELS).train()
@@ -1344,8 +1378,13 @@ def data_variant(config: str, batch: Optional[int], num_workers: Optional[int],
         return data if preprocessor is None else preprocessor(data, training=True)
 
     workers = loader.num_workers
+    import cv2
+    # what is in effect (set_multi_processing may be patched or skipped), not only asked for
+    applied = dict(opencv_num_threads=cv2.getNumThreads(),
+                   mp_start_method=torch.multiprocessing.get_start_method(allow_none=True))
     info = dict(config=config, batch_size=loader_cfg['batch_size'], num_workers=workers,
-                mp_cfg=mp_cfg,
+                mp_cfg=mp_cfg, mp_applied=applied, data_root=loader_cfg['dataset'].get(
+                    'data_root'),
                 prefetch_batches=workers * (loader.prefetch_factor or 0),
                 dataset_size=len(loader.dataset))
     if profile is not None:

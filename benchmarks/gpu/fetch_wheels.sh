@@ -10,8 +10,10 @@
 #   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site DIR/*.whl
 #   export PYTHONPATH=/tmp/site:$PWD
 #
-# Everything else (torch, numpy, pillow, opencv-python-headless, scipy, matplotlib, timm, rich,
-# pyyaml, regex, einops) is taken from the host: check `python3 -m pip list` there first.
+# Everything else (torch, torchvision: the device-views config decodes with its nvJPEG, numpy,
+# pillow, opencv-python-headless, scipy, matplotlib, timm, rich, pyyaml, regex, einops) is taken
+# from the host: check `python3 -m pip list` there first. benchmarks/gpu/run_pending.sh installs
+# the wheels itself when given WHEELS=DIR.
 set -euo pipefail
 dir="${1:-.whl}"
 PY_VERSION="${PY_VERSION:-3.12}"

@@ -19,10 +19,12 @@
 #
 #   bash benchmarks/gpu/run_pending.sh OUT [data|mim|det|all]     # from the repository root
 #
-# The stack must be importable (on a host without network: benchmarks/gpu/fetch_wheels.sh).
-# Environment: ARCH (base), BATCH (128), PRECISION (bf16), IMAGES (/tmp/inet), STEPS (20),
-# WARMUP (4), LIMIT (seconds per run, 150), AUTOTUNE_LIMIT (300), DET_LIMIT (130: the det phase's
-# four runs fit one 10-minute device call), PY (python3), DET_IMG (1024).
+# The stack must be importable (on a host without network: benchmarks/gpu/fetch_wheels.sh, and
+# WHEELS=DIR here installs those wheels into /tmp/site first and puts it on PYTHONPATH).
+# Environment: ARCH (base), BATCH (128), PRECISION (bf16), IMAGES (/tmp/inet), STEPS (20) and
+# WARMUP (4) of the mim phase, DATA_STEPS (40) of the data phase, DET_STEPS (8) and DET_WARMUP
+# (2) of the det phase, LIMIT (seconds per run, 150), AUTOTUNE_LIMIT (300), DET_LIMIT (130: the
+# det phase's four runs fit one 10-minute device call), PY (python3), DET_IMG (1024), WHEELS.
 set -uo pipefail
 out="${1:?usage: run_pending.sh OUT [data|mim|det|all]}"
 phase="${2:-all}"
@@ -30,11 +32,18 @@ case "$phase" in data|mim|det|all) ;; *) echo "phase must be data, mim, det or a
 ARCH="${ARCH:-base}" BATCH="${BATCH:-128}" PRECISION="${PRECISION:-bf16}"
 IMAGES="${IMAGES:-/tmp/inet}" STEPS="${STEPS:-20}" WARMUP="${WARMUP:-4}"
 LIMIT="${LIMIT:-150}" AUTOTUNE_LIMIT="${AUTOTUNE_LIMIT:-300}" DET_LIMIT="${DET_LIMIT:-130}"
+DATA_STEPS="${DATA_STEPS:-40}" DET_STEPS="${DET_STEPS:-8}" DET_WARMUP="${DET_WARMUP:-2}"
 PY="${PY:-python3}"
 export PYTHONUNBUFFERED=1
 mkdir -p "$out"
+out="$(cd "$out" && pwd)"  # absolute: the runs start in the repository root
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$here"
+if [[ -n "${WHEELS:-}" ]]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site \
+        "$WHEELS"/*.whl || exit 1
+    export PYTHONPATH="/tmp/site:$here${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
 TOOL="${TOOL:-tools/benchmark.py}"
 run() {  # run NAME LIMIT ARGS...: $TOOL ARGS --json OUT/NAME.json, log OUT/NAME.log
@@ -50,7 +59,7 @@ echo "host: $(nproc) CPUs; $("$PY" -c 'import torch; print(torch.__version__, to
 if [[ "$phase" == data || "$phase" == all ]]; then
     [[ -f "$IMAGES/meta/train.txt" ]] ||
         "$PY" benchmarks/h100-2026-11-23/g17_make_imagenet_sized_jpegs.py "$IMAGES" || exit 1
-    D=(data --data-root "$IMAGES" --batch "$BATCH" --steps 40)
+    D=(data --data-root "$IMAGES" --batch "$BATCH" --steps "$DATA_STEPS")
     run data_official "$LIMIT" "${D[@]}" --config configs/beitv2_vitb_mim.py
     run data_jitter_after_crop "$LIMIT" "${D[@]}" --config configs/beitv2_vitb_mim_jitter_after_crop.py
     run data_device_views "$LIMIT" "${D[@]}" --config configs/beitv2_vitb_mim_device_views.py \
@@ -62,7 +71,8 @@ if [[ "$phase" == mim || "$phase" == all ]]; then
     run mim_max_autotune "$AUTOTUNE_LIMIT" "${M[@]}" --compile max-autotune --no-loss-check
 fi
 if [[ "$phase" == det || "$phase" == all ]]; then
-    U=(upernet --arch "$ARCH" --img-size "${DET_IMG:-1024}" --precision "$PRECISION" --steps 8 --warmup 2)
+    U=(upernet --arch "$ARCH" --img-size "${DET_IMG:-1024}" --precision "$PRECISION"
+       --steps "$DET_STEPS" --warmup "$DET_WARMUP")
     TOOL=benchmarks/h100-2026-11-23/g24_upernet_without_mmcv_ops.py
     run det_backbone_windowed_b2 "$DET_LIMIT" "${U[@]}" --batch 2 --window-size 14
     run det_backbone_fast_b2 "$DET_LIMIT" "${U[@]}" --batch 2
