@@ -20,6 +20,7 @@ import beitv2_mm  # noqa: E402,F401  (applies compat fixes)
 from beitv2_mm.convert import CONVERTERS, convert  # noqa: E402
 from beitv2_mm.engine.checkpoint import atomic_torch_save  # noqa: E402
 from beitv2_mm.engine.compat import trusted_torch_load  # noqa: E402
+from beitv2_mm.tokenizers.checkpoint import UNREADABLE_ERRORS, unreadable_checkpoint  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -48,7 +49,11 @@ def main(argv=None) -> int:
     if not os.path.isfile(args.src):
         parser.error(f'checkpoint not found: {args.src}')
 
-    state_dict, report = convert(args.format, trusted_torch_load(args.src, map_location='cpu'))
+    try:
+        source = trusted_torch_load(args.src, map_location='cpu')
+    except UNREADABLE_ERRORS as err:
+        parser.error(str(unreadable_checkpoint(args.src, err)))
+    state_dict, report = convert(args.format, source)
     dst = Path(args.dst)
     print(report.format())
     if report.unmatched and not args.allow_unmatched:

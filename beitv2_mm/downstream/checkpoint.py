@@ -121,11 +121,21 @@ def read_checkpoint(path: str) -> dict:
 
     Raises:
         FileNotFoundError: naming the path and the config key that sets it.
+        CheckpointLoadError: the file is damaged (truncated, not a checkpoint).
     """
     from mmengine.runner.checkpoint import _load_checkpoint
 
+    from beitv2_mm.tokenizers.checkpoint import UNREADABLE_ERRORS, unreadable_checkpoint
+
     require_pretrain_file(path)
-    return _load_checkpoint(str(path), map_location='cpu')
+    try:
+        return _load_checkpoint(str(path), map_location='cpu')
+    except FileNotFoundError:
+        raise
+    except UNREADABLE_ERRORS as err:
+        if '://' in str(path):  # a remote backend's own error
+            raise
+        raise unreadable_checkpoint(path, err) from err
 
 
 def read_checkpoint_meta(path: str) -> dict:

@@ -131,7 +131,12 @@ def to_summary(rows: list[Row]) -> str:
                 sizes = sorted({r.samples.get(column.key) for r in ranked} - {None})
                 if sizes:
                     noise_note = f'  [{"/".join(map(str, sizes))} images]'
-            lines.append(f'  {column.title}: ' + ' > '.join(parts) + noise_note)
+            # '=' between values that print alike: a '>' would rank a tie
+            shown = [round(r.values[column.key], 1) for r in ranked]
+            line = parts[0]
+            for prev, value, text in zip(shown, shown[1:], parts[1:]):
+                line += (' = ' if value == prev else ' > ') + text
+            lines.append(f'  {column.title}: ' + line + noise_note)
         for method, outcomes in verdict.items():
             said = '; '.join(f'{k} on {", ".join(v)}' for k, v in outcomes.items())
             lines.append(f'  {method} vs random init: {said}')

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -94,6 +95,22 @@ def require_tokenizer_checkpoint(path: str, how_to_get: str) -> None:
             'model.target_generator.checkpoint=PATH')
 
 
+#: What torch.load raises for a damaged file (a broken zip raises OSError in some torch
+#: versions; a missing file is reported before these apply).
+UNREADABLE_ERRORS = (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, OSError)
+
+
+def unreadable_checkpoint(path: str, err: BaseException) -> CheckpointLoadError:
+    """The error for a checkpoint file that ``torch.load`` cannot read: names the file, its
+    size and what to do (used by every loader of user-given checkpoints)."""
+    path = os.fspath(path)
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    return CheckpointLoadError(
+        f'cannot read checkpoint {path} ({size} bytes): {type(err).__name__}: {err}. The file '
+        'is truncated (an interrupted download or copy) or not a PyTorch checkpoint; download '
+        'or copy it again.')
+
+
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """The tensor dict inside a checkpoint file (``state_dict``/``model``/``module`` or itself).
 
@@ -104,10 +121,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         raise FileNotFoundError(f'checkpoint file not found: {path}')
 
     def unreadable(err: BaseException) -> CheckpointLoadError:
-        return CheckpointLoadError(
-            f'cannot read checkpoint {path} ({os.path.getsize(path)} bytes): '
-            f'{type(err).__name__}: {err}. The file is truncated (an interrupted download or '
-            'copy) or not a PyTorch checkpoint; download or copy it again.')
+        return unreadable_checkpoint(path, err)
 
     try:
         # trusted files named by the user; mmengine checkpoints hold non-tensor objects
@@ -119,7 +133,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
             ckpt = torch.jit.load(path, map_location='cpu').state_dict()
         except Exception:  # the zip itself is broken: say so, with torch.load's error
             raise unreadable(err) from err
-    except (EOFError, ValueError, pickle.UnpicklingError) as err:
+    except (EOFError, ValueError, pickle.UnpicklingError, OSError) as err:
         raise unreadable(err) from err
     if isinstance(ckpt, torch.jit.ScriptModule):
         ckpt = ckpt.state_dict()
@@ -196,8 +210,15 @@ def load_tokenizer_checkpoint(module: nn.Module,
 
     if strict and not report.ok:
         hint = ''
-        if any('.blocks.' in k for k in stripped) or any(k.startswith('quantize.') for k in
-                                                         stripped):
+        keys = list(stripped) or list(state_dict)  # no key under the chosen prefix: all
+        if any(k.startswith(('quant_conv.', 'post_quant_conv.', 'encoder.down.'))
+               for k in keys):
+            hint = ('\nThe keys are those of a PeCoVQVAE (this project\'s PeCo or pixel '
+                    'VQ-VAE tokenizer): use it with model.target_generator.type=\'PeCoVQVAE\' '
+                    '(configs/peco/peco_vitb_mim.py), not this target generator.')
+        elif any(re.match(r'(encoder\.)?blocks\.\d+\.', k) for k in keys) or \
+                'quantize.embedding.weight' in keys or \
+                any(k.startswith('encode_task_layer.') for k in keys):
             hint = ('\nThe keys look like the official unilm beit2 or mmpretrain layout: '
                     'convert first with `python tools/convert_ckpt.py vqkd_official SRC DST` '
                     '(or `vqkd_mmpretrain`).')

@@ -28,6 +28,8 @@ from mmengine.model import BaseModule
 from mmpretrain.models.selfsup.cae import DALLEEncoder
 from mmpretrain.registry import MODELS
 
+from .checkpoint import UNREADABLE_ERRORS, unreadable_checkpoint
+
 LOGIT_LAPLACE_EPS = 0.1
 # TwoNormDataPreprocessor (x - mean) / std on 0..255 pixels == map_pixels(x / 255)
 DALLE_SECOND_MEAN = [-255 * LOGIT_LAPLACE_EPS / (1 - 2 * LOGIT_LAPLACE_EPS)] * 3  # -31.875
@@ -111,6 +113,8 @@ def load_dalle_encoder_state(path: str) -> Dict[str, torch.Tensor]:
             f'DALL-E encoder weights {path!r} not found. Get OpenAI\'s encoder.pkl '
             '(https://cdn.openai.com/dall-e/encoder.pkl) or mmpretrain\'s dalle_encoder.pth '
             'and set model.target_generator.checkpoint (or DALLETokenizer.weights) to it') from err
+    except UNREADABLE_ERRORS as err:
+        raise unreadable_checkpoint(path, err) from err
     if isinstance(obj, dict):
         for key in ('state_dict', 'model'):
             if isinstance(obj.get(key), dict):
@@ -179,12 +183,17 @@ class DALLETokenizer(BaseModule):
     def load_weights(self, path: str) -> None:
         """Load the encoder from ``path``; missing or unexpected keys raise."""
         state = load_dalle_encoder_state(path)
-        result = self.encoder.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
+        own = self.encoder.state_dict()
+        resized = [f'{k} {tuple(v.shape)} vs {tuple(own[k].shape)}' for k, v in state.items()
+                   if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if missing or unexpected or resized:  # load_state_dict would raise without the path
             raise KeyError(
                 f'DALL-E weights {path!r} do not fit DALLETokenizer(group_count, n_hid, '
-                f'n_blk_per_group, vocab_size): missing {result.missing_keys[:6]}, '
-                f'unexpected {result.unexpected_keys[:6]}')
+                f'n_blk_per_group, vocab_size): missing {missing[:6]}, unexpected '
+                f'{unexpected[:6]}, other shapes (file vs model) {resized[:4]}')
+        self.encoder.load_state_dict(state)
         self.is_init = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

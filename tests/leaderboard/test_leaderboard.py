@@ -556,3 +556,21 @@ def test_result_without_a_pretrain_method_is_not_random_init(tmp_path):
             for r in collect.build_rows([root], reported=None)}
     assert rows == {'Random init': 20.0, 'Unknown pretrain (probe_a/iter_9.pth)': 61.0,
                     'Unknown pretrain (probe_b/iter_9.pth)': 62.0}, rows
+
+
+def test_summary_writes_a_tie_as_equal(tmp_path):
+    """Two methods at the same printed value are '=' in the summary line, not ranked '>'."""
+    root = tmp_path / 'work'
+    for method in ('beitv1', 'peco'):
+        _write_result(root / method / 'linear_probe', 'linear_probe', {'accuracy/top1': 10.0},
+                      method, f'/w/mim/{method}/iter_2.pth', dataset='synthetic-ImageNet',
+                      data_root='data/synthetic/imagenet', num_samples=20,
+                      timestamp='2026-11-24T01:00:00+00:00')
+    _write_result(root / 'beitv2' / 'linear_probe', 'linear_probe', {'accuracy/top1': 12.0},
+                  'beitv2', '/w/mim/beitv2/iter_2.pth', dataset='synthetic-ImageNet',
+                  data_root='data/synthetic/imagenet', num_samples=20,
+                  timestamp='2026-11-24T01:00:00+00:00')
+    summary = render.to_summary(collect.build_rows([root], reported=None))
+    line = next(x for x in summary.splitlines() if 'Linear probe' in x)
+    assert ' > ' in line and ' = ' in line
+    assert line.index('12.0') < line.index(' > ') < line.index(' = ')

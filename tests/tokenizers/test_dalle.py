@@ -130,6 +130,12 @@ def test_wrong_architecture_or_missing_file_fails_clearly(tmp_path):
                        n_blk_per_group=2, vocab_size=64)
     with pytest.raises(FileNotFoundError, match='encoder.pkl'):
         DALLETokenizer(weights=str(tmp_path / 'absent.pkl'), **SMALL)
+    # another width (n_hid): the file and the shapes are named, not torch's bare size error
+    with pytest.raises(KeyError, match=r"small.pth' do not fit .*other shapes \(file vs "
+                                       r'model\) \[.blocks.input.w \(8, 3, 7, 7\) vs '
+                                       r'\(16, 3, 7, 7\)'):
+        DALLETokenizer(weights=str(tmp_path / 'small.pth'), group_count=4, n_hid=16,
+                       n_blk_per_group=1, vocab_size=64)
 
 
 def test_preprocessor_constants_are_map_pixels():

@@ -123,6 +123,15 @@ def test_checkpoint_errors_name_file_and_keys(tmp_path):
     with pytest.raises(RuntimeError, match=r'missing keys \((\d+)\): [^\n]*\.\.\. \(\d+ more\)'):
         MODELS.build(tiny_vqkd_tokenizer_cfg(checkpoint=str(path)))
 
+    # a PeCo VQ-VAE checkpoint (its encoder.down.N.blocks and quantize.* keys looked like the
+    # official VQ-KD layout): named as what it is, not sent to the converter
+    torch.save({'encoder.down.0.blocks.0.conv1.weight': torch.zeros(1),
+                'quant_conv.weight': torch.zeros(1), 'quantize.codebook': torch.zeros(1)}, path)
+    with pytest.raises(RuntimeError) as err:
+        MODELS.build(tiny_vqkd_tokenizer_cfg(checkpoint=str(path)))
+    assert "target_generator.type='PeCoVQVAE'" in str(err.value)
+    assert 'convert_ckpt' not in str(err.value)
+
     # truncated or not a checkpoint at all: the file, its size and what to do
     good = tmp_path / 'good.pth'
     torch.save(build().state_dict(), good)
