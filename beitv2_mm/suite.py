@@ -35,6 +35,7 @@ Baselines:
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -290,6 +291,7 @@ def data_root_options(cfg, opts: SuiteOptions) -> dict:
 REAL_DATASET_NAMES = {'imagenet': 'ImageNet', 'ade20k': 'ADE20K', 'coco': 'COCO'}
 
 
+@functools.lru_cache(maxsize=None)  # one read per plan, not per stage (cleared by _plan)
 def real_classes(kind: str, root: str) -> tuple[tuple, bool]:
     """The classes of a real data set in label order, and whether the demo configs' dataset
     ``metainfo`` should name them (False: the dataset type's own classes are these).
@@ -619,6 +621,7 @@ def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
     """:func:`plan`'s stages (with the ``data`` stage where a root is missing and
     ``synthetic_data``), and the kinds of data set (:data:`DATASETS`) they read."""
     check_data_roots(opts)
+    real_classes.cache_clear()  # the roots' files are read afresh for every plan
     for method in opts.methods:
         if method not in DEMO_METHODS:
             raise ValueError(f'unknown method {method!r}; choose from {sorted(DEMO_METHODS)}')

@@ -78,7 +78,7 @@ srun_exec() {
     # shellcheck disable=SC2086  # SRUN_ARGS is a list of words on purpose
     exec srun -p "$partition" \
         --job-name="$job_name" \
-        "${gres[@]}" \
+        ${gres[@]+"${gres[@]}"} \
         --ntasks="$tasks" \
         --ntasks-per-node="$per_node" \
         --cpus-per-task="${CPUS_PER_TASK:-5}" \

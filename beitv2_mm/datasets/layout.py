@@ -8,6 +8,7 @@ classes (:mod:`beitv2_mm.datasets.seg`, :mod:`beitv2_mm.datasets.det`,
 numpy and PIL, so they can also be called on their own.
 """
 import json
+import os
 import os.path as osp
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
@@ -139,8 +140,6 @@ def _require_class_folders(root: Optional[Path], folder: Path, listed_by_dataset
     """Without an annotation list the labels come from class folders: a flat image folder (the
     official ImageNet val download) needs ``meta/<split>.txt``. ``listed_by_dataset``: the
     folder is what a dataset without ``ann_file`` reads, so an existing list does not help."""
-    import os
-
     with os.scandir(folder) as entries:
         if any(entry.is_dir() for entry in entries):
             return
@@ -169,7 +168,6 @@ def check_listed_images(paths: Sequence[str], ann_file: str, what: str = 'ImageN
     Raises:
         DatasetLayoutError: with the count and the first missing paths.
     """
-    import os
     from collections import defaultdict
 
     by_dir = defaultdict(list)

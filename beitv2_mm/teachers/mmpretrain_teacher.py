@@ -41,9 +41,9 @@ class MMPretrainTeacher(BaseTeacher):
     mmengine checkpoint with ``backbone.*``/``head.*`` keys, or a raw backbone state dict);
     only the backbone is kept. Its ``out_indices`` is set to ``layer`` and its output to
     ``featmap``, so the target is the patch tokens of that layer (after the final norm when
-    ``layer`` is the last one and the backbone has ``final_norm``). Input mean/std and channel order come
-    from the config's data preprocessor: the teacher gets RGB images (the VQ-KD data
-    preprocessor converts), and reverses them when that preprocessor has no ``to_rgb``
+    ``layer`` is the last one and the backbone has ``final_norm``). Input mean/std and channel
+    order come from the config's data preprocessor: the teacher gets RGB images (the VQ-KD
+    data preprocessor converts), and reverses them when that preprocessor has no ``to_rgb``
     (a model trained on mmpretrain's BGR loading).
 
     Args:

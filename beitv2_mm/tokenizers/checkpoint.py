@@ -120,21 +120,18 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path}')
 
-    def unreadable(err: BaseException) -> CheckpointLoadError:
-        return unreadable_checkpoint(path, err)
-
     try:
         # trusted files named by the user; mmengine checkpoints hold non-tensor objects
         ckpt = torch.load(path, map_location='cpu', weights_only=False)
     except RuntimeError as err:
         if 'TorchScript' not in str(err) and 'zip' not in str(err).lower():
-            raise unreadable(err) from err
+            raise unreadable_checkpoint(path, err) from err
         try:  # OpenAI's CLIP releases are TorchScript archives
             ckpt = torch.jit.load(path, map_location='cpu').state_dict()
         except Exception:  # the zip itself is broken: say so, with torch.load's error
-            raise unreadable(err) from err
+            raise unreadable_checkpoint(path, err) from err
     except (EOFError, ValueError, pickle.UnpicklingError, OSError) as err:
-        raise unreadable(err) from err
+        raise unreadable_checkpoint(path, err) from err
     if isinstance(ckpt, torch.jit.ScriptModule):
         ckpt = ckpt.state_dict()
     if not isinstance(ckpt, dict):
