@@ -128,6 +128,10 @@ class Stage:
         produces: what the run makes, for pretraining stages (leaderboard metadata).
         command: explicit command (data stage; tests); else tools/train.py. Resolved
             options are appended to it as ``key=value`` words.
+        fingerprint: hash of what the run depends on (:func:`_plan`); paths under the suite
+            work dir, the synthetic data dir and the repository enter it relative to them.
+        legacy_fingerprint: the same hash over absolute paths, as manifests written before
+            2026-11-24 hold it (accepted too, so those runs are not trained again).
     """
     name: str
     kind: str
@@ -143,6 +147,7 @@ class Stage:
     max_iters: int | None = None
     log_path: Path | None = None
     fingerprint: str = ''
+    legacy_fingerprint: str = ''
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -168,13 +173,31 @@ def write_manifest(work_dir: Path, payload: dict) -> None:
 
 
 def last_checkpoint(work_dir: Path) -> Path | None:
-    """The checkpoint mmengine's CheckpointHook recorded last in ``work_dir``."""
-    record = Path(work_dir) / 'last_checkpoint'
-    if not record.is_file():
+    """The checkpoint mmengine's CheckpointHook recorded last in ``work_dir``, also in a
+    moved or copied work dir (:func:`beitv2_mm.engine.launch.latest_checkpoint`); None when
+    there is none to resume."""
+    from beitv2_mm.engine.launch import latest_checkpoint
+    try:
+        path = latest_checkpoint(str(work_dir), announce=False)
+    except FileNotFoundError:
         return None
-    path = Path(record.read_text().strip())
-    if not path.is_absolute():
-        path = Path(work_dir) / path
+    return Path(path) if path and Path(path).is_file() else None
+
+
+def recorded_checkpoint(work_dir: Path, manifest: dict) -> Path | None:
+    """The checkpoint a stage manifest names, found in the stage's work dir first.
+
+    Manifests hold the absolute path the run wrote; in a moved suite work dir it names a
+    missing file and in a copied one the original's, whose stage outputs the copy would
+    hand on. The file of that name in ``work_dir`` is the stage's own.
+    """
+    named = manifest.get('checkpoint')
+    if not named:
+        return None
+    local = Path(work_dir) / Path(named).name
+    if local.is_file():
+        return local
+    path = Path(named) if Path(named).is_absolute() else Path(work_dir) / named
     return path if path.is_file() else None
 
 
@@ -196,14 +219,34 @@ def stage_done(stage: Stage) -> bool:
     manifest = read_manifest(stage.work_dir)
     if not manifest or manifest.get('status') != 'done':
         return False
-    if stage.fingerprint and manifest.get('fingerprint', stage.fingerprint) != stage.fingerprint:
+    if stage.fingerprint and not fingerprint_matches(
+            stage, manifest.get('fingerprint', stage.fingerprint)):
         return False
-    checkpoint = manifest.get('checkpoint')
-    if not checkpoint or not Path(checkpoint).is_file():
+    if recorded_checkpoint(stage.work_dir, manifest) is None:
         return False
     if stage.needs_results and final_results(stage.work_dir) is None:
         return False
     return True
+
+
+def fingerprint_matches(stage: Stage, recorded: str | None) -> bool:
+    """Whether a manifest's recorded fingerprint is this stage's (in either spelling)."""
+    return recorded in (stage.fingerprint, stage.legacy_fingerprint)
+
+
+def portable_path(value, roots: list) -> object:
+    """``value`` with the first of ``roots`` (``(path, placeholder)`` pairs) it lies in
+    replaced by the placeholder; values that are no path under them are returned as they
+    are."""
+    if not isinstance(value, str) or not os.path.isabs(value):
+        return value
+    for root, placeholder in roots:
+        try:
+            rel = Path(value).relative_to(root)
+        except ValueError:
+            continue
+        return f'{placeholder}/{rel.as_posix()}'
+    return value
 
 
 def data_ready(data_dir: Path, options: dict) -> bool:
@@ -630,6 +673,14 @@ def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
     stages: list[Stage] = []
     loaded: dict[str, object] = {}
     fingerprints: dict[str, str] = {}
+    legacy_fingerprints: dict[str, str] = {}
+    # longest first: the data dir may lie in the work dir or the repository
+    roots = sorted([(work, '<work_dir>'), (opts.data_dir.resolve(), '<data_dir>'),
+                    (REPO_ROOT, '<repo>')], key=lambda r: -len(str(r[0])))
+
+    def portable(options: dict) -> dict:
+        return {key: portable_path(value, roots) for key, value in options.items()}
+
     stage_cfgs: dict[str, object] = {}  # config path -> config, of the planned stages
     data_kinds: set = set()
 
@@ -665,12 +716,17 @@ def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
                       max_iters=max_iters, **kw)
         # What the run depends on: its config (as loaded, _base_ included), its options and
         # the fingerprints of the stages it reads. A change reruns it and its dependents.
-        payload = json.dumps(dict(cfg=plain_cfg(cfg).to_dict(), options=stage_options,
-                                  dep_options=dep_options,
-                                  deps=[fingerprints.get(d, '') for d in stage.deps]),
-                             sort_keys=True, default=str)
-        stage.fingerprint = hashlib.sha1(payload.encode()).hexdigest()[:16]
-        fingerprints[name] = stage.fingerprint
+        # Paths count relative to the suite's own roots, so a moved or copied suite (work
+        # dir, synthetic data, repository) is not trained again.
+        cfg_dict = plain_cfg(cfg).to_dict()
+        for fps, opts_of in ((fingerprints, portable), (legacy_fingerprints, dict)):
+            payload = json.dumps(dict(cfg=cfg_dict, options=opts_of(stage_options),
+                                      dep_options=dep_options,
+                                      deps=[fps.get(d, '') for d in stage.deps]),
+                                 sort_keys=True, default=str)
+            fps[name] = hashlib.sha1(payload.encode()).hexdigest()[:16]
+        stage.fingerprint = fingerprints[name]
+        stage.legacy_fingerprint = legacy_fingerprints[name]
         stages.append(stage)
         return stage
 
@@ -683,7 +739,7 @@ def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
                      '--out', str(opts.data_dir.resolve()), '--size', opts.data_size,
                      '--seed', str(opts.seed)],
             log_path=work / 'data_suite.log'))
-        fingerprints['data'] = f'{opts.data_size}-{opts.seed}'
+        fingerprints['data'] = legacy_fingerprints['data'] = f'{opts.data_size}-{opts.seed}'
         data_deps = ['data']
     # What the pretraining stages (teacher, tokenizers, MIM, supervised) read: ImageNet.
     data_label = 'real' if opts.imagenet_root else 'synthetic'
@@ -851,8 +907,8 @@ def _train_command(stage: Stage, options: dict, resume: bool) -> list:
 
 
 def _output_of(stage: Stage) -> str | None:
-    manifest = read_manifest(stage.work_dir) or {}
-    return manifest.get('checkpoint')
+    checkpoint = recorded_checkpoint(stage.work_dir, read_manifest(stage.work_dir) or {})
+    return str(checkpoint) if checkpoint else None
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -1186,7 +1242,7 @@ def resume_or_restart(stage: Stage, say: Callable[[str], None]) -> bool:
     """
     manifest = read_manifest(stage.work_dir) or {}
     recorded = manifest.get('fingerprint')
-    if recorded is not None and recorded != stage.fingerprint:
+    if recorded is not None and not fingerprint_matches(stage, recorded):
         if manifest.get('status') == 'done':
             say(f'[suite] {stage.name}: config or inputs changed since it ran; running it again')
         else:

@@ -622,14 +622,15 @@ def add_guard_hooks(cfg: Config, guards: Iterable[dict] = GUARD_HOOKS) -> None:
     cfg.custom_hooks = hooks
 
 
-def latest_checkpoint(work_dir: str) -> str | None:
+def latest_checkpoint(work_dir: str, announce: bool = True) -> str | None:
     """The checkpoint ``work_dir/last_checkpoint`` points at, found also in a moved work dir.
 
     The pointer holds the absolute path the run wrote (mmengine's format). A work dir that was
     moved, copied or mounted at another path makes it name a file elsewhere: missing (a
     traceback on resume) or, worse, the original run's (a copy would resume another run). A
     file of that name in ``work_dir`` itself is taken first; a pointer to a missing file
-    fails naming it.
+    fails naming it. ``announce`` says on stderr (rank 0) when the work dir's own file is
+    taken.
 
     Returns:
         str | None: The checkpoint to resume, or None when ``work_dir`` has no pointer.
@@ -649,7 +650,7 @@ def latest_checkpoint(work_dir: str) -> str | None:
         return named
     local = osp.join(work_dir, osp.basename(named))
     if osp.isfile(local) and osp.abspath(osp.dirname(named)) != osp.abspath(work_dir):
-        if os.environ.get('RANK', '0') == '0':
+        if announce and os.environ.get('RANK', '0') == '0':
             print(f'--resume: {pointer} names {named}; resuming {local}, the file of that name '
                   'in this work dir (the work dir was moved or copied)', file=sys.stderr)
         return local

@@ -328,6 +328,70 @@ def test_changed_config_reruns_the_stage(tmp_path):
     assert suite.read_manifest(a.work_dir)['fingerprint'] == 'config-v2'
 
 
+def test_a_moved_or_copied_suite_is_not_trained_again(tmp_path):
+    """Paths under the work dir, the synthetic data dir and the repository enter the
+    fingerprints relative to them; a real data root stays absolute (other data)."""
+    def fingerprints(root, **kw):
+        opts = suite.SuiteOptions(work_dir=root / 'w', data_dir=root / 'd', max_iters=2,
+                                  methods=('beitv2',), tasks=('linear_probe',), **kw)
+        return {s.name: s.fingerprint for s in suite.plan(opts)}
+
+    here = fingerprints(tmp_path / 'a')
+    assert fingerprints(tmp_path / 'b' / 'moved') == here
+    for root in ('imagenet', 'imagenet2'):
+        for split in ('train', 'val'):
+            (tmp_path / root / split / 'n01').mkdir(parents=True)
+    real = fingerprints(tmp_path / 'a', imagenet_root=str(tmp_path / 'imagenet'))
+    other = fingerprints(tmp_path / 'a', imagenet_root=str(tmp_path / 'imagenet2'))
+    assert len({here['tokenizer/vqkd'], real['tokenizer/vqkd'], other['tokenizer/vqkd']}) == 3
+
+
+def test_a_copied_suite_hands_on_its_own_checkpoints(tmp_path):
+    """Manifests and ``last_checkpoint`` hold the absolute paths the runs wrote: a copied
+    suite dir must be done with, hand on and resume its own files, not the original's."""
+    import io
+    import shutil
+    (tmp_path / 'orig').mkdir()
+    a = _fake_stage(tmp_path / 'orig', 'a')
+    b = _fake_stage(tmp_path / 'orig', 'b', deps=['a'], dep_options={'model.ckpt': 'a'})
+    assert suite.run_stages([a, b], stream=io.StringIO(), heartbeat=0) == {
+        'a': 'done', 'b': 'done'}
+    shutil.copytree(tmp_path / 'orig', tmp_path / 'copy')
+    shutil.rmtree(tmp_path / 'orig' / 'w')  # as good as moved
+    a2 = _fake_stage(tmp_path / 'copy', 'a')
+    b2 = _fake_stage(tmp_path / 'copy', 'b', deps=['a'], dep_options={'model.ckpt': 'a'})
+    assert 'orig' in suite.read_manifest(a2.work_dir)['checkpoint']
+    assert suite.stage_done(a2) and suite.stage_done(b2)
+    suite.clean_stage(b2)  # e.g. --redo b
+    assert suite.run_stages([a2, b2], stream=io.StringIO(), heartbeat=0) == {
+        'a': 'skipped', 'b': 'done'}
+    handed = (b2.work_dir / 'options.txt').read_text()
+    assert str(a2.work_dir / 'iter_1.pth') in handed and 'orig' not in handed
+    # an interrupted stage of the copy resumes its own checkpoint
+    assert suite.last_checkpoint(a2.work_dir) == a2.work_dir / 'iter_1.pth'
+    assert suite.resume_or_restart(a2, io.StringIO().write) is True
+
+
+def test_manifests_of_the_absolute_path_fingerprint_stay_done(tmp_path):
+    """Manifests written before the fingerprints became portable hold the hash over absolute
+    paths (``legacy_fingerprint``): such a finished run is not trained again."""
+    import io
+    opts = suite.SuiteOptions(work_dir=tmp_path / 'w', data_dir=tmp_path / 'd', max_iters=2,
+                              methods=('beitv2',), tasks=('linear_probe',))
+    vqkd = {s.name: s for s in suite.plan(opts)}['tokenizer/vqkd']
+    assert vqkd.legacy_fingerprint and vqkd.legacy_fingerprint != vqkd.fingerprint
+    a = _fake_stage(tmp_path, 'a')
+    a.fingerprint, a.legacy_fingerprint = 'portable', 'absolute'
+    a.work_dir.mkdir(parents=True)
+    (a.work_dir / 'iter_1.pth').write_text('ckpt')
+    suite.write_manifest(a.work_dir, dict(status='done', fingerprint='absolute',
+                                          checkpoint=str(a.work_dir / 'iter_1.pth')))
+    assert suite.stage_done(a)
+    assert suite.run_stages([a], stream=io.StringIO(), heartbeat=0) == {'a': 'skipped'}
+    a.legacy_fingerprint = 'absolute, other settings'
+    assert not suite.stage_done(a)
+
+
 def test_interrupted_stage_resumes_only_with_the_same_settings(tmp_path):
     """A stage killed part-way resumes from its checkpoint when rerun with the same settings;
     with changed ones it starts over (resuming would continue the old schedule and record the
