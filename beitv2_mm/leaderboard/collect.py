@@ -21,7 +21,10 @@ one row; reported numbers are separate rows and never merge with measured ones. 
 what the results say about their data: synthetic or real, and per data set name one data root
 and evaluated size (a synthetic set also lives in one folder). Results on different data (two
 synthetic folders, two sizes of the generated set, two ImageNet roots) are separate rows, each
-method name followed by what tells the data sets apart. A cell without a number is ``–``.
+method name followed by what tells the data sets apart. A task's columns are for one data set
+(:data:`TASK_DATA_SETS`: ImageNet, ADE20K, COCO): results on another (CIFAR, Cityscapes) are
+left out with a warning. A cell without a number is ``–``; a cell that a run still unfinished
+filled (``--include-partial``) names it in the row's method cell.
 """
 from __future__ import annotations
 
@@ -57,6 +60,16 @@ class MetricColumn:
     task: str
     metric_keys: tuple
     scale: float = 1.0
+
+
+#: Task -> (the data set its columns are for, words of a data set name that say it is that
+#: one, compared lower-case without punctuation). A result on other data has no column.
+TASK_DATA_SETS = {
+    'finetune': ('ImageNet', ('imagenet', 'in1k', 'in21k', 'in22k')),
+    'linear_probe': ('ImageNet', ('imagenet', 'in1k', 'in21k', 'in22k')),
+    'ade20k': ('ADE20K', ('ade20k', 'adechallenge')),
+    'coco': ('COCO', ('coco',)),
+}
 
 
 METRIC_COLUMNS = (
@@ -98,16 +111,43 @@ ALL_COLUMNS = ('kind',) + TEXT_COLUMNS + tuple(c.key for c in METRIC_COLUMNS) + 
 
 
 def canonical_task(task: str) -> str | None:
-    """Map a results file's task name to a leaderboard task (None if unknown)."""
+    """Map a results file's task name to a leaderboard task (None if unknown).
+
+    Segmentation and detection words are read before ``fine``: ``ade20k_finetune`` is a
+    segmentation run, not an ImageNet fine-tune."""
     name = str(task).lower().replace('-', '_')
     if 'linear' in name or name in ('lp', 'probe'):
         return 'linear_probe'
-    if 'fine' in name or name in ('ft', 'classification', 'cls', 'imagenet'):
-        return 'finetune'
     if 'seg' in name and 'inst' not in name or 'upernet' in name or 'ade' in name:
         return 'ade20k'
     if 'det' in name or 'mask_rcnn' in name or 'coco' in name or 'inst' in name:
         return 'coco'
+    if 'fine' in name or name in ('ft', 'classification', 'cls', 'imagenet'):
+        return 'finetune'
+    return None
+
+
+def data_set_fits_task(task: str, name: str | None) -> bool:
+    """Whether a data set named ``name`` is the one ``task``'s columns are for
+    (:data:`TASK_DATA_SETS`); a result that names no data set is taken at its word."""
+    if not name:
+        return True
+    plain = ''.join(ch for ch in str(name).lower() if ch.isalnum())
+    return any(word in plain for word in TASK_DATA_SETS[task][1])
+
+
+def _synthetic_flag(dataset: dict) -> bool | None:
+    """A results file's ``dataset.synthetic``: a JSON boolean or its spelling as a string;
+    absent: judged by the data root and the name as the results hook does; None: unreadable."""
+    flag = dataset.get('synthetic')
+    if flag is None:
+        from ..downstream.results_hook import is_synthetic_root
+        return is_synthetic_root(dataset.get('data_root')) or \
+            'synthetic' in str(dataset.get('name') or '').lower()
+    if isinstance(flag, bool):
+        return flag
+    if isinstance(flag, str) and flag.strip().lower() in ('true', 'false'):
+        return flag.strip().lower() == 'true'
     return None
 
 
@@ -154,6 +194,8 @@ class Row:
     data_set: str = ''
     #: the method cell without the words on its data set, for text that is per data set already
     name_in_data_set: str = ''
+    #: which cells runs that had not finished filled (``--include-partial``); ``''``: none
+    partial: str = ''
 
     def cell(self, key: str, digits: int = 1) -> str:
         """Text of a cell; numbers rounded, missing ones as ``–``."""
@@ -223,8 +265,25 @@ def load_result(path: str | Path) -> Result | None:
         warnings.warn(f'leaderboard: skipping {path}: unknown task {data["task"]!r}')
         return None
     dataset = data.get('dataset') or {}
-    if isinstance(dataset, str):
-        dataset = dict(name=dataset)
+    dataset = dict(name=dataset) if isinstance(dataset, str) else dict(dataset)
+    if not data_set_fits_task(task, dataset.get('name')):
+        expected = TASK_DATA_SETS[task][0]
+        warnings.warn(f'leaderboard: skipping {path}: a {task} result on {dataset["name"]!r}; '
+                      f'the {task} columns are for {expected} (results on other data sets have '
+                      'no column)')
+        return None
+    readable = [k for c in METRIC_COLUMNS if c.task == task for k in c.metric_keys]
+    if not any(data['metrics'].get(k) is not None for k in readable):
+        warnings.warn(f'leaderboard: skipping {path}: its metrics '
+                      f'{sorted(data["metrics"])} have none of the {task} columns\' '
+                      f'{sorted(set(readable))}')
+        return None
+    synthetic = _synthetic_flag(dataset)
+    if synthetic is None:
+        warnings.warn(f'leaderboard: skipping {path}: "dataset.synthetic" is '
+                      f'{dataset["synthetic"]!r}; write true or false')
+        return None
+    dataset['synthetic'] = synthetic
     # Two spellings: flat pretrain_checkpoint / pretrain_method, or a nested ``pretrain``
     # dict (beitv2_mm.downstream.results_hook, schema beitv2_mm.downstream.results/v1).
     pretrain = data.get('pretrain') if isinstance(data.get('pretrain'), dict) else {}
@@ -249,7 +308,7 @@ def collect_results(roots: Iterable[str | Path], include_partial: bool = False
         include_partial (bool): Also keep results a run wrote before its last iteration
             (``"final": false``); by default only finished runs count.
     """
-    results = []
+    results, unfinished = [], []
     for root in roots:
         root = Path(root)
         if not root.exists():
@@ -260,8 +319,16 @@ def collect_results(roots: Iterable[str | Path], include_partial: bool = False
             warnings.warn(f'leaderboard: no {RESULTS_FILENAME} under {root}')
         for path in paths:
             result = load_result(path)
-            if result is not None and (result.final or include_partial):
+            if result is None:
+                continue
+            if result.final or include_partial:
                 results.append(result)
+            else:
+                unfinished.append(path)
+    if unfinished:
+        warnings.warn(f'leaderboard: {len(unfinished)} result(s) of unfinished runs left out '
+                      f'("final": false; --include-partial shows them): '
+                      + ', '.join(str(p) for p in unfinished))
     return results
 
 
@@ -269,9 +336,14 @@ def _metric(result: Result, column: MetricColumn) -> float | None:
     for key in column.metric_keys:
         if key in result.metrics and result.metrics[key] is not None:
             try:
-                return float(result.metrics[key]) * column.scale
+                value = float(result.metrics[key]) * column.scale
             except (TypeError, ValueError):
                 return None
+            if not math.isfinite(value):  # the results hook writes these as null
+                warnings.warn(f'leaderboard: {result.path}: {key} is {result.metrics[key]!r}, '
+                              'not a number; the cell stays empty')
+                return None
+            return value
     return None
 
 
@@ -312,19 +384,21 @@ def _dataset_label(results: list[Result]) -> str:
 @dataclass
 class _DataSet:
     """The data that a set of results agrees on: per data set name, its root, its size (None:
-    not recorded) and the task that named it."""
+    not recorded) and the task that named it; and the tasks of its results."""
     synthetic: bool
     home: str
     entries: dict = field(default_factory=dict)
+    tasks: set = field(default_factory=set)
 
     def fits(self, r: Result) -> str | None:
-        """``'same'`` (this name is known here with r's root and size), ``'free'`` (the name is
-        not known here yet) or None (r ran on other data)."""
+        """``'same'`` (this name is known here with r's root and size), ``'free'`` (neither the
+        name nor r's task is known here yet: a task's results on two data sets are two sets) or
+        None (r ran on other data)."""
         if r.synthetic != self.synthetic or _data_home(r) != self.home:
             return None
         entry = self.entries.get(_data_name(r))
         if entry is None:
-            return 'free'
+            return 'free' if r.task not in self.tasks else None
         root, n, _ = entry
         same_size = n is None or _num_samples(r) is None or n == _num_samples(r)
         return 'same' if root == str(r.dataset.get('data_root') or '') and same_size else None
@@ -334,13 +408,14 @@ class _DataSet:
         n = _num_samples(r)
         self.entries[_data_name(r)] = (str(r.dataset.get('data_root') or ''),
                                        n if n is not None else old[1], old[2])
+        self.tasks.add(r.task)
 
 
 def _data_sets(results: list[Result]) -> tuple[list[int], list[_DataSet]]:
     """The data set each result ran on (an index into the returned sets).
 
     A result joins the newest set that already has its data; else the newest set that has
-    nothing under its data set name yet (so the ImageNet, ADE20K and COCO runs of one suite
+    neither its data set name nor its task yet (so the ImageNet, ADE20K and COCO runs of one suite
     share a set: results are taken oldest first, and a regenerated or another data set starts
     a new set when its first result disagrees with the sets so far); else a new set.
     """
@@ -447,16 +522,19 @@ def measured_rows(results: list[Result]) -> list[Row]:
             info.pop('iters', None)
         info.update(stage)
         _warn_competing_results(group)
-        values, configs, samples = {}, {}, {}
+        values, configs, samples, unfinished = {}, {}, {}, {}
         for column in METRIC_COLUMNS:
-            for r in group:  # newest last, so it wins
+            # a finished run's result over an unfinished one's, then the newest
+            for r in sorted(group, key=lambda r: r.final):
                 if r.task == column.task:
                     value = _metric(r, column)
                     if value is not None:
                         values[column.key] = value
                         configs[r.task] = r.config
                         samples[column.key] = r.dataset.get('num_samples')
+                        unfinished[column.key] = None if r.final else r
             values.setdefault(column.key, None)
+        partial = [r for r in unfinished.values() if r is not None]
         epochs = info.get('epochs')
         if epochs is None and info.get('iters') is not None:
             epochs = f'{info["iters"]} iters'
@@ -467,12 +545,25 @@ def measured_rows(results: list[Result]) -> list[Row]:
             dataset=_dataset_label(group),
             config=info.get('config') or '; '.join(
                 sorted({Path(c).name for c in configs.values() if c})),
-            source='measured (synthetic data)' if synthetic else 'measured')
+            source=('measured (synthetic data)' if synthetic else 'measured')
+            + (', unfinished run' if partial else ''))
+        cells = {k: _one_line(v) for k, v in cells.items()}
         rows.append(Row('measured', cells, values, synthetic=synthetic, configs=configs,
-                        method_id=method, samples=samples, data_set=briefs[data_set]))
+                        method_id=method, samples=samples, data_set=briefs[data_set],
+                        partial=_partial_words(partial)))
         checkpoints.append(checkpoint)
     _tell_apart(rows, checkpoints)
     return rows
+
+
+def _partial_words(unfinished: list[Result]) -> str:
+    """``'unfinished: finetune at iteration 2'`` for the cells filled by runs that had not
+    reached their last iteration (``--include-partial``); ``''`` when there are none."""
+    if not unfinished:
+        return ''
+    said = dict.fromkeys(f'{r.task} at iteration {r.iteration}' if r.iteration is not None
+                         else r.task for r in unfinished)
+    return 'unfinished: ' + ', '.join(said)
 
 
 def _tell_apart(rows: list[Row], checkpoints: list[str]) -> None:
@@ -491,9 +582,16 @@ def _tell_apart(rows: list[Row], checkpoints: list[str]) -> None:
                 words[i].append(where or 'no checkpoint')
     for row, said in zip(rows, words):
         name = row.cells['method']
+        said += [row.partial] if row.partial else []
         row.name_in_data_set = f"{name} ({', '.join(said)})" if said else name
         said += [row.data_set] if row.data_set else []
         row.cells['method'] = f"{name} ({', '.join(said)})" if said else name
+
+
+def _one_line(text):
+    """A text cell on one line (a line break in a name would break a Markdown row and the
+    summary's lines)."""
+    return ' '.join(text.split()) if isinstance(text, str) else text
 
 
 def _number(text: str) -> float | None:
@@ -514,7 +612,7 @@ def reported_rows(path: str | Path = REPORTED_FILE) -> list[Row]:
                 values = {c.key: _number(record.get(c.key, '')) for c in METRIC_COLUMNS}
             except ValueError as err:
                 raise ValueError(f'{path}:{i}: {err}') from err
-            cells = {k: record.get(k) for k in TEXT_COLUMNS}
+            cells = {k: _one_line(record.get(k)) for k in TEXT_COLUMNS}
             cells.update(dataset='ImageNet-1K / ADE20K / COCO (published)', config='',
                          source=record['source'])
             rows.append(Row('reported', cells, values))

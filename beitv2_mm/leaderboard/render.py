@@ -49,7 +49,8 @@ def to_markdown(rows: list[Row], title: str = 'Leaderboard') -> str:
                             for c in columns) + '|']
     for row in rows:
         cells = [_method_cell(row) if c == 'method' else row.cell(c) for c in columns]
-        cells = [str(c).replace('|', '\\|') for c in cells]
+        # a pipe would end the cell, a tag would be rendered
+        cells = [str(c).replace('|', '\\|').replace('<', '&lt;') for c in cells]
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines += ['', f'{MISSING}: no number (not run, or not published).', REPORTED_NOTE]
     if any(r.kind == 'measured' for r in rows):

@@ -23,11 +23,18 @@ CHROMIUM = next((path for path in (shutil.which(name) for name in
                  if path), None)
 
 
+#: the demo configs' data set names (DownstreamResultsHook dataset_name), per task
+SYNTHETIC_NAMES = {'finetune': 'synthetic-ImageNet', 'linear_probe': 'synthetic-ImageNet',
+                   'semantic_segmentation': 'synthetic-ADE20K',
+                   'instance_segmentation': 'synthetic-COCO'}
+
+
 def _write_result(path: Path, task: str, metrics: dict, method, checkpoint, synthetic=True,
-                  final=True, timestamp='2026-11-22T10:00:00+00:00', dataset='synthetic-ImageNet',
-                  data_root=None, num_samples=None, details=None):
+                  final=True, timestamp='2026-11-22T10:00:00+00:00', dataset=None,
+                  data_root=None, num_samples=None, details=None, iteration=None):
     """A results file in the schema of beitv2_mm.downstream.results_hook."""
     path.mkdir(parents=True, exist_ok=True)
+    dataset = dataset or SYNTHETIC_NAMES[task]
     data_root = data_root or ('data/synthetic/imagenet' if synthetic else '/datasets/imagenet')
     payload = dict(schema='beitv2_mm.downstream.results/v1', task=task,
                    dataset=dict(name=dataset, data_root=data_root, synthetic=synthetic,
@@ -36,7 +43,7 @@ def _write_result(path: Path, task: str, metrics: dict, method, checkpoint, synt
                    config=f'configs/demo/{task}_vit-tiny_synthetic.py',
                    pretrain=dict(checkpoint=checkpoint, method=method, method_source='test',
                                  **(details or {})),
-                   timestamp=timestamp)
+                   timestamp=timestamp, iteration=iteration)
     (path / 'results.json').write_text(json.dumps(payload))
 
 
@@ -58,7 +65,7 @@ def results_root(tmp_path):
     _write_result(root / 'random' / 'lp', 'linear_probe', {'accuracy/top1': 20.0},
                   'random_init', None)
     _write_result(root / 'random' / 'partial', 'finetune', {'accuracy/top1': 99.0},
-                  'random_init', None, final=False)
+                  'random_init', None, final=False, iteration=3)
     _write_result(root / 'real' / 'ft', 'finetune', {'accuracy/top1': 80.5}, 'beitv2',
                   '/ckpts/beitv2_real.pth', synthetic=False, dataset='ImageNet-1K')
     (root / 'broken').mkdir()
@@ -215,8 +222,12 @@ def test_rows_outside_the_suite_take_the_checkpoints_details(tmp_path):
 def test_partial_results_on_request(results_root):
     with pytest.warns(UserWarning):
         rows = collect.build_rows([results_root], reported=None, include_partial=True)
-    random = next(r for r in rows if r.cells['method'] == 'Random init')
+    random = next(r for r in rows if r.method_id == 'random_init')
     assert random.values['finetune_top1'] == pytest.approx(99.0)
+    # the cell of an unfinished run says so, wherever the row's name is shown
+    assert random.cells['method'] == 'Random init (unfinished: finetune at iteration 3)'
+    assert 'unfinished run' in random.cells['source']
+    assert 'unfinished' in render.to_markdown(rows) and 'unfinished' in render.to_html(rows)
 
 
 def test_task_names_map_to_columns():
@@ -259,7 +270,7 @@ def test_markdown_and_csv(results_root):
     assert syn and all('SYNTHETIC' in p['dataset'] for p in syn)
     assert all(p['synthetic'] == 'false' for p in parsed if p['kind'] == 'reported')
     beitv2_1600 = next(p for p in parsed if p['kind'] == 'reported'
-                       and p['method'] == 'BEiT v2')
+                       and p['method'] == 'BEiT v2 (1600 epochs)')
     assert beitv2_1600['coco_ap_box'] == collect.MISSING
 
 
@@ -574,3 +585,90 @@ def test_summary_writes_a_tie_as_equal(tmp_path):
     line = next(x for x in summary.splitlines() if 'Linear probe' in x)
     assert ' > ' in line and ' = ' in line
     assert line.index('12.0') < line.index(' > ') < line.index(' = ')
+
+
+def test_results_on_other_data_sets_have_no_column(tmp_path):
+    """A fine-tune on CIFAR-100 or a segmentation on Cityscapes is no IN-1K / ADE20K number:
+    left out naming the file; a task's results on two ImageNet-named sets are two rows."""
+    root = tmp_path / 'work'
+    ckpt = '/w/mim/beitv2/iter_2.pth'
+    _write_result(root / 'lp', 'linear_probe', {'accuracy/top1': 60.0}, 'beitv2', ckpt,
+                  synthetic=False, dataset='ImageNet-1K', data_root='/data/in1k')
+    _write_result(root / 'cifar', 'finetune', {'accuracy/top1': 91.0}, 'beitv2', ckpt,
+                  synthetic=False, dataset='CIFAR-100', data_root='/data/cifar')
+    _write_result(root / 'city', 'semantic_segmentation', {'mIoU': 80.0}, 'beitv2', ckpt,
+                  synthetic=False, dataset='Cityscapes', data_root='/data/city')
+    _write_result(root / 'ft', 'finetune', {'accuracy/top1': 83.0}, 'beitv2', ckpt,
+                  synthetic=False, dataset='ImageNet-1K', data_root='/data/in1k')
+    _write_result(root / 'ft100', 'finetune', {'accuracy/top1': 88.0}, 'beitv2', ckpt,
+                  synthetic=False, dataset='imagenet-100', data_root='/data/in100',
+                  timestamp='2026-11-22T11:00:00+00:00')
+    with pytest.warns(UserWarning) as said:
+        rows = collect.build_rows([root], reported=None)
+    text = ' '.join(str(w.message) for w in said)
+    assert str(root / 'cifar' / 'results.json') in text and "'CIFAR-100'" in text
+    assert str(root / 'city' / 'results.json') in text and 'for ADE20K' in text
+    assert sorted((r.values['finetune_top1'], r.values['linear_probe_top1']) for r in rows) == [
+        (83.0, 60.0), (88.0, None)]
+    assert not any(r.values['ade20k_miou'] for r in rows)
+
+
+def test_synthetic_is_judged_when_a_results_file_does_not_say(tmp_path):
+    def load(dataset):
+        path = tmp_path / 'r.json'
+        path.write_text(json.dumps(dict(task='finetune', dataset=dataset,
+                                        metrics={'accuracy/top1': 50.0})))
+        return collect.load_result(path)
+
+    assert load({'name': 'ImageNet', 'data_root': '/x/synthetic/imagenet'}).synthetic
+    assert load('synthetic-ImageNet').synthetic  # a plain string names the data set
+    assert not load({'name': 'ImageNet-1K', 'data_root': '/data/imagenet'}).synthetic
+    assert not load({'name': 'synthetic-ImageNet', 'synthetic': 'false'}).synthetic
+    assert load({'name': 'ImageNet', 'synthetic': 'True'}).synthetic
+    with pytest.warns(UserWarning, match='"dataset.synthetic" is \'maybe\''):
+        assert load({'name': 'ImageNet', 'synthetic': 'maybe'}) is None
+
+
+def test_numbers_that_are_not_finite_leave_the_cell_empty(tmp_path):
+    root = tmp_path / 'work'
+    for method, value in (('a', 50.0), ('b', float('nan')), ('c', 70.0), ('d', float('inf')),
+                          ('e', 60.0)):
+        path = root / method
+        path.mkdir(parents=True)
+        # json writes NaN / Infinity, which Python's json reads back
+        (path / 'results.json').write_text(json.dumps(dict(
+            task='linear_probe', dataset={'name': 'ImageNet-1K', 'synthetic': False},
+            metrics={'accuracy/top1': value}, pretrain_checkpoint=f'/w/{method}.pth',
+            pretrain_method=method)))
+    with pytest.warns(UserWarning, match='not a number'):
+        rows = collect.build_rows([root], reported=None)
+    values = {r.method_id: r.values['linear_probe_top1'] for r in rows}
+    assert values == {'a': 50.0, 'b': None, 'c': 70.0, 'd': None, 'e': 60.0}
+    summary = render.to_summary(rows)
+    assert 'c 70.0 > e 60.0 > a 50.0' in summary and 'nan' not in summary.lower()
+
+
+def test_names_with_line_breaks_and_tags_stay_one_markdown_row(tmp_path):
+    root = tmp_path / 'work'
+    _write_result(root / 'a', 'linear_probe', {'accuracy/top1': 50.0}, 'beitv2', '/w/a.pth',
+                  details=None)
+    stage = root / 'a' / collect.STAGE_FILENAME
+    stage.write_text(json.dumps(dict(pretrain=dict(name='My\nmethod <b>x</b> | y'))))
+    rows = collect.build_rows([root], reported=None)
+    md = render.to_markdown(rows)
+    row_lines = [line for line in md.splitlines() if line.startswith('| measured')]
+    assert len(row_lines) == 1
+    assert 'My method &lt;b>x&lt;/b> \\| y' in row_lines[0] and '<b>' not in md
+
+
+def test_task_aliases_of_segmentation_and_detection_and_unread_metrics(tmp_path):
+    assert collect.canonical_task('ade20k_finetune') == 'ade20k'
+    assert collect.canonical_task('seg_finetune') == 'ade20k'
+    assert collect.canonical_task('coco_finetune') == 'coco'
+    assert collect.canonical_task('finetune_in1k') == 'finetune'
+    path = tmp_path / 'results.json'
+    path.write_text(json.dumps(dict(task='finetune', dataset='ImageNet-1K',
+                                    metrics={'loss': 1.5, 'top5': 90.0})))
+    with pytest.warns(UserWarning, match=r"metrics \['loss', 'top5'\] have none of the "
+                                         r"finetune columns"):
+        assert collect.load_result(path) is None
