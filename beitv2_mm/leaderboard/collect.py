@@ -543,8 +543,7 @@ def measured_rows(results: list[Result]) -> list[Row]:
             tokenizer=info.get('tokenizer'), teacher=info.get('teacher'),
             backbone=info.get('backbone'), pretrain_epochs=epochs,
             dataset=_dataset_label(group),
-            config=info.get('config') or '; '.join(
-                sorted({Path(c).name for c in configs.values() if c})),
+            config=_config_cell(info.get('config'), configs.values()),
             source=('measured (synthetic data)' if synthetic else 'measured')
             + (', unfinished run' if partial else ''))
         cells = {k: _one_line(v) for k, v in cells.items()}
@@ -554,6 +553,15 @@ def measured_rows(results: list[Result]) -> list[Row]:
         checkpoints.append(checkpoint)
     _tell_apart(rows, checkpoints)
     return rows
+
+
+def _config_cell(pretrain_config: str | None, downstream_configs) -> str:
+    """The pretraining run's config where known; a random-init row has none: then its
+    downstream runs'. Says which."""
+    if pretrain_config:
+        return f'pretrain: {pretrain_config}'
+    names = sorted({Path(c).name for c in downstream_configs if c})
+    return f'downstream: {"; ".join(names)}' if names else ''
 
 
 def _partial_words(unfinished: list[Result]) -> str:

@@ -672,3 +672,11 @@ def test_task_aliases_of_segmentation_and_detection_and_unread_metrics(tmp_path)
     with pytest.warns(UserWarning, match=r"metrics \['loss', 'top5'\] have none of the "
                                          r"finetune columns"):
         assert collect.load_result(path) is None
+
+
+def test_config_cell_says_whose_config_it_is(results_root):
+    rows = _rows(results_root)
+    random = next(r for r in rows if r.method_id == 'random_init')
+    assert random.cell('config') == 'downstream: linear_probe_vit-tiny_synthetic.py'
+    assert collect._config_cell('beitv2_vit-tiny_synthetic.py', ['x.py']) == \
+        'pretrain: beitv2_vit-tiny_synthetic.py'
