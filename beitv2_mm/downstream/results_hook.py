@@ -77,6 +77,18 @@ def is_synthetic_root(data_root: Optional[str], classes=None) -> bool:
     return any('synthetic' in part.lower() for part in Path(str(data_root)).parts)
 
 
+def _built_train_loop(runner):
+    """The runner's training loop if it was built, else None (a test run).
+
+    Not ``runner.iter`` / ``runner.epoch``: in a test run they build the training loop, its
+    data set (which a test need not have) and sampler, whose seed broadcast on rank 0 alone
+    left the other ranks behind (``dist_test.sh`` of every config without a fixed seed died).
+    """
+    from mmengine.runner import BaseLoop
+    loop = getattr(runner, '_train_loop', None)
+    return loop if isinstance(loop, BaseLoop) else None
+
+
 def _eval_dataset(runner, stage: str):
     """The dataset the metrics were computed on, or None (a loop without one)."""
     try:
@@ -202,14 +214,12 @@ class DownstreamResultsHook(Hook):
         checkpoint.setdefault('meta', {})['pretrain'] = self._pretrain(runner, 'train')
 
     def _is_final(self, runner, stage: str) -> bool:
-        if stage == 'test':
+        loop = _built_train_loop(runner)
+        if stage == 'test' or loop is None:  # not built: a val/test-only run
             return True
-        loop = getattr(runner, '_train_loop', None)  # not built: a val/test-only run
-        if loop is None or isinstance(loop, dict):
+        if hasattr(loop, 'max_iters') and loop.iter >= loop.max_iters:
             return True
-        if hasattr(loop, 'max_iters') and getattr(runner, 'iter', 0) >= loop.max_iters:
-            return True
-        if hasattr(loop, 'max_epochs') and getattr(runner, 'epoch', 0) >= loop.max_epochs:
+        if hasattr(loop, 'max_epochs') and loop.epoch >= loop.max_epochs:
             return True
         return False
 
@@ -231,7 +241,8 @@ class DownstreamResultsHook(Hook):
         data_root = _absolute(cfg_get(runner.cfg, f'{dl_key}.dataset.data_root'))
         dataset = _eval_dataset(runner, stage)
         pretrain = self._pretrain(runner, stage)
-        iteration, epoch = int(getattr(runner, 'iter', 0)), int(getattr(runner, 'epoch', 0))
+        loop = _built_train_loop(runner)
+        iteration, epoch = (int(loop.iter), int(loop.epoch)) if loop else (0, 0)
         if stage == 'test' and self._loaded_meta:  # how far the tested weights had trained
             iteration = int(self._loaded_meta.get('iter', iteration) or 0)
             epoch = int(self._loaded_meta.get('epoch', epoch) or 0)

@@ -229,3 +229,39 @@ def test_workers_stop_when_their_launcher_is_killed(tmp_path):
         proc.kill()
         if isinstance(pid, int) and _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_dist_test_of_a_downstream_config_needs_no_training_data(tmp_path, tiny_data):
+    """tools/test.py and dist_test.sh on a demo linear probe (DownstreamResultsHook, no fixed
+    seed) with only the test data given: the hook read ``runner.iter``, which builds the training
+    loop: its data set (missing here) and, on rank 0 alone, a seed broadcast that left rank 1
+    behind, so no results were written."""
+    config = str(REPO_ROOT / 'configs' / 'demo' / 'linear_probe_vit-tiny_synthetic.py')
+    root = str(tiny_data['imagenet'])
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+    train = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'train.py'), config, '--work-dir',
+         str(tmp_path / 'train'), '--cfg-options', *(f'{k}={v}' for k, v in (
+             ('train_dataloader.dataset.data_root', root),
+             ('val_dataloader.dataset.data_root', root), ('train_cfg.max_iters', 2),
+             ('train_cfg.val_interval', 2), ('default_hooks.checkpoint.interval', 2),
+             ('train_dataloader.batch_size', 2), ('param_scheduler.0.end', 1),
+             ('param_scheduler.1.begin', 1), ('param_scheduler.1.end', 2)))],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert train.returncode == 0, (train.stdout + train.stderr)[-4000:]
+    checkpoint = str(tmp_path / 'train' / 'iter_2.pth')
+    test_only = ['--cfg-options', f'test_dataloader.dataset.data_root={root}',
+                 f'val_dataloader.dataset.data_root={root}']  # the training set is not there
+    for name, cmd in (('one', [sys.executable, str(REPO_ROOT / 'tools' / 'test.py'), config,
+                               checkpoint]),
+                      ('two', ['bash', str(REPO_ROOT / 'tools' / 'dist_test.sh'), config,
+                               checkpoint, '2'])):
+        done = subprocess.run([*cmd, '--work-dir', str(tmp_path / name), *test_only],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                              env=dict(env, PORT=str(_free_port())))
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        results = json.loads((tmp_path / name / 'results.json').read_text())
+        assert results['stage'] == 'test' and results['final'] and results['iteration'] == 2
+        assert 'accuracy/top1' in results['metrics']
