@@ -160,3 +160,33 @@ def test_failing_run_ends_the_gloo_threads_before_teardown(tmp_path, tiny_data):
         for rank in (0, 1):
             left = json.loads((tmp_path / 'two' / f'threads_rank{rank}.json').read_text())
             assert 'python' in left and not [name for name in left if 'gloo' in name], (rank, left)
+
+
+def test_resume_with_another_number_of_processes(tmp_path):
+    """Iteration-based: 1 -> 2 processes continues, saying what changes (the ranks' random
+    streams: tests/engine/test_resume.py). Epoch-based: 2 -> 1 is refused naming both counts (the epoch position
+    and the schedules, counted in batches per process, would be off)."""
+    work = str(tmp_path / 'iter')
+    first = subprocess.run([sys.executable, TOY, work, '--max-iters', '2', '--ckpt-interval',
+                            '2', '--diff-rank-seed'], env=_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    done, _ = _torchrun(2, TOY, work, '--launcher', 'pytorch', '--resume', '--max-iters', '4',
+                        '--ckpt-interval', '2', '--diff-rank-seed')
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert 'Resuming a run of 1 process(es) with 2: the total batch changes from 1 x 4 to ' \
+           '2 x 4' in log, log[-3000:]
+    assert 'continue exactly' not in log
+    assert sorted(read_losses(work, 'losses_rank1.jsonl')) == [3, 4]
+
+    work = str(tmp_path / 'epoch')
+    done, _ = _torchrun(2, TOY, work, '--launcher', 'pytorch', '--loop', 'epoch',
+                        '--max-iters', '6', '--ckpt-interval', '3')
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    again = subprocess.run([sys.executable, TOY, work, '--loop', 'epoch', '--max-iters', '12',
+                            '--resume'], env=_env(), capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode != 0
+    assert 'checkpoint was written by 2 process(es), this run has 1' in again.stderr, \
+        again.stderr[-3000:]

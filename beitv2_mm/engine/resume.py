@@ -28,6 +28,11 @@ schedulers, message hub, epoch/iteration counters and the seed. What it does not
   last step the run's final results) were never written. Fix: a run resumed at a validation
   step validates first.
 
+A checkpoint written by another number of processes (one RNG state per rank) resumes an
+iteration-based run with a warning (the total batch and the data after the resume change; each
+rank keeps this run's seeding) and is refused by an epoch-based one, whose position in the epoch
+and schedules are counted in batches per process.
+
 Skipping *replays* the dataloader (the batches are loaded and dropped, as mmengine's
 ``IterBasedTrainLoop`` does): the sampler order and the workers' augmentation RNG (mmengine
 seeds workers with ``seed + worker id + rank`` at each iterator start) then match the
@@ -81,13 +86,47 @@ def _restore_resumed_rng(loop) -> None:
              'random streams restart from the seed, so losses after the resume will not match '
              'an uninterrupted run exactly.', logging.WARNING)
         return
-    rank, world_size = get_rank(), get_world_size()
-    if len(states) != world_size:
+    if len(states) != get_world_size():
+        # rank 0's state on every rank would give them all the same masks and drop-path
         _log(f'The resumed checkpoint holds RNG states of {len(states)} rank(s), this run has '
-             f'{world_size}: every rank continues from rank 0\'s state.', logging.WARNING)
-        rank = 0
-    restore_rng_state(states[rank])
+             f'{get_world_size()}: random streams continue from this run\'s seeding.',
+             logging.WARNING)
+    else:
+        restore_rng_state(states[get_rank()])
     setattr(loop.runner, _RNG_ATTR, None)
+
+
+def _saved_world_size(loop) -> Optional[int]:
+    """How many processes wrote the resumed checkpoint (one RNG state each); None: unknown."""
+    states = getattr(loop.runner, _RNG_ATTR, None)
+    return len(states) if isinstance(states, (list, tuple)) else None
+
+
+def _check_world_size(loop, epoch_based: bool) -> bool:
+    """Whether a resumed run has the number of processes of the run it resumes.
+
+    Iteration-based: it continues, saying what changes (total batch, data order). Epoch-based:
+    refused, since the epoch's position and the parameter schedules (converted to iterations of
+    the old epoch length, restored with the schedulers) would both be off.
+    """
+    from mmengine.dist import get_world_size
+
+    saved, now = _saved_world_size(loop), get_world_size()
+    if saved is None or saved == now:
+        return True
+    if epoch_based:
+        raise RuntimeError(
+            f'Cannot resume: the checkpoint was written by {saved} process(es), this run has '
+            f'{now}. An epoch-based run counts iterations in batches per process, so the '
+            'position in the epoch and the learning-rate schedule would not fit. Resume with '
+            f'{saved} process(es) (tools/dist_train.sh CONFIG {saved} --resume), or start a new '
+            'run from its weights (--cfg-options load_from=CHECKPOINT, without --resume).')
+    batch = getattr(loop.dataloader, 'batch_size', None)
+    per = f' x {batch}' if batch else ''
+    _log(f'Resuming a run of {saved} process(es) with {now}: the total batch changes from '
+         f'{saved}{per} to {now}{per} per iteration (the learning rate stays as configured) and '
+         'the data after the resume is not the stopped run\'s.', logging.WARNING)
+    return False
 
 
 def _restore_sampler_seed(loop) -> bool:
@@ -166,11 +205,13 @@ def _iter_loop_run(self):
     # The whole iteration-based run is one big epoch for the hooks.
     self.runner.call_hook('before_train_epoch')
     if self._iter > 0:
+        same_world = _check_world_size(self, epoch_based=False)
         if _restore_sampler_seed(self):  # the iterator was built with the new run's seed
             from mmengine.runner.loops import _InfiniteDataloaderIterator
             self.dataloader_iterator = _InfiniteDataloaderIterator(self.dataloader)
         _log(f'Resuming at iteration {self._iter}: replaying {self._iter} batches of the '
-             'dataloader so sampler order and augmentation randomness continue exactly.')
+             'dataloader' + (' so sampler order and augmentation randomness continue exactly.'
+                             if same_world else '.'))
         for _ in range(self._iter):
             next(self.dataloader_iterator)
         _restore_resumed_rng(self)
@@ -195,6 +236,7 @@ def _epoch_loop_run(self):
     """``EpochBasedTrainLoop.run`` that resumes mid-epoch and validates on a forked RNG."""
     self.runner.call_hook('before_train')
     if self._iter > 0:
+        _check_world_size(self, epoch_based=True)
         done_in_epoch = self._iter - self._epoch * len(self.dataloader)
         if not 0 <= done_in_epoch <= len(self.dataloader):
             raise RuntimeError(

@@ -261,3 +261,27 @@ def test_demo_config_sigkill_then_resume_matches(tmp_path, tiny_data, config):
                           timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     _assert_same_after_checkpoint(scalar_losses(run_dir), reference)
+
+
+def test_rng_states_of_another_number_of_processes_are_not_restored(monkeypatch):
+    """Every rank of a resumed run with more processes took rank 0's saved state, so they all
+    drew the same masks and drop-path; with as many processes each rank gets its own back."""
+    from types import SimpleNamespace
+
+    import mmengine.dist
+
+    from beitv2_mm.engine.checkpoint import capture_rng_state
+    torch.manual_seed(0)
+    saved = [capture_rng_state()]
+    torch.manual_seed(1)
+    saved.append(capture_rng_state())
+    torch.manual_seed(2)
+    own = torch.get_rng_state()
+    loop = SimpleNamespace(runner=SimpleNamespace())
+    monkeypatch.setattr(mmengine.dist, 'get_rank', lambda: 1)
+    for world_size, expected in ((3, own), (2, saved[1]['torch'])):
+        monkeypatch.setattr(mmengine.dist, 'get_world_size', lambda: world_size)
+        torch.set_rng_state(own)
+        setattr(loop.runner, resume_module._RNG_ATTR, saved)
+        resume_module._restore_resumed_rng(loop)
+        assert torch.equal(torch.get_rng_state(), expected), world_size
