@@ -6,7 +6,7 @@ index (training only: mmengine refuses ``None`` at test time, so evaluation alwa
 images), and records the path. Skips are recorded in a small text file keyed by the main
 process's pid, so skips inside dataloader workers are counted too; :class:`SkippedImagesHook`
 reports the count and paths after every epoch and, at the end of the run, writes the full list
-to ``<work_dir>/skipped_images.txt`` (one file per rank when distributed) and removes the
+to ``<work_dir>/skipped_images.txt`` (every rank's skips, written by rank 0) and removes the
 temporary file (until then :func:`skipped_images` returns them).
 """
 import os
@@ -111,10 +111,10 @@ class SkippedImagesHook(Hook):
     """Report, at the end of the run, the images ``SafeLoadImageFromFile`` skipped.
 
     The count is also put into the message hub as ``data/skipped_images`` so it lands in the
-    run's scalars. At the end of the run the list (one line per distinct file, with its count)
-    goes to ``<work_dir>/skipped_images.txt`` (``skipped_images_rank<r>.txt`` on rank ``r`` of
-    a distributed run, each rank skipping on its own), and the temporary record is removed so
-    it does not pile up in the temp directory.
+    run's scalars. Each rank skips on its own; the reports are of every rank's skips (gathered:
+    mmengine logs on rank 0 only). At the end of the run the list (one line per distinct file,
+    with its count) goes to ``<work_dir>/skipped_images.txt``, and the temporary record is
+    removed so it does not pile up in the temp directory.
     """
 
     priority = 'VERY_LOW'
@@ -122,8 +122,16 @@ class SkippedImagesHook(Hook):
     def before_run(self, runner) -> None:
         reset_skipped_images()
 
-    def _report(self, runner, when: str) -> None:
-        skipped = skipped_images()
+    @staticmethod
+    def _all_ranks() -> List[str]:
+        """Every rank's skips (a collective: every rank calls the hook)."""
+        _, world_size = get_dist_info()
+        if world_size == 1:
+            return skipped_images()
+        from mmengine.dist import all_gather_object
+        return [path for part in all_gather_object(skipped_images()) for path in part]
+
+    def _report(self, runner, when: str, skipped: List[str]) -> None:
         runner.message_hub.update_info('data/skipped_images', len(skipped))
         if skipped:
             unique = sorted(set(skipped))
@@ -134,15 +142,13 @@ class SkippedImagesHook(Hook):
             runner.logger.info('end of run: no unreadable images were skipped.')
 
     def after_train_epoch(self, runner) -> None:
-        self._report(runner, f'epoch {runner.epoch}')
+        self._report(runner, f'epoch {runner.epoch}', self._all_ranks())
 
     def after_run(self, runner) -> None:
-        self._report(runner, 'end of run')
-        skipped = skipped_images()
-        if skipped:
-            rank, world_size = get_dist_info()
-            name = 'skipped_images.txt' if world_size == 1 else f'skipped_images_rank{rank}.txt'
-            path = os.path.join(runner.work_dir, name)
+        skipped = self._all_ranks()
+        self._report(runner, 'end of run', skipped)
+        if skipped and get_dist_info()[0] == 0:
+            path = os.path.join(runner.work_dir, 'skipped_images.txt')
             counts = Counter(skipped)
             atomic_write_text(''.join(f'{p}\t{counts[p]}\n' for p in sorted(counts)), path)
             runner.logger.warning(f'the skipped images are listed in {path} (path, reads).')

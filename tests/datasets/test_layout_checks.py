@@ -1,5 +1,6 @@
 """Bad input: wrong layouts, broken annotations and unreadable images fail naming the culprit."""
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -277,22 +278,41 @@ def test_corrupt_image_skip_counts_and_reports(data_copy, tmp_path):
     assert skipped_images() == []
 
 
-def test_skipped_images_list_is_per_rank(tmp_path, monkeypatch):
-    """Each rank skips on its own: rank r of a distributed run writes its own list."""
+def _skipping_rank(rank, init_file, work_dir, skips):
+    import torch.distributed as dist
     from mmengine.logging import MessageHub
 
     from beitv2_mm.datasets import transforms
-    transforms.reset_skipped_images()
-    with open(transforms._skip_log_path(), 'w') as f:
-        f.write('a.JPEG\nb.JPEG\na.JPEG\n')
-    monkeypatch.setattr(transforms, 'get_dist_info', lambda: (1, 2))
-    runner = type('R', (), {'logger': type('L', (), {'warning': print, 'info': print})(),
-                            'message_hub': MessageHub.get_instance('test_skipped_rank'),
-                            'work_dir': str(tmp_path)})
-    transforms.SkippedImagesHook().after_run(runner)
-    assert (tmp_path / 'skipped_images_rank1.txt').read_text() == 'a.JPEG\t2\nb.JPEG\t1\n'
-    assert not (tmp_path / 'skipped_images.txt').exists()
-    assert transforms.skipped_images() == []
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    try:
+        transforms.reset_skipped_images()
+        with open(transforms._skip_log_path(), 'w') as f:
+            f.write(''.join(f'{p}\n' for p in skips[rank]))
+        logs = []
+        runner = type('R', (), {
+            'logger': type('L', (), {'warning': lambda self, m: logs.append(m),
+                                     'info': lambda self, m: logs.append(m)})(),
+            'message_hub': MessageHub.get_instance(f'test_skipped_rank{rank}'),
+            'work_dir': work_dir})
+        transforms.SkippedImagesHook().after_run(runner)
+        with open(os.path.join(work_dir, f'log{rank}.txt'), 'w') as f:
+            f.write(logs[0])
+        assert transforms.skipped_images() == []
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.dist
+def test_skipped_images_of_every_rank_are_reported(tmp_path):
+    """Each rank skips on its own; the report (mmengine logs on rank 0 only) and the list are
+    of every rank's skips: rank 1's were missing from both."""
+    import torch.multiprocessing as mp
+    skips = [['a.JPEG', 'b.JPEG', 'a.JPEG'], ['c.JPEG']]
+    mp.spawn(_skipping_rank, args=(str(tmp_path / 'init'), str(tmp_path), skips), nprocs=2)
+    assert (tmp_path / 'skipped_images.txt').read_text() == 'a.JPEG\t2\nb.JPEG\t1\nc.JPEG\t1\n'
+    assert not list(tmp_path.glob('skipped_images_rank*'))
+    log = (tmp_path / 'log0.txt').read_text()
+    assert '4 unreadable image reads were skipped (3 distinct files)' in log and 'c.JPEG' in log
 
 
 def test_relative_data_roots_load(tiny_data, monkeypatch):
