@@ -41,6 +41,7 @@ smoothing; PeCo's VQ-VAE uses that mode.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Dict, NamedTuple
 
 import torch
@@ -182,7 +183,17 @@ class NormEMAQuantizer(nn.Module):
 
     @torch.no_grad()
     def _kmeans_init(self, flat: torch.Tensor) -> None:
-        """Run k-means once on the batches of all ranks, on rank 0, and broadcast the result."""
+        """Run k-means once on the batches of all ranks, on rank 0, and broadcast the result.
+
+        Also in eval mode, as the official quantizer does; there it is said: a frozen tokenizer
+        with a codebook never initialised (e.g. a MIM target generator whose checkpoint never
+        trained) takes codes from the first batch it sees, not a trained tokenizer's.
+        """
+        if not self.training and dist.get_rank() == 0:
+            warnings.warn('NormEMAQuantizer: the codebook was never initialised (initted=0, as '
+                          'in a tokenizer that never trained) and is set now by k-means on the '
+                          'first batch seen in eval mode; a trained tokenizer checkpoint holds '
+                          'its codes: is the tokenizer checkpoint the trained one?')
         world_size = dist.get_world_size()
         if world_size > 1:
             # every rank sees the same number of vectors per step in practice; pad otherwise

@@ -78,6 +78,11 @@ def test_kmeans_init_on_first_training_batch():
     assert out.commit_loss.item() < 1e-3
     random_codes = NormEMAQuantizer(num_codes=16, code_dim=8, kmeans_init=False).eval()
     assert random_codes(data).commit_loss.item() > 10 * out.commit_loss.item()
+    # as the official quantizer, also in eval mode (a frozen never-trained tokenizer), said
+    frozen = NormEMAQuantizer(num_codes=16, code_dim=8, kmeans_init=True).eval()
+    with pytest.warns(UserWarning, match='never initialised'):
+        frozen(data)
+    assert frozen.initted.item() == 1
 
 
 def test_cosine_kmeans_keeps_empty_clusters():
