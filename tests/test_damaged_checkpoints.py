@@ -1,5 +1,6 @@
 """A damaged checkpoint (truncated at any point, or not one) fails naming the file and the fix
-in every loader of user-given files: tokenizer, DALL-E weights, downstream pretrain, converter.
+in every loader of user-given files: tokenizer, DALL-E weights, downstream pretrain, converter,
+the checkpoint tools/test.py tests and the one tools/train.py --resume resumes.
 Depending on where a zip file is cut, torch raises RuntimeError or OSError."""
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 import beitv2_mm  # noqa: F401
-from beitv2_mm.downstream.checkpoint import read_checkpoint
+from beitv2_mm.downstream.checkpoint import read_checkpoint, read_checkpoint_meta
 from beitv2_mm.tokenizers.checkpoint import CheckpointLoadError, read_state_dict
 from beitv2_mm.tokenizers.dalle import load_dalle_encoder_state
 
@@ -33,7 +34,8 @@ def damaged(tmp_path_factory):
     return files + [garbage]
 
 
-@pytest.mark.parametrize('loader', [read_state_dict, load_dalle_encoder_state, read_checkpoint])
+@pytest.mark.parametrize('loader', [read_state_dict, load_dalle_encoder_state, read_checkpoint,
+                                    read_checkpoint_meta])
 def test_every_loader_names_the_damaged_file(damaged, loader):
     for path in damaged:
         with pytest.raises(CheckpointLoadError,
@@ -49,3 +51,16 @@ def test_converter_names_the_damaged_file(damaged):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert f'cannot read checkpoint {path}' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('tool', ['test', 'train'])
+def test_test_and_resume_name_the_damaged_file(damaged, tool, tmp_path):
+    config = str(REPO / 'configs' / 'demo' / 'linear_probe_vit-tiny_synthetic.py')
+    path = damaged[1]  # an OSError cut
+    args = [config, str(path)] if tool == 'test' else [config, '--resume', str(path)]
+    proc = subprocess.run([sys.executable, str(REPO / 'tools' / f'{tool}.py'), *args,
+                           '--work-dir', str(tmp_path / 'work')],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert f'tools/{tool}.py: error: cannot read checkpoint {path}' in proc.stderr
+    assert 'Traceback' not in proc.stderr and not (tmp_path / 'work').exists()

@@ -155,8 +155,8 @@ def read_checkpoint_meta(path: str) -> dict:
         from beitv2_mm.engine.compat import trusted_torch_load
         try:
             ckpt = trusted_torch_load(str(path), map_location='cpu', mmap=True)
-        except RuntimeError:  # not in the zip format: mmap is not possible
-            ckpt = None
+        except (RuntimeError, OSError):  # not in the zip format (or damaged: the full read
+            ckpt = None                       # below names the file)
     if ckpt is None:
         ckpt = read_checkpoint(path)
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None

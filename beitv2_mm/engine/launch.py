@@ -472,11 +472,29 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
             raise FileNotFoundError(f'--resume: checkpoint not found: {resume}')
         cfg.resume = True
         cfg.load_from = resumed = resume
+    if resumed and '://' not in resumed:
+        check_readable_checkpoint(resumed)
     _check_pretrain_file(cfg, resumed)
     configure_amp(cfg, amp, cuda=cuda)
     configure_distributed(cfg, launcher, cuda=cuda)
     add_guard_hooks(cfg)
     return cfg
+
+
+def check_readable_checkpoint(path: str) -> None:
+    """A damaged checkpoint to resume or test (truncated copy, not a checkpoint) fails here
+    naming the file, its size and the fix, not as a torch traceback inside the runner. Reads
+    only its pickled objects (memory-mapped), not the tensors.
+
+    Raises:
+        ValueError: The file cannot be read as a checkpoint.
+    """
+    from beitv2_mm.downstream.checkpoint import read_checkpoint_meta
+    from beitv2_mm.tokenizers.checkpoint import CheckpointLoadError
+    try:
+        read_checkpoint_meta(path)
+    except CheckpointLoadError as err:
+        raise ValueError(str(err)) from err
 
 
 def _check_pretrain_file(cfg: Config, resumed: str | None) -> None:
@@ -680,6 +698,7 @@ def prepare_test_config(config: str, checkpoint: str, cfg_options: dict | None =
     """
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+    check_readable_checkpoint(checkpoint)
     cfg = _load_for_run(config, cfg_options, work_dir)
     cfg.load_from = checkpoint
     cfg.resume = False
