@@ -214,11 +214,17 @@ def load_tokenizer_checkpoint(module: nn.Module,
                     'VQ-VAE tokenizer): use it with model.target_generator.type=\'PeCoVQVAE\' '
                     '(configs/peco/peco_vitb_mim.py), not this target generator.')
         elif any(re.match(r'(encoder\.)?blocks\.\d+\.', k) for k in keys) or \
-                'quantize.embedding.weight' in keys or \
-                any(k.startswith('encode_task_layer.') for k in keys):
+                'quantize.embedding.weight' in keys:  # keys of those layouts only
             hint = ('\nThe keys look like the official unilm beit2 or mmpretrain layout: '
                     'convert first with `python tools/convert_ckpt.py vqkd_official SRC DST` '
                     '(or `vqkd_mmpretrain`).')
+        else:
+            codebook = next((m for m in report.mismatched if m[0] == 'quantizer.codebook'), None)
+            if codebook is not None:
+                hint = (f'\nThe checkpoint\'s codebook holds {codebook[1][0]} codes of '
+                        f'{codebook[1][1]} dims, the config\'s {codebook[2][0]} of '
+                        f'{codebook[2][1]}: set the tokenizer\'s num_codes={codebook[1][0]} and '
+                        f'code_dim={codebook[1][1]} (they must match the trained tokenizer).')
         cls = type(module)
         raise CheckpointLoadError(f'cannot load {cls.__module__}.{cls.__qualname__} from {path}: '
                            f'the checkpoint does not match the model built from the config.\n'

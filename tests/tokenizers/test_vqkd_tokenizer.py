@@ -117,6 +117,9 @@ def test_checkpoint_errors_name_file_and_keys(tmp_path):
     assert 'shape mismatch for quantizer.codebook: checkpoint (32, 8) vs module (64, 8)' in msg
     assert 'encode_task_layer.0.bias' in msg
     assert 'beitv2_mm.tokenizers.vqkd.VQKDTokenizer' in msg  # which class, timm's or ours
+    # this project's own layout: the codebook size to set, not the official-layout converter
+    assert 'set the tokenizer\'s num_codes=32 and code_dim=8' in msg
+    assert 'convert_ckpt' not in msg
 
     # a file of another model: the missing keys are shown in part, with the count
     torch.save({f'other.{i}': torch.zeros(1) for i in range(3)}, path)
