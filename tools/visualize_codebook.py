@@ -30,14 +30,19 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
 
 def tokenizer_cfg_from(cfg) -> dict:
+    """The VQ-KD tokenizer of a tokenizer-training or MIM config (``model.tokenizer``,
+    ``model.target_generator`` or the model itself)."""
     model = cfg.model
-    for key in ('tokenizer', 'target_generator'):
-        if key in model and model[key] is not None:
-            return model[key].copy()
-    if model.get('type') in ('VQKDTokenizer', ):
-        return model.copy()
-    raise KeyError(f'{cfg.filename}: no tokenizer found; expected model.tokenizer, '
-                   f'model.target_generator or model.type=VQKDTokenizer')
+    found = next((model[key] for key in ('tokenizer', 'target_generator')
+                  if model.get(key) is not None), model)
+    if found.get('type') != 'VQKDTokenizer':
+        where = 'model' if found is model else next(
+            f'model.{k}' for k in ('tokenizer', 'target_generator') if model.get(k) is found)
+        raise KeyError(f'{cfg.filename}: {where} is a {found.get("type")}; this tool shows the '
+                       'codebook of a VQKDTokenizer (model.tokenizer, model.target_generator or '
+                       'the model itself); an mmpretrain VQKD checkpoint converts with '
+                       '`tools/convert_ckpt.py vqkd_mmpretrain`')
+    return found.copy()
 
 
 def list_images(image_dir: Path, limit: int) -> List[Path]:
@@ -50,10 +55,21 @@ def list_images(image_dir: Path, limit: int) -> List[Path]:
 
 
 def load_images(files: List[Path], size: int) -> np.ndarray:
-    """(N, size, size, 3) uint8 RGB images, resized (bicubic) to the tokenizer input."""
-    return np.stack([np.asarray(Image.open(f).convert('RGB').resize((size, size),
-                                                                    Image.BICUBIC))
-                     for f in files])
+    """(N, size, size, 3) uint8 RGB images, resized (bicubic) to the tokenizer input.
+
+    Raises:
+        OSError: An image cannot be read, naming it.
+    """
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as image:
+                images.append(np.asarray(image.convert('RGB').resize((size, size),
+                                                                     Image.BICUBIC)))
+        except (OSError, ValueError) as err:
+            raise OSError(f'cannot read image {f} ({type(err).__name__}: {err}); replace or '
+                          'remove it') from err
+    return np.stack(images)
 
 
 def to_input_range(images: torch.Tensor, input_range) -> torch.Tensor:
@@ -122,19 +138,23 @@ def main(argv=None) -> dict:
     from mmpretrain.registry import MODELS
 
     try:  # the messages name the file and what was expected: no traceback on top
+        for what, path in (('config', args.config), ('checkpoint', args.checkpoint)):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f'{what} not found: {path}')
         files = list_images(Path(args.image_dir), args.max_images)  # before the slow build
         cfg = Config.fromfile(args.config)
         tok_cfg = tokenizer_cfg_from(cfg)
         tok_cfg['checkpoint'] = args.checkpoint
         tok_cfg['kmeans_init'] = False  # the codebook comes from the checkpoint
+        tok_cfg['decoder'] = None  # only encode() is used: a MIM checkpoint has no decoder
         tokenizer = MODELS.build(tok_cfg).to(args.device).eval()
-    except (FileNotFoundError, KeyError, CheckpointLoadError) as err:
-        message = err.args[0] if err.args else err  # KeyError's str() adds quotes
+        patch = tokenizer.patch_size
+        size = int(tokenizer.encoder.patch_resolution[0]) * patch
+        images = load_images(files, size)
+    except (OSError, KeyError, CheckpointLoadError) as err:
+        # KeyError's str() adds quotes; an OSError's first arg can be its errno
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
         parser.exit(1, f'tools/visualize_codebook.py: error: {message}\n')
-    patch = tokenizer.patch_size
-    size = int(tokenizer.encoder.patch_resolution[0]) * patch
-
-    images = load_images(files, size)
     codes = []
     with torch.no_grad():
         for start in range(0, len(images), args.batch_size):

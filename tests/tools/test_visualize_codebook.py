@@ -41,24 +41,36 @@ def test_writes_valid_pngs(tmp_path, repo_root):
 
 
 def test_bad_input_is_one_line_naming_it(tmp_path, capsys):
-    """A missing or empty image folder, a config without a tokenizer, a missing checkpoint:
-    exit 1 with the culprit named, no traceback."""
+    """A missing config, checkpoint or image folder, an empty folder, an unreadable image, a
+    config without a VQ-KD tokenizer, a checkpoint of another model: exit 1 with the culprit
+    named, no traceback."""
     tool = load_tool('visualize_codebook')
     cfg_file = tmp_path / 'tok_cfg.py'
     cfg_file.write_text(f'model = dict(tokenizer={tiny_vqkd_tokenizer_cfg(kmeans_init=False)!r})\n')
     images = tmp_path / 'images'
     images.mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / 'a.png')
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    (broken / 'b.jpg').write_bytes((images / 'a.png').read_bytes()[:20])
     no_tokenizer = tmp_path / 'cls_cfg.py'
     no_tokenizer.write_text("model = dict(type='ImageClassifier')\n")
+    peco = tmp_path / 'peco_cfg.py'
+    peco.write_text("model = dict(type='BEiT', target_generator=dict(type='PeCoVQVAE'))\n")
     (tmp_path / 'empty').mkdir()
     torch.save({'other.weight': torch.zeros(2)}, tmp_path / 'other.pth')
+    tok = MODELS.build(tiny_vqkd_tokenizer_cfg(kmeans_init=False))
+    torch.save(tok.state_dict(), tmp_path / 'tok.pth')
     cases = [
+        ([tmp_path / 'no_cfg.py', tmp_path / 'tok.pth', images],
+         f"config not found: {tmp_path / 'no_cfg.py'}"),
+        ([cfg_file, tmp_path / 'missing.pth', images],
+         f"checkpoint not found: {tmp_path / 'missing.pth'}"),
         ([cfg_file, tmp_path / 'tok.pth', tmp_path / 'nowhere'], 'image folder not found: '),
         ([cfg_file, tmp_path / 'tok.pth', tmp_path / 'empty'], 'no images ('),
-        ([no_tokenizer, tmp_path / 'tok.pth', images], 'no tokenizer found; expected'),
-        ([cfg_file, tmp_path / 'missing.pth', images],
-         f"tokenizer checkpoint '{tmp_path / 'missing.pth'}' (model.target_generator.checkpoint)"),
+        ([cfg_file, tmp_path / 'tok.pth', broken], f"cannot read image {broken / 'b.jpg'}"),
+        ([no_tokenizer, tmp_path / 'tok.pth', images], 'model is a ImageClassifier; this tool'),
+        ([peco, tmp_path / 'tok.pth', images], 'model.target_generator is a PeCoVQVAE'),
         ([cfg_file, tmp_path / 'other.pth', images], f"from {tmp_path / 'other.pth'}: the "
                                                      'checkpoint does not match the model'),
     ]
@@ -69,3 +81,25 @@ def test_bad_input_is_one_line_naming_it(tmp_path, capsys):
         stderr = capsys.readouterr().err
         assert stderr.startswith('tools/visualize_codebook.py: error: ') and expected in stderr, \
             stderr
+
+
+def test_reads_the_tokenizer_of_a_mim_checkpoint(tmp_path):
+    """A MIM config and checkpoint: its target generator holds the encoder and codebook only
+    (the decoder, which this tool does not use, was required)."""
+    tok_cfg = tiny_vqkd_tokenizer_cfg(kmeans_init=False, decoder_layers=None)
+    tok = MODELS.build(tok_cfg)
+    ckpt = tmp_path / 'mim.pth'
+    torch.save(dict(state_dict={'target_generator.' + k: v
+                                for k, v in tok.state_dict().items()}), ckpt)
+    cfg_file = tmp_path / 'mim_cfg.py'
+    full = tiny_vqkd_tokenizer_cfg(kmeans_init=False)  # with a decoder, as a tokenizer config
+    cfg_file.write_text(f"model = dict(type='BEiT', target_generator={full!r})\n")
+    images = tmp_path / 'images'
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+            images / f'{i}.png')
+    out = load_tool('visualize_codebook').main(
+        [str(cfg_file), str(ckpt), str(images), '--out-dir', str(tmp_path / 'vis')])
+    assert out['used_codes'] > 0
