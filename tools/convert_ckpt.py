@@ -23,6 +23,11 @@ from beitv2_mm.engine.compat import trusted_torch_load  # noqa: E402
 from beitv2_mm.tokenizers.checkpoint import UNREADABLE_ERRORS, unreadable_checkpoint  # noqa: E402
 
 
+#: key prefixes of this project's (mmpretrain's) model layout: a file with them needs no conversion
+PROJECT_PREFIXES = ('backbone.', 'neck.', 'head.', 'target_generator.', 'tokenizer.',
+                    'data_preprocessor.')
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,10 +58,23 @@ def main(argv=None) -> int:
         source = trusted_torch_load(args.src, map_location='cpu')
     except UNREADABLE_ERRORS as err:
         parser.error(str(unreadable_checkpoint(args.src, err)))
-    state_dict, report = convert(args.format, source)
+    try:
+        state_dict, report = convert(args.format, source)
+    except TypeError as err:  # not a dict of tensors
+        parser.error(f'{args.src}: {err}')
     dst = Path(args.dst)
     print(report.format())
     if report.unmatched and not args.allow_unmatched:
+        converted = (source.get('meta') or {}).get('converted_from') \
+            if isinstance(source.get('meta'), dict) else None
+        ours = [k for k in report.unmatched if k.startswith(PROJECT_PREFIXES)]
+        if converted or len(ours) * 2 >= len(report.unmatched):
+            said = (f'was converted already (meta.converted_from = {converted!r})' if converted
+                    else f'is in this project\'s layout already ({len(ours)} of its keys start '
+                         f'with {", ".join(sorted({k.split(".")[0] + "." for k in ours}))})')
+            print(f'not written: SRC {said}; no conversion needed, use it as it is',
+                  file=sys.stderr)
+            return 1
         print(f'not written: {len(report.unmatched)} source keys matched no rule of '
               f'{args.format!r}; is SRC in that layout (see --list)? --allow-unmatched writes '
               f'the {len(state_dict)} converted tensors anyway', file=sys.stderr)

@@ -57,7 +57,10 @@ def register_converter(name: str, description: str):
 def extract_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
     """The tensor dict inside a checkpoint: ``state_dict``, ``model``, ``module`` or the dict itself."""
     if not isinstance(checkpoint, dict):
-        raise TypeError(f'expected a dict checkpoint, got {type(checkpoint).__name__}')
+        fix = (' (a pickled model: save its state_dict() instead)'
+               if isinstance(checkpoint, torch.nn.Module) else '')
+        raise TypeError(f'expected a checkpoint dict of tensors, got a '
+                        f'{type(checkpoint).__name__}{fix}')
     for key in ('state_dict', 'model', 'module'):
         if key in checkpoint and isinstance(checkpoint[key], dict):
             return checkpoint[key]

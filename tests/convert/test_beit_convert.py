@@ -156,3 +156,32 @@ def test_convert_tool_names_the_pretraining_method(tmp_path, capsys):
     assert torch.load(named, weights_only=False)['meta'] == dict(
         converted_from='beit-official', source=str(src), pretrain_method='beitv2')
     assert read_pretrain_info(str(named))['method'] == 'beitv2'
+
+
+def test_convert_tool_refuses_what_needs_no_or_no_such_conversion(tmp_path, capsys):
+    """An already-converted file, a checkpoint of this project's layout and a pickled model
+    (not a dict of tensors) are refused, saying which, nothing written, no traceback."""
+    from tool_module import load_tool
+
+    tool = load_tool('convert_ckpt')
+    src = tmp_path / 'beitv2_pt.pth'
+    torch.save({'model': official_beitv2_pretrain_state(torch.Generator().manual_seed(3))}, src)
+    converted = tmp_path / 'converted.pth'
+    assert tool.main(['beit-official', str(src), str(converted)]) == 0
+    capsys.readouterr()
+    again = tmp_path / 'again.pth'
+    assert tool.main(['beit-official', str(converted), str(again)]) == 1
+    assert "was converted already (meta.converted_from = 'beit-official')" in \
+        capsys.readouterr().err and not again.exists()
+    ours = tmp_path / 'ours.pth'
+    state = torch.load(converted, weights_only=False)['state_dict']
+    torch.save(dict(state_dict=state, meta=dict(cfg='...')), ours)  # as a training run saves
+    assert tool.main(['beit-official', str(ours), str(again)]) == 1
+    assert "is in this project's layout already" in capsys.readouterr().err
+    model = tmp_path / 'model.pth'
+    torch.save(torch.nn.Linear(2, 2), model)
+    with pytest.raises(SystemExit) as err:
+        tool.main(['beit-official', str(model), str(again)])
+    assert err.value.code == 2
+    assert 'got a Linear (a pickled model: save its state_dict() instead)' in \
+        capsys.readouterr().err and not again.exists()
