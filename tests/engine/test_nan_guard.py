@@ -215,3 +215,22 @@ def test_validation_uses_rank_zero_buffers(tmp_path):
     bn = nn.BatchNorm1d(3)
     BroadcastBuffersHook().before_val_epoch(SimpleNamespace(model=bn))
     assert torch.equal(bn.running_mean, torch.zeros(3))
+
+
+def test_tested_checkpoint_of_an_official_release_is_sent_to_the_converter():
+    """tools/test.py on an unconverted official release (keys ``blocks.N.*``): the refusal
+    names the converter, as training from such a file does."""
+    from types import SimpleNamespace
+
+    from beitv2_mm.engine.hooks import CheckpointMismatchError, TestedCheckpointGuardHook
+    runner = SimpleNamespace(_train_loop=None, model=nn.Linear(2, 2),
+                             cfg=SimpleNamespace(load_from='beitv2_ft1k.pth', filename='ft.py'))
+    official = {'blocks.0.attn.qkv.weight': torch.zeros(6, 2), 'head.weight': torch.zeros(2, 2)}
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'beitv2_ft1k\.pth lacks 2 of the 2 weights.*official BEiT release: '
+                             r'convert it first'):
+        TestedCheckpointGuardHook().after_load_checkpoint(runner, {'model': official})
+    ours = {'weight': torch.zeros(3, 2)}  # a shape mismatch, no release keys: no converter
+    with pytest.raises(CheckpointMismatchError) as err:
+        TestedCheckpointGuardHook().after_load_checkpoint(runner, {'state_dict': ours})
+    assert 'convert' not in str(err.value)
