@@ -84,9 +84,8 @@ def _built_train_loop(runner):
     data set (which a test need not have) and sampler, whose seed broadcast on rank 0 alone
     left the other ranks behind (``dist_test.sh`` of every config without a fixed seed died).
     """
-    from mmengine.runner import BaseLoop
-    loop = getattr(runner, '_train_loop', None)
-    return loop if isinstance(loop, BaseLoop) else None
+    loop = getattr(runner, '_train_loop', None)  # the train_cfg dict until built
+    return None if loop is None or isinstance(loop, dict) else loop
 
 
 def _eval_dataset(runner, stage: str):

@@ -58,8 +58,8 @@ def test_best_metrics_across_validations_and_resume(tmp_path):
 
     def runner(resume, it):
         cfg = Config(dict(resume=resume, model=dict(backbone=dict(init_cfg=dict(checkpoint=None)))))
-        return SimpleNamespace(cfg=cfg, work_dir=str(tmp_path), iter=it, epoch=it // 10,
-                               _train_loop=SimpleNamespace(max_iters=100),
+        return SimpleNamespace(cfg=cfg, work_dir=str(tmp_path), _train_loop=SimpleNamespace(
+                                   max_iters=100, iter=it, epoch=it // 10),
                                logger=MMLogger.get_current_instance())
 
     def results():
@@ -152,8 +152,8 @@ def test_relative_data_root_is_written_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = Config(dict(model=dict(backbone=dict(init_cfg=None)),
                       val_dataloader=dict(dataset=dict(data_root='data/synthetic/imagenet'))))
-    runner = SimpleNamespace(cfg=cfg, work_dir=str(tmp_path), iter=1, epoch=0,
-                             _train_loop=SimpleNamespace(max_iters=1),
+    runner = SimpleNamespace(cfg=cfg, work_dir=str(tmp_path),
+                             _train_loop=SimpleNamespace(max_iters=1, iter=1, epoch=0),
                              logger=MMLogger.get_current_instance())
     DownstreamResultsHook(task='finetune', dataset_name='x').after_val_epoch(
         runner, {'accuracy/top1': 1.0})
