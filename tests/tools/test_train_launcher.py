@@ -129,7 +129,7 @@ def test_work_dir_and_resume(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err == (f'--resume: no checkpoint in {work} yet (no '
                                        'last_checkpoint): training starts from the beginning\n')
     work.mkdir()
-    (work / 'iter_2.pth').write_bytes(b'')
+    torch.save(dict(meta={}), work / 'iter_2.pth')  # read: a damaged one fails before the run
     (work / 'last_checkpoint').write_text(str(work / 'iter_2.pth'))
     cfg = launch.prepare_train_config(path, work_dir=str(work), resume='auto', cuda=False)
     assert capsys.readouterr().err == '' and cfg.load_from == str(work / 'iter_2.pth')
@@ -146,7 +146,7 @@ def test_work_dir_and_resume(tmp_path, capsys, monkeypatch):
                                                 r'does not exist .*--resume PATH'):
         launch.prepare_train_config(path, work_dir=str(copy), resume='auto', cuda=False)
     ckpt = tmp_path / 'iter_3.pth'
-    ckpt.write_bytes(b'')
+    torch.save(dict(meta={}), ckpt)
     cfg = launch.prepare_train_config(path, resume=str(ckpt), cuda=False)
     assert cfg.resume is True and cfg.load_from == str(ckpt)
     with pytest.raises(FileNotFoundError, match='missing.pth'):
