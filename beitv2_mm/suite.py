@@ -185,20 +185,13 @@ def last_checkpoint(work_dir: Path) -> Path | None:
 
 
 def recorded_checkpoint(work_dir: Path, manifest: dict) -> Path | None:
-    """The checkpoint a stage manifest names, found in the stage's work dir first.
-
-    Manifests hold the absolute path the run wrote; in a moved suite work dir it names a
-    missing file and in a copied one the original's, whose stage outputs the copy would
-    hand on. The file of that name in ``work_dir`` is the stage's own.
-    """
+    """The checkpoint a stage manifest names (an absolute path), found in the stage's work
+    dir first (:func:`beitv2_mm.engine.launch.own_checkpoint`): in a copied suite work dir the
+    manifest names the original's file, whose stage outputs the copy would hand on."""
+    from beitv2_mm.engine.launch import own_checkpoint
     named = manifest.get('checkpoint')
-    if not named:
-        return None
-    local = Path(work_dir) / Path(named).name
-    if local.is_file():
-        return local
-    path = Path(named) if Path(named).is_absolute() else Path(work_dir) / named
-    return path if path.is_file() else None
+    found = own_checkpoint(str(work_dir), str(named)) if named else None
+    return Path(found) if found else None
 
 
 def final_results(work_dir: Path) -> Path | None:

@@ -33,11 +33,9 @@ def tokenizer_cfg_from(cfg) -> dict:
     """The VQ-KD tokenizer of a tokenizer-training or MIM config (``model.tokenizer``,
     ``model.target_generator`` or the model itself)."""
     model = cfg.model
-    found = next((model[key] for key in ('tokenizer', 'target_generator')
-                  if model.get(key) is not None), model)
+    where, found = next(((f'model.{key}', model[key]) for key in ('tokenizer', 'target_generator')
+                         if model.get(key) is not None), ('model', model))
     if found.get('type') != 'VQKDTokenizer':
-        where = 'model' if found is model else next(
-            f'model.{k}' for k in ('tokenizer', 'target_generator') if model.get(k) is found)
         raise KeyError(f'{cfg.filename}: {where} is a {found.get("type")}; this tool shows the '
                        'codebook of a VQKDTokenizer (model.tokenizer, model.target_generator or '
                        'the model itself); an mmpretrain VQKD checkpoint converts with '

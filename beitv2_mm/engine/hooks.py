@@ -394,8 +394,9 @@ class TestedCheckpointGuardHook(Hook):
         advice = ('Pass a checkpoint trained with this config (iter_*.pth / epoch_*.pth / '
                   'best_*.pth in its work dir); a pretrain (MIM, VQ-KD) checkpoint belongs in '
                   'model.backbone.init_cfg.checkpoint of a training run (tools/train.py) first.')
-        release = state.get('model') if isinstance(state.get('model'), dict) else state
-        if any(re.match(r'(module\.)?blocks\.\d+\.', str(k)) for k in release):
+        from beitv2_mm.convert import extract_state_dict
+        if any(re.match(r'(module\.)?blocks\.\d+\.', str(k))
+               for k in extract_state_dict(checkpoint)):
             # the unilm ({'model': ...}) / timm layout of a released (fine-tuned) checkpoint
             advice += (' Its keys (blocks.N.*) are of an official BEiT release: convert it first '
                        '(`python tools/convert_ckpt.py --list`).')

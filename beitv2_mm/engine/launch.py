@@ -640,15 +640,28 @@ def add_guard_hooks(cfg: Config, guards: Iterable[dict] = GUARD_HOOKS) -> None:
     cfg.custom_hooks = hooks
 
 
-def latest_checkpoint(work_dir: str, announce: bool = True) -> str | None:
-    """The checkpoint ``work_dir/last_checkpoint`` points at, found also in a moved work dir.
+def own_checkpoint(work_dir: str, named: str) -> str | None:
+    """The checkpoint a run in ``work_dir`` recorded as ``named``, found in ``work_dir`` first.
 
-    The pointer holds the absolute path the run wrote (mmengine's format). A work dir that was
-    moved, copied or mounted at another path makes it name a file elsewhere: missing (a
-    traceback on resume) or, worse, the original run's (a copy would resume another run). A
-    file of that name in ``work_dir`` itself is taken first; a pointer to a missing file
-    fails naming it. ``announce`` says on stderr (rank 0) when the work dir's own file is
-    taken.
+    Runs record absolute paths (mmengine's ``last_checkpoint``, the suite's manifests). In a
+    work dir moved, copied or mounted at another path they name a missing file or, worse, the
+    original run's; the file of that name in ``work_dir`` itself is the run's own.
+
+    Returns:
+        str | None: That file, else ``named`` (relative to ``work_dir`` if not absolute) when
+        it exists, else None.
+    """
+    path = named if osp.isabs(named) else osp.join(work_dir, named)
+    local = osp.join(work_dir, osp.basename(named))
+    if osp.isfile(local) and osp.abspath(local) != osp.abspath(path):
+        return local
+    return path if osp.isfile(path) else None
+
+
+def latest_checkpoint(work_dir: str, announce: bool = True) -> str | None:
+    """The checkpoint ``work_dir/last_checkpoint`` points at, found also in a moved work dir
+    (:func:`own_checkpoint`); a pointer to a missing file fails naming it. ``announce`` says
+    on stderr (rank 0) when the work dir's own file is taken.
 
     Returns:
         str | None: The checkpoint to resume, or None when ``work_dir`` has no pointer.
@@ -666,17 +679,16 @@ def latest_checkpoint(work_dir: str, announce: bool = True) -> str | None:
         return None
     if '://' in named:  # a remote checkpoint backend: left to it
         return named
-    local = osp.join(work_dir, osp.basename(named))
-    if osp.isfile(local) and osp.abspath(osp.dirname(named)) != osp.abspath(work_dir):
-        if announce and os.environ.get('RANK', '0') == '0':
-            print(f'--resume: {pointer} names {named}; resuming {local}, the file of that name '
-                  'in this work dir (the work dir was moved or copied)', file=sys.stderr)
-        return local
-    if osp.isfile(named):
-        return named
-    raise FileNotFoundError(
-        f'--resume: {pointer} names {named}, which does not exist (nor does {local}); pass the '
-        f'checkpoint to resume as --resume PATH')
+    found = own_checkpoint(work_dir, named)
+    if found is None:
+        raise FileNotFoundError(
+            f'--resume: {pointer} names {named}, which does not exist (nor does '
+            f'{osp.join(work_dir, osp.basename(named))}); pass the checkpoint to resume as '
+            '--resume PATH')
+    if found != named and announce and os.environ.get('RANK', '0') == '0':
+        print(f'--resume: {pointer} names {named}; resuming {found}, the file of that name '
+              'in this work dir (the work dir was moved or copied)', file=sys.stderr)
+    return found
 
 
 def prepare_test_config(config: str, checkpoint: str, cfg_options: dict | None = None,

@@ -86,12 +86,9 @@ def _restore_resumed_rng(loop) -> None:
              'random streams restart from the seed, so losses after the resume will not match '
              'an uninterrupted run exactly.', logging.WARNING)
         return
-    if len(states) != get_world_size():
-        # rank 0's state on every rank would give them all the same masks and drop-path
-        _log(f'The resumed checkpoint holds RNG states of {len(states)} rank(s), this run has '
-             f'{get_world_size()}: random streams continue from this run\'s seeding.',
-             logging.WARNING)
-    else:
+    # another number of processes (said by _check_world_size): each rank keeps this run's
+    # seeding; rank 0's state on every rank would give them all the same masks and drop-path
+    if len(states) == get_world_size():
         restore_rng_state(states[get_rank()])
     setattr(loop.runner, _RNG_ATTR, None)
 
@@ -124,8 +121,9 @@ def _check_world_size(loop, epoch_based: bool) -> bool:
     batch = getattr(loop.dataloader, 'batch_size', None)
     per = f' x {batch}' if batch else ''
     _log(f'Resuming a run of {saved} process(es) with {now}: the total batch changes from '
-         f'{saved}{per} to {now}{per} per iteration (the learning rate stays as configured) and '
-         'the data after the resume is not the stopped run\'s.', logging.WARNING)
+         f'{saved}{per} to {now}{per} per iteration (the learning rate stays as configured), '
+         'the data after the resume is not the stopped run\'s and random streams continue from '
+         'this run\'s seeding.', logging.WARNING)
     return False
 
 

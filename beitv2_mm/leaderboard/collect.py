@@ -523,9 +523,11 @@ def measured_rows(results: list[Result]) -> list[Row]:
         info.update(stage)
         _warn_competing_results(group)
         values, configs, samples, unfinished = {}, {}, {}, {}
+        # the last result of a task wins: a finished run's over an unfinished one's, then
+        # the newest (group is oldest first; the sort is stable)
+        ordered = sorted(group, key=lambda r: r.final)
         for column in METRIC_COLUMNS:
-            # a finished run's result over an unfinished one's, then the newest
-            for r in sorted(group, key=lambda r: r.final):
+            for r in ordered:
                 if r.task == column.task:
                     value = _metric(r, column)
                     if value is not None:
