@@ -54,3 +54,27 @@ def test_config_names_only_registered_types(path):
                if not any(reg.get(name) is not None for reg in registries)
                and not hasattr(mmcv.ops, name)]
     assert not unknown, f'{path} names unregistered types:\n' + '\n'.join(unknown)
+
+
+def _base_files(path: Path) -> list:
+    """The ``_base_`` files ``path`` names (resolved), read without loading the config."""
+    import ast
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == '_base_'
+                                                for t in node.targets):
+            names = ast.literal_eval(node.value)
+            names = [names] if isinstance(names, str) else names
+            return [(path.parent / name).resolve() for name in names]
+    return []
+
+
+def test_every_base_piece_is_inherited():
+    """A ``_base_`` piece nothing inherits is a twin that drifts: edits to it change no run.
+    ``runtime_reliability.py`` is the one piece for users to add themselves (its docstring)."""
+    pieces = set((REPO / 'configs' / '_base_').rglob('*.py'))
+    used = {base for path in (REPO / 'configs').rglob('*.py') for base in _base_files(path)}
+    missing = used - pieces - set(CONFIGS)
+    assert not missing, f'configs name _base_ files that do not exist: {sorted(missing)}'
+    opt_in = {REPO / 'configs' / '_base_' / 'runtime_reliability.py'}
+    unused = sorted(p.relative_to(REPO).as_posix() for p in pieces - used - opt_in)
+    assert not unused, f'_base_ pieces no config inherits: {unused}'
