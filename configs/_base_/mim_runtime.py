@@ -1,4 +1,4 @@
-# Runtime shared by the MIM pretraining configs (BEiT v2 / BEiT v1): hooks, env, seeds.
+# Runtime shared by the MIM pretraining configs (BEiT v2 / BEiT v1 / PeCo): hooks, env, seeds.
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
 

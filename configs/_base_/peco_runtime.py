@@ -1,6 +1,7 @@
-"""mmpretrain runtime shared by the PeCo configs (VQ-VAE tokenizer training and MIM).
+"""mmpretrain runtime of the PeCo tokenizer configs and the PeCo demos.
 
-Not a config on its own: inherited by configs/peco/*.py and the PeCo / pixel VQ-VAE demos.
+Not a config on its own: inherited by configs/peco/peco_vqvae_in1k.py and the PeCo / pixel
+VQ-VAE demos (configs/peco/peco_vitb_mim.py takes the BEiT configs' MIM runtime).
 """
 custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
 default_scope = 'mmpretrain'

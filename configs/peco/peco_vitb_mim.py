@@ -6,7 +6,10 @@ CE on masked positions from the last layer (``BEiTMIM`` without ``neck``). Recip
 (the current official BEiT code's default, unilm beit/run_beit_pretraining.py; see
 configs/beitv1_vitb_mim.py),
 wd 0.05, total batch 2048, 10 warmup epochs then cosine to 1e-5, grad clip 3.0, drop path
-0.1, layer scale 0.1, shared relative position bias, AMP.
+0.1, layer scale 0.1, shared relative position bias, AMP. The optimisation and runtime are
+the BEiT configs' own pieces (``_base_/mim_schedule_300e.py``, ``_base_/mim_runtime.py``:
+the same weight-decay exemptions and fused AdamW), with BEiT v1's epochs and betas, as
+configs/beitv1_vitb_mim.py, so the three MIM methods differ only where their papers do.
 
 The tokenizer is frozen (``frozen=True`` and ``BEiTMIM`` keeps it in eval under
 ``inference_mode``); its checkpoint (from configs/peco/peco_vqvae_in1k.py) is the hand-off key
@@ -14,7 +17,14 @@ The tokenizer is frozen (``frozen=True`` and ``BEiTMIM`` keeps it in eval under
 """
 # which method made the checkpoints (downstream results files and the leaderboard read it)
 pretrain_method = 'peco'
-_base_ = ['../_base_/peco_runtime.py', '../_base_/peco_mim_in1k_data.py']
+_base_ = [
+    '../_base_/mim_runtime.py',
+    '../_base_/peco_mim_in1k_data.py',
+    '../_base_/mim_schedule_300e.py',
+]
+
+max_epochs = 800
+warmup_epochs = 10
 
 model = dict(
     type='BEiTMIM',
@@ -48,27 +58,11 @@ model = dict(
         frozen=True,
         checkpoint='work_dirs/peco_vqvae_in1k/epoch_100.pth'))
 
-optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
-    optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.05),
-    clip_grad=dict(max_norm=3.0),
-    paramwise_cfg=dict(
-        custom_keys={
-            '.ln': dict(decay_mult=0.0),
-            '.bias': dict(decay_mult=0.0),
-            'q_bias': dict(decay_mult=0.0),
-            'v_bias': dict(decay_mult=0.0),
-            '.cls_token': dict(decay_mult=0.0),
-            '.pos_embed': dict(decay_mult=0.0),
-            '.gamma': dict(decay_mult=0.0),
-        }))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=10,
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=10, end=800,
-         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=warmup_epochs,
+         end=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=800)
-find_unused_parameters = False
-auto_scale_lr = dict(base_batch_size=2048)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+optim_wrapper = dict(optimizer=dict(betas=(0.9, 0.999)))  # BEiT v1's

@@ -69,9 +69,14 @@ def test_official_recipe_values():
     # sets no betas); the rest of the v1 schedule is the inherited BEiT v2 300-epoch one
     assert v1.optim_wrapper.optimizer.betas == (0.9, 0.999)
     assert v1.optim_wrapper.optimizer.lr == 1.5e-3 and v1.optim_wrapper.clip_grad.max_norm == 3.0
-    assert _load('configs/peco/peco_vitb_mim.py').optim_wrapper.optimizer.betas == (0.9, 0.999)
+    # PeCo pre-trains with BEiT's recipe: the same optimiser, weight-decay exemptions,
+    # schedule and runtime pieces as BEiT v1 (only the tokenizer and its view differ)
+    peco = _load('configs/peco/peco_vitb_mim.py')
+    for key in ('optim_wrapper', 'param_scheduler', 'train_cfg', 'auto_scale_lr',
+                'default_hooks', 'env_cfg', 'randomness', 'find_unused_parameters'):
+        assert peco[key] == v1[key], key
     # the official pipeline's colour jitter and two-view crop (PIL) in every MIM recipe
-    for cfg in (v2, v1, _load('configs/peco/peco_vitb_mim.py')):
+    for cfg in (v2, v1, peco):
         types = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
         assert 'PILColorJitter' in types and 'TwoViewRandomResizedCrop' in types
 
