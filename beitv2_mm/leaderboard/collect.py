@@ -222,16 +222,19 @@ def _read_json(path: Path) -> dict | None:
 def _stage_info(result_path: Path, pretrain_checkpoint: str | None) -> dict:
     """What ``tools/run_suite.py`` recorded about the pretrained model of a result.
 
-    The pretrain run's manifest (beside its checkpoint) says what it ``produces``; the
+    The pretrain run's manifest (beside its checkpoint) says what it ``produces``, when that
+    checkpoint is the one it names: another file in the stage dir (an earlier iteration, a
+    variant saved there) is not what the manifest describes, and would share its row. The
     downstream run's own manifest says which ``pretrain`` it started from and wins.
     """
     info: dict = {}
     if pretrain_checkpoint:
-        for parent in list(Path(pretrain_checkpoint).parents)[:3]:
-            candidate = parent / STAGE_FILENAME
-            if candidate.is_file():
-                info.update((_read_json(candidate) or {}).get('produces', {}) or {})
-                break
+        checkpoint = Path(pretrain_checkpoint)
+        candidate = checkpoint.parent / STAGE_FILENAME
+        manifest = (_read_json(candidate) or {}) if candidate.is_file() else {}
+        named = manifest.get('checkpoint')
+        if isinstance(named, str) and Path(named).name == checkpoint.name:  # moved dirs too
+            info.update(manifest.get('produces', {}) or {})
     candidate = result_path.parent / STAGE_FILENAME
     if candidate.is_file():
         info.update((_read_json(candidate) or {}).get('pretrain', {}) or {})

@@ -680,3 +680,33 @@ def test_config_cell_says_whose_config_it_is(results_root):
     assert random.cell('config') == 'downstream: linear_probe_vit-tiny_synthetic.py'
     assert collect._config_cell('beitv2_vit-tiny_synthetic.py', ['x.py']) == \
         'pretrain: beitv2_vit-tiny_synthetic.py'
+
+
+def test_a_stage_manifest_describes_only_its_own_checkpoint(tmp_path):
+    """A pretrain stage's manifest says what its final checkpoint is; another file in that dir
+    (an earlier iteration, a variant saved there) is not described by it and gets its own row,
+    from its own meta: it used to take the stage's name and row, and replace its numbers."""
+    stage_dir = tmp_path / 'suite' / 'mim' / 'beitv2'
+    stage_dir.mkdir(parents=True)
+    (stage_dir / collect.STAGE_FILENAME).write_text(json.dumps(dict(
+        checkpoint='/elsewhere/suite/mim/beitv2/iter_2400.pth',  # a moved suite: by file name
+        produces=dict(method='beitv2', name='BEiT v2', tokenizer='VQ-KD (ViT-tiny)',
+                      iters=2400))))
+    runs = tmp_path / 'runs'
+    _write_result(runs / 'std', 'finetune', {'accuracy/top1': 80.0}, 'beitv2',
+                  str(stage_dir / 'iter_2400.pth'))
+    _write_result(runs / 'variant', 'finetune', {'accuracy/top1': 70.0}, 'beitv2',
+                  str(stage_dir / 'v1024' / 'iter_3.pth'), details=dict(iters=3))
+    _write_result(runs / 'early', 'finetune', {'accuracy/top1': 60.0}, 'beitv2',
+                  str(stage_dir / 'iter_1200.pth'), details=dict(iters=1200))
+    rows = collect.build_rows([runs], reported=None)
+    assert len(rows) == 3
+    top1 = {r.values['finetune_top1']: r for r in rows}
+    # three rows of one method, told apart by their checkpoints
+    assert top1[80.0].cells['method'] == 'BEiT v2 (iter_2400.pth)'
+    assert top1[60.0].cells['method'] == 'BEiT v2 (iter_1200.pth)'
+    assert top1[80.0].cell('tokenizer') == 'VQ-KD (ViT-tiny)'
+    assert top1[80.0].cell('pretrain_epochs') == '2400 iters'
+    assert top1[70.0].cell('pretrain_epochs') == '3 iters'
+    assert top1[60.0].cell('pretrain_epochs') == '1200 iters'
+    assert top1[70.0].cell('tokenizer') == top1[60.0].cell('tokenizer') == collect.MISSING
