@@ -230,6 +230,21 @@ def check_head_fits_tokenizer(head: nn.Module, tokenizer: nn.Module) -> None:
         f'{lm_head.out_features} codes.')
 
 
+def check_neck_reads_its_early_layer(backbone: nn.Module, neck: Optional[nn.Module]) -> None:
+    """The aggregation neck reads the backbone's first output (``backbone.out_indices[0]``) as
+    the early layer; ``neck.early_layers`` only sets its init rescale. Raise when they name
+    different layers (the neck would aggregate one layer while initialised for another)."""
+    early = getattr(neck, 'early_layers', None)
+    out_indices = list(getattr(backbone, 'out_indices', None) or [])
+    if early is None or len(out_indices) < 2 or int(out_indices[0]) + 1 == early:
+        return
+    raise ValueError(
+        f'model.neck.early_layers = {early}, but the backbone hands the neck layer '
+        f'{int(out_indices[0]) + 1} (model.backbone.out_indices[0] = {int(out_indices[0])}, '
+        f'0-based): set model.backbone.out_indices=[{early - 1}, -1] or '
+        f'model.neck.early_layers={int(out_indices[0]) + 1}, so that both name one layer.')
+
+
 @MODELS.register_module()
 class BEiTMIM(BEiT):
     """BEiT v1 / v2 masked image modeling with a frozen tokenizer.
@@ -289,6 +304,7 @@ class BEiTMIM(BEiT):
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
         check_head_fits_tokenizer(self.head, self.target_generator)
+        check_neck_reads_its_early_layer(self.backbone, getattr(self, 'neck', None))
         self.num_masked_patches = num_masked_patches
         self._mask_count_checked = False
         self.tokenizer_checkpoint = checkpoint

@@ -391,3 +391,39 @@ def test_a_head_of_another_size_than_the_vocabulary_is_an_error(config, tokenize
                                          rf'tokenizer .* has {vocab} token ids.*'
                                          rf'model\.head\.num_embed={vocab}'):
         MODELS.build(cfg.model)
+
+
+@pytest.mark.parametrize('config', ['configs/demo/beitv2_vit-tiny_synthetic.py',
+                                    'configs/beitv2_vitb_mim.py', 'configs/beitv2_vitl_mim.py'])
+def test_the_neck_and_the_backbone_name_one_early_layer(config):
+    """The neck aggregates the backbone's first output; ``early_layers`` only set its init
+    rescale, so a changed ``early_layers`` (or ``out_indices``) trained another layer than the
+    one it named. Now both must agree; the shipped configs do (checked without building)."""
+    from beitv2_mm.algorithms.beit import check_neck_reads_its_early_layer
+
+    cfg = Config.fromfile(str(REPO / config))
+    layers = cfg.model.backbone.arch['num_layers'] if isinstance(cfg.model.backbone.arch, dict) \
+        else {'base': 12, 'large': 24}[cfg.model.backbone.arch]
+    first = cfg.model.backbone.out_indices[0] % layers
+    assert first + 1 == cfg.model.neck.early_layers
+
+    class _Part(torch.nn.Module):
+        def __init__(self, **attrs):
+            super().__init__()
+            self.__dict__.update(attrs)
+
+    check_neck_reads_its_early_layer(_Part(out_indices=[first, layers - 1]),
+                                     _Part(early_layers=first + 1))
+    with pytest.raises(ValueError, match=rf'model\.neck\.early_layers = {first}, but the '
+                                         rf'backbone hands the neck layer {first + 1}'):
+        check_neck_reads_its_early_layer(_Part(out_indices=[first, layers - 1]),
+                                         _Part(early_layers=first))
+
+
+def test_a_neck_reading_another_layer_than_its_early_layers_fails_at_build():
+    model_cfg = copy.deepcopy(Config.fromfile(str(DEMO_V2)).model)
+    model_cfg.target_generator.checkpoint = None
+    model_cfg.neck.early_layers = 2  # the backbone still hands layer 3 (out_indices [-2, -1])
+    with pytest.raises(ValueError, match=r'model\.backbone\.out_indices=\[1, -1\] or '
+                                         r'model\.neck\.early_layers=3'):
+        MODELS.build(model_cfg)
