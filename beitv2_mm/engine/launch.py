@@ -171,9 +171,11 @@ def closest_keys(cfg: Any, dotted: str, n: int = 3) -> list[str]:
 
 
 #: Top-level config keys something reads after the file is loaded: mmengine's Runner
-#: (``from_cfg`` and the model wrapper), tools/train.py and this project. Any other top-level
-#: name is a variable of the config file, already substituted where the file uses it.
+#: (``from_cfg`` and the model wrapper), tools/train.py and this project (``pretrain_method``:
+#: read back from the saved config to label the checkpoints). Any other top-level name is a
+#: variable of the config file, already substituted where the file uses it.
 RUN_KEYS = frozenset({
+    'pretrain_method',
     'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg',
     'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper', 'param_scheduler',
     'val_evaluator', 'test_evaluator', 'default_hooks', 'custom_hooks', 'data_preprocessor',

@@ -221,10 +221,14 @@ def load_tokenizer_checkpoint(module: nn.Module,
         else:
             codebook = next((m for m in report.mismatched if m[0] == 'quantizer.codebook'), None)
             if codebook is not None:
-                hint = (f'\nThe checkpoint\'s codebook holds {codebook[1][0]} codes of '
-                        f'{codebook[1][1]} dims, the config\'s {codebook[2][0]} of '
-                        f'{codebook[2][1]}: set the tokenizer\'s num_codes={codebook[1][0]} and '
-                        f'code_dim={codebook[1][1]} (they must match the trained tokenizer).')
+                codes, dims = codebook[1][0], codebook[1][1]
+                hint = (f'\nThe checkpoint\'s codebook holds {codes} codes of {dims} dims, '
+                        f'the config\'s {codebook[2][0]} of {codebook[2][1]}: set the '
+                        f'tokenizer\'s num_codes={codes} and code_dim={dims} (they must match '
+                        f'the trained tokenizer; in a MIM config '
+                        f'model.target_generator.num_codes={codes} and '
+                        f'model.target_generator.code_dim={dims}, and the head\'s vocabulary '
+                        f'with them: model.head.num_embed={codes}).')
         cls = type(module)
         raise CheckpointLoadError(f'cannot load {cls.__module__}.{cls.__qualname__} from {path}: '
                            f'the checkpoint does not match the model built from the config.\n'

@@ -119,6 +119,8 @@ def test_checkpoint_errors_name_file_and_keys(tmp_path):
     assert 'beitv2_mm.tokenizers.vqkd.VQKDTokenizer' in msg  # which class, timm's or ours
     # this project's own layout: the codebook size to set, not the official-layout converter
     assert 'set the tokenizer\'s num_codes=32 and code_dim=8' in msg
+    # the keys of a MIM config, the head's vocabulary included (it is checked next)
+    assert 'model.target_generator.num_codes=32' in msg and 'model.head.num_embed=32' in msg
     assert 'convert_ckpt' not in msg
 
     # a file of another model: the missing keys are shown in part, with the count

@@ -119,6 +119,18 @@ def test_a_config_variable_override_is_refused_naming_the_keys_that_use_it(tmp_p
     assert launch.load_config(str(path), {'default_scope': 'mmseg'}).default_scope == 'mmseg'
 
 
+def test_pretrain_method_is_settable_and_labels_the_run(tmp_path):
+    """``pretrain_method`` is read back from the saved config (it labels the checkpoints and
+    the leaderboard rows), so ``--cfg-options pretrain_method=NAME`` names a variant; it was
+    refused as a config-file variable that changes nothing."""
+    from beitv2_mm.downstream.checkpoint import method_from_config_text
+    path = tmp_path / 'mim.py'
+    path.write_text("default_scope = 'mmpretrain'\npretrain_method = 'beitv2'\n"
+                    "model = dict(type='BEiTMIM')\n")
+    cfg = launch.load_config(str(path), {'pretrain_method': 'beitv2_1024codes'})
+    assert method_from_config_text(cfg.pretty_text) == 'beitv2_1024codes'
+
+
 def test_work_dir_and_resume(tmp_path, capsys, monkeypatch):
     path = str(_scope_config(tmp_path, 'mmpretrain'))
     monkeypatch.delenv('RANK', raising=False)

@@ -12,6 +12,10 @@ configs/demo/beitv2_vit-tiny_synthetic.py for what that length buys).
 
 Not a config on its own: each demo adds its tokenizer (``model.target_generator``), the
 tokenizer view's normalisation (``data_preprocessor.second_mean/second_std``), head and neck.
+A config inheriting this one that sets a variable below again (``num_tokens = 1024``,
+``img_size``) changes nothing already built from it: mmengine substitutes variables within the
+file that defines them. Set the keys that use them (``model.head.num_embed``,
+``model.target_generator.num_codes``, ...), as ``--cfg-options`` would.
 """
 _base_ = ['../../_base_/mim_runtime.py', '../../_base_/mim_schedule_300e.py']
 default_scope = 'mmpretrain'
