@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .downstream.checkpoint import backbone_name
+from .downstream.checkpoint import backbone_name, tokenizer_codes, with_codes
 from .engine.checkpoint import atomic_write_text
 from .engine.launch import (NEW_KEY_PREFIX, ConfigKeyError, cfg_get, cfg_has_key, closest_keys,
                             plain_cfg, variable_override_error)
@@ -62,6 +62,14 @@ TEACHER_CKPT_KEY = 'model.teacher.checkpoint'
 TEACHER_CFG_KEY = 'model.teacher.config'
 TOKENIZER_CKPT_KEY = 'model.target_generator.checkpoint'
 PRETRAIN_CKPT_KEY = 'model.backbone.init_cfg.checkpoint'
+#: hand-off key -> what the suite puts there, for the error on a ``--cfg-options`` of one
+HANDOFF_KEYS = {
+    TEACHER_CKPT_KEY: "the teacher stage's checkpoint, into the tokenizer stages",
+    TEACHER_CFG_KEY: "the teacher stage's config, into the tokenizer stages",
+    TOKENIZER_CKPT_KEY: "each method's tokenizer stage's checkpoint, into its MIM stage",
+    PRETRAIN_CKPT_KEY: "each method's MIM checkpoint, into its downstream stages (None for "
+                       "the random-init and supervised baselines)",
+}
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 DEMO_TEACHER = dict(config='configs/demo/teacher_vit-tiny_synthetic.py',
@@ -262,8 +270,8 @@ def fmt_seconds(seconds: float) -> str:
 class SuiteOptions:
     """What ``tools/run_suite.py`` was asked to do (see its ``--help``)."""
     work_dir: Path = Path('work_dirs/demo')
-    methods: tuple = ('beitv2', 'beitv1', 'peco', 'random', 'supervised')
-    tasks: tuple = ('linear_probe', 'finetune', 'upernet', 'mask_rcnn')
+    methods: tuple = tuple(DEMO_METHODS)  # every entry, a new one included
+    tasks: tuple = tuple(DEMO_TASKS)
     schedule: float = 1.0
     max_iters: int | None = None
     data_dir: Path = Path('data/synthetic')
@@ -585,6 +593,17 @@ def check_extra_options(extra: dict, cfgs) -> None:
     cfgs = list(cfgs)
     errors = []
     for key in extra:
+        bare = key[len(NEW_KEY_PREFIX):] if key.startswith(NEW_KEY_PREFIX) else key
+        if bare in HANDOFF_KEYS:
+            # the suite's own value would replace it, or (a baseline's None) it would turn
+            # "Random init" into a pretrained model still labelled random
+            errors.append(
+                f'--cfg-options: {bare!r} is a hand-off key: the suite sets it itself '
+                f'({HANDOFF_KEYS[bare]}). To start from a checkpoint of your own, run that '
+                f'stage with tools/train.py CONFIG --cfg-options {bare}=PATH (its results.json '
+                'joins tools/leaderboard.py), or add a method to DEMO_METHODS in '
+                'beitv2_mm/suite.py.')
+            continue
         if key.startswith(NEW_KEY_PREFIX):
             continue
         having = [cfg for cfg in cfgs if cfg_has_key(cfg, key)]
@@ -703,7 +722,16 @@ def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
         for key, value in opts.extra_options.items():
             if cfg_has_key(cfg, key.lstrip('+')) or key.startswith('+'):
                 stage_options[key] = value
-        dep_options = {k: v for k, v in (dep_options or {}).items() if cfg_has_key(cfg, k)}
+        dep_options = dict(dep_options or {})
+        lacking = [k for k in dep_options if not cfg_has_key(cfg, k)]
+        if lacking:  # the stage would train without what the one before it made
+            raise ConfigKeyError(
+                f'{rel_config}: stage {name} reads the output of '
+                f'{", ".join(dep_options[k] for k in lacking)} through '
+                f'{", ".join(lacking)}, which the config does not have (a MIM config: '
+                'model.target_generator.checkpoint=None, a downstream config: '
+                'model.backbone.init_cfg=dict(type=\'BEiTPretrained\', checkpoint=None)). '
+                'Add the key to the config, set to None: the suite fills it in.')
         stage = Stage(name=name, kind=kind, work_dir=work / name, config=path,
                       deps=list(deps), options=stage_options, dep_options=dep_options,
                       max_iters=max_iters, **kw)
@@ -794,6 +822,8 @@ def _plan(opts: SuiteOptions, synthetic_data: bool) -> tuple[list[Stage], set]:
                             pretrain=dict(method='random_init', name='Random init'),
                             produces=info)
         info['iters'] = stage.max_iters
+        if tok:  # with the size the run has (--cfg-options included): a variant is its own row
+            info['tokenizer'] = with_codes(tok_name, tokenizer_codes(cfg, stage.options))
         pretrains[method] = (stage.name, info)
 
     task_cfg = {t: cfg_of(config_path(DEMO_TASKS[t])) for t in tasks}
@@ -1053,6 +1083,8 @@ def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
             manifest = read_manifest(stage.work_dir) or {}
             if manifest.get('seconds'):
                 progress.record(stage, float(manifest['seconds']))
+            if stage.kind != 'data':
+                refresh_labels(stage, manifest)
     done_count = len(status)
     if done_count:
         progress.line(f'[suite] {done_count}/{len(stages)} stage(s) already done, skipped: '
@@ -1248,6 +1280,21 @@ def resume_or_restart(stage: Stage, say: Callable[[str], None]) -> bool:
                                         fingerprint=stage.fingerprint, config=stage.config,
                                         started=time.strftime('%Y-%m-%dT%H:%M:%S')))
     return resume
+
+
+def refresh_labels(stage: Stage, manifest: dict) -> None:
+    """Give a finished stage's manifest the names this plan has for it (``pretrain``,
+    ``produces``: method, tokenizer and teacher names, which the leaderboard shows).
+
+    They describe the run and do not enter its fingerprint, so a change of them (a new name, a
+    tokenizer name now with its codebook size) relabels finished runs instead of training them
+    again; the recorded checkpoint stays.
+    """
+    produced = (manifest.get('produces') or {}).get('checkpoint', manifest.get('checkpoint'))
+    labels = dict(pretrain=stage.pretrain,
+                  produces=dict(stage.produces, checkpoint=produced) if stage.produces else {})
+    if manifest and any(manifest.get(k) != v for k, v in labels.items()):
+        write_manifest(stage.work_dir, dict(manifest, **labels))
 
 
 def clean_stage(stage: Stage) -> None:

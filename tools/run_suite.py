@@ -40,12 +40,11 @@ def parse_args(argv=None):
                         'for every data set whose root is not given)')
     parser.add_argument('--work-dir', default='work_dirs/demo',
                         help='root of all stage work dirs (default: work_dirs/demo)')
-    parser.add_argument('--methods', type=_csv,
-                        default=('beitv2', 'beitv1', 'peco', 'random', 'supervised'),
-                        help='comma list of beitv2, beitv1, peco, random, supervised '
-                        '(default: all)')
-    parser.add_argument('--tasks', type=_csv,
-                        default=('linear_probe', 'finetune', 'upernet', 'mask_rcnn'),
+    parser.add_argument('--methods', type=_csv, default=None,
+                        help='comma list of the methods of DEMO_METHODS in beitv2_mm/suite.py '
+                        '(shipped: beitv2, beitv1, peco, random, supervised; default: all, '
+                        'an entry added there included)')
+    parser.add_argument('--tasks', type=_csv, default=None,
                         help='comma list of linear_probe, finetune, upernet, mask_rcnn '
                         '(default: all)')
     parser.add_argument('--schedule', type=float, default=1.0,
@@ -100,7 +99,8 @@ def main(argv=None):
     from beitv2_mm import suite
 
     opts = suite.SuiteOptions(
-        work_dir=Path(args.work_dir), methods=args.methods, tasks=args.tasks,
+        work_dir=Path(args.work_dir), methods=args.methods or tuple(suite.DEMO_METHODS),
+        tasks=args.tasks or tuple(suite.DEMO_TASKS),
         schedule=args.schedule, max_iters=args.max_iters, data_dir=Path(args.data_dir),
         data_size=args.data_size, seed=args.seed, imagenet_root=args.imagenet_root,
         ade20k_root=args.ade20k_root, coco_root=args.coco_root, jobs=max(1, args.jobs),

@@ -470,6 +470,31 @@ TOKENIZER_NAMES = {'VQKDTokenizer': 'VQ-KD', 'VQKD': 'VQ-KD', 'PeCoVQVAE': 'VQ-V
                    'DALLETokenizer': 'DALL-E dVAE', 'DALL-E': 'DALL-E dVAE'}
 #: what :func:`pretrain_details` may report (results.json ``pretrain``; the leaderboard's columns)
 DETAIL_KEYS = ('tokenizer', 'backbone', 'epochs', 'iters')
+#: config key of the codebook size, per tokenizer type (DALL-E's is fixed: 8192)
+CODEBOOK_KEYS = {'VQKDTokenizer': 'num_codes', 'VQKD': 'num_embed', 'PeCoVQVAE': 'num_embed'}
+
+
+def tokenizer_codes(cfg, options: Optional[dict] = None) -> Optional[int]:
+    """The codebook size of a MIM config's tokenizer (``model.target_generator``), with
+    ``--cfg-options`` ``options`` applied; None where the config does not say.
+
+    The main ablation axis of VQ-KD (BEiT v2's codebook-size table): leaderboard rows name it,
+    so runs that differ only there are not one row.
+    """
+    from beitv2_mm.engine.launch import cfg_get
+
+    key = CODEBOOK_KEYS.get(str(cfg_get(cfg, 'model.target_generator.type')))
+    if key is None:
+        return None
+    dotted = f'model.target_generator.{key}'
+    options = options or {}
+    value = options.get(dotted, options.get('+' + dotted, cfg_get(cfg, dotted)))
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def with_codes(name: str, codes: Optional[int]) -> str:
+    """``'VQ-KD, 1024 codes'``: a tokenizer's display name with its codebook size."""
+    return f'{name}, {codes} codes' if codes else name
 
 
 def backbone_name(cfg) -> Optional[str]:
@@ -512,7 +537,8 @@ def pretrain_details(meta: Optional[dict]) -> dict:
     details = {}
     tokenizer = cfg_get(cfg, 'model.target_generator.type')
     if isinstance(tokenizer, str):
-        details['tokenizer'] = TOKENIZER_NAMES.get(tokenizer, tokenizer)
+        details['tokenizer'] = with_codes(TOKENIZER_NAMES.get(tokenizer, tokenizer),
+                                          tokenizer_codes(cfg))
     name = backbone_name(cfg)
     if name:
         details['backbone'] = name

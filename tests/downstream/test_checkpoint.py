@@ -331,10 +331,18 @@ def test_pretrain_details_from_the_checkpoints_meta(repo_root):
 
     vitb = Config.fromfile(str(repo_root / 'configs/beitv2_vitb_mim.py')).pretty_text
     assert pretrain_details(dict(cfg=vitb, epoch=300, iter=187500)) == dict(
-        tokenizer='VQ-KD', backbone='ViT-B/16', epochs=300)
+        tokenizer='VQ-KD, 8192 codes', backbone='ViT-B/16', epochs=300)
     demo = Config.fromfile(str(repo_root / 'configs/demo/beitv1_vit-tiny_synthetic.py'))
     assert pretrain_details(dict(cfg=demo.pretty_text, epoch=0, iter=2400)) == dict(
-        tokenizer='VQ-VAE (PeCoVQVAE)', backbone='ViT 64d x4L /8', iters=2400)
+        tokenizer='VQ-VAE (PeCoVQVAE), 512 codes', backbone='ViT 64d x4L /8', iters=2400)
+    # the codebook size tells a variant's rows apart (--cfg-options counted, as the suite's)
+    from beitv2_mm.downstream.checkpoint import tokenizer_codes
+    v2 = Config.fromfile(str(repo_root / 'configs/demo/beitv2_vit-tiny_synthetic.py'))
+    v2.model.target_generator.num_codes = 1024
+    assert pretrain_details(dict(cfg=v2.pretty_text, iter=3))['tokenizer'] == 'VQ-KD, 1024 codes'
+    assert tokenizer_codes(v2, {'model.target_generator.num_codes': 64}) == 64
+    dalle = Config.fromfile(str(repo_root / 'configs/beitv1_vitb_mim.py'))
+    assert tokenizer_codes(dalle) is None
     assert pretrain_details(dict(iter=5)) == {} and pretrain_details(None) == {}
     assert pretrain_details(dict(cfg='model = dict(')) == {}
 

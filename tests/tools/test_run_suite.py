@@ -2,6 +2,7 @@
 killed part-way and resumed without redoing finished stages; plus planning unit tests."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -567,3 +568,87 @@ def test_help_keeps_the_example_line_breaks(capsys, monkeypatch):
             '        /data/ade/ADEChallengeData2016 --coco-root /data/coco') in out
     # Option help is still wrapped to the terminal width.
     assert 'extra options for every stage whose config has the key\n' in out
+
+
+@pytest.mark.parametrize('key', sorted(suite.HANDOFF_KEYS))
+def test_cfg_options_of_a_hand_off_key_is_refused(tmp_path, key):
+    """The suite sets the hand-off keys itself: a value given with --cfg-options was replaced
+    without a word (MIM, downstream) or turned the random-init baseline into a pretrained model
+    still labelled "Random init"; with or without '+' it is refused, saying what to do."""
+    for spelled in (key, '+' + key):
+        opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('beitv2', 'random'),
+                                  tasks=('finetune',), extra_options={spelled: '/my/ckpt.pth'})
+        with pytest.raises(suite.ConfigKeyError, match=rf"'{re.escape(key)}' is a hand-off "
+                                                       r'key: the suite sets it itself'):
+            suite.plan(opts)
+
+
+def test_a_config_without_the_hand_off_key_fails_at_planning(tmp_path, monkeypatch):
+    """A MIM config without model.target_generator.checkpoint trained on a random tokenizer
+    (the key was dropped for want of it) while its rows named the trained one."""
+    src = (REPO_ROOT / suite.DEMO_METHODS['beitv2']['config']).read_text()
+    assert "        checkpoint=None))" in src
+    config = REPO_ROOT / 'configs' / 'demo' / '_test_no_handoff.py'
+    config.write_text(src.replace("        checkpoint=None))", "        ))"))
+    try:
+        monkeypatch.setitem(suite.DEMO_METHODS, 'beitv2', dict(
+            suite.DEMO_METHODS['beitv2'], config=str(config.relative_to(REPO_ROOT))))
+        opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('beitv2',),
+                                  tasks=('finetune',))
+        with pytest.raises(suite.ConfigKeyError,
+                           match=r'_test_no_handoff.py: stage mim/beitv2 reads the output of '
+                                 r'tokenizer/vqkd through model.target_generator.checkpoint, '
+                                 r'which the config does not have'):
+            suite.plan(opts)
+    finally:
+        config.unlink()
+
+
+def test_a_new_method_is_part_of_the_default_plan(tmp_path, monkeypatch, capsys):
+    """An entry added to DEMO_METHODS is planned by a plain run_suite.py (make demo), as the
+    README says, not only when --methods names it."""
+    monkeypatch.setitem(suite.DEMO_METHODS, 'beitv2_copy',
+                        dict(suite.DEMO_METHODS['beitv2'], name='BEiT v2 (copy)'))
+    code, message = _dry_run(tmp_path, '--tasks', 'linear_probe')
+    assert (code, message) == (0, '')
+    plan = capsys.readouterr().out
+    for stage in ('mim/beitv2_copy', 'downstream/beitv2_copy/linear_probe', 'mim/peco',
+                  'downstream/supervised/linear_probe'):
+        assert stage in plan
+
+
+def test_the_codebook_size_is_in_the_tokenizer_name(tmp_path):
+    """A suite run with another codebook size (--cfg-options) was the same leaderboard row name
+    as the standard one: the MIM stage's tokenizer name now carries the size it trains with."""
+    key = 'model.target_generator.num_codes'
+    for extra, codes in (({}, 512), ({key: 1024, 'model.head.num_embed': 1024}, 1024)):
+        opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('beitv2',),
+                                  tasks=('linear_probe',), extra_options=extra)
+        stages = {s.name: s for s in suite.plan(opts)}
+        assert stages['mim/beitv2'].produces['tokenizer'] == f'VQ-KD (ViT-tiny), {codes} codes'
+        assert stages['downstream/beitv2/linear_probe'].pretrain['tokenizer'] == \
+            f'VQ-KD (ViT-tiny), {codes} codes'
+
+
+def test_a_finished_stage_takes_the_plans_names_without_training_again(tmp_path):
+    """Names (method, tokenizer) describe a run and are not in its fingerprint: a rerun of the
+    suite after they changed relabels the finished stages; checkpoint and fingerprint stay."""
+    import io
+    a = _fake_stage(tmp_path, 'a')
+    a.fingerprint = 'f1'
+    a.work_dir.mkdir(parents=True)
+    ckpt = str(a.work_dir / 'iter_1.pth')
+    (a.work_dir / 'iter_1.pth').write_text('ckpt')
+    suite.write_manifest(a.work_dir, dict(
+        status='done', fingerprint='f1', checkpoint=ckpt, seconds=3.0,
+        pretrain=dict(method='random_init'),
+        produces=dict(method='beitv2', tokenizer='VQ-KD (ViT-tiny)', checkpoint=ckpt)))
+    a.pretrain = dict(method='random_init')
+    a.produces = dict(method='beitv2', tokenizer='VQ-KD (ViT-tiny), 512 codes')
+    assert suite.run_stages([a], stream=io.StringIO(), heartbeat=0) == {'a': 'skipped'}
+    manifest = suite.read_manifest(a.work_dir)
+    assert manifest['produces'] == dict(method='beitv2', tokenizer='VQ-KD (ViT-tiny), 512 codes',
+                                        checkpoint=ckpt)
+    assert (manifest['fingerprint'], manifest['checkpoint'], manifest['seconds']) == (
+        'f1', ckpt, 3.0)
+    assert (a.work_dir / 'iter_1.pth').read_text() == 'ckpt'
