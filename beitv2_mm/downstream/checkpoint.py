@@ -34,6 +34,7 @@ to run first.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -469,7 +470,7 @@ def _declared_method(meta: dict) -> Optional[Tuple[str, str]]:
 TOKENIZER_NAMES = {'VQKDTokenizer': 'VQ-KD', 'VQKD': 'VQ-KD', 'PeCoVQVAE': 'VQ-VAE (PeCoVQVAE)',
                    'DALLETokenizer': 'DALL-E dVAE', 'DALL-E': 'DALL-E dVAE'}
 #: what :func:`pretrain_details` may report (results.json ``pretrain``; the leaderboard's columns)
-DETAIL_KEYS = ('tokenizer', 'backbone', 'epochs', 'iters')
+DETAIL_KEYS = ('tokenizer', 'backbone', 'epochs', 'iters', 'config')
 #: config key of the codebook size, per tokenizer type (DALL-E's is fixed: 8192)
 CODEBOOK_KEYS = {'VQKDTokenizer': 'num_codes', 'VQKD': 'num_embed', 'PeCoVQVAE': 'num_embed'}
 
@@ -516,11 +517,13 @@ def backbone_name(cfg) -> Optional[str]:
 
 
 def pretrain_details(meta: Optional[dict]) -> dict:
-    """What a pretrain checkpoint's own meta says of its run: tokenizer, backbone, and how
-    long it trained (``epochs`` for an epoch-based run, else ``iters``); only what it says.
+    """What a pretrain checkpoint's own meta says of its run: tokenizer, backbone, how long it
+    trained (``epochs`` for an epoch-based run, else ``iters``) and its config file's name;
+    only what it says.
 
-    From the saved config (``meta['cfg']``) and the counters mmengine saves (``meta['epoch']``,
-    ``meta['iter']``): the leaderboard's tokenizer, backbone and epoch columns for runs the
+    From the saved config (``meta['cfg']``), the counters mmengine saves (``meta['epoch']``,
+    ``meta['iter']``) and its run name (``meta['experiment_name']``, the config file's stem and
+    a timestamp): the leaderboard's tokenizer, backbone, epoch and config columns for runs the
     suite did not make (its own manifests say more, e.g. the tokenizer's size, and win).
     """
     meta = meta if isinstance(meta, dict) else {}
@@ -542,6 +545,12 @@ def pretrain_details(meta: Optional[dict]) -> dict:
     name = backbone_name(cfg)
     if name:
         details['backbone'] = name
+    # mmengine names a run '<config file stem>_<YYYYmmdd_HHMMSS>' and saves that name
+    experiment = meta.get('experiment_name')
+    if isinstance(experiment, str):
+        stem = re.sub(r'_\d{8}_\d{6}$', '', experiment)
+        if stem and stem != experiment:
+            details['config'] = f'{stem}.py'
     loop = str(cfg_get(cfg, 'train_cfg.type') or '')
     if 'Epoch' in loop and isinstance(meta.get('epoch'), int):
         details['epochs'] = meta['epoch']
@@ -633,8 +642,6 @@ def method_from_config_text(text: str) -> Optional[str]:
     otherwise it is guessed from the algorithm and tokenizer types (the demo BEiT v1 and PeCo
     configs both use ``PeCoVQVAE`` and could not be told apart that way).
     """
-    import re
-
     declared = re.search(r"^pretrain_method\s*=\s*(['\"])(.+?)\1\s*(#.*)?$", text, re.M)
     if declared:
         return declared.group(2)

@@ -344,6 +344,11 @@ def test_pretrain_details_from_the_checkpoints_meta(repo_root):
     dalle = Config.fromfile(str(repo_root / 'configs/beitv1_vitb_mim.py'))
     assert tokenizer_codes(dalle) is None
     assert pretrain_details(dict(iter=5)) == {} and pretrain_details(None) == {}
+    # the run name mmengine saves gives the config file (the leaderboard's Config cell)
+    named = pretrain_details(dict(cfg=vitb, epoch=300,
+                                  experiment_name='beitv2_vitb_mim_20261124_205011'))
+    assert named['config'] == 'beitv2_vitb_mim.py'
+    assert 'config' not in pretrain_details(dict(cfg=vitb, experiment_name='my_run'))
     assert pretrain_details(dict(cfg='model = dict(')) == {}
 
 

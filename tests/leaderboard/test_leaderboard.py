@@ -204,7 +204,7 @@ def test_rows_outside_the_suite_take_the_checkpoints_details(tmp_path):
     from what results.json recorded of the pretrain checkpoint's meta; a suite manifest beside
     the result wins over them."""
     root = tmp_path / 'runs'
-    details = dict(tokenizer='VQ-KD', backbone='ViT-B/16', epochs=300)
+    details = dict(tokenizer='VQ-KD', backbone='ViT-B/16', epochs=300, config='beitv2_vitb_mim.py')
     _write_result(root / 'ft', 'finetune', {'accuracy/top1': 80.0}, 'beitv2',
                   '/ckpts/beitv2_300e.pth', details=details)
     _write_result(root / 'lp', 'linear_probe', {'accuracy/top1': 60.0}, 'beitv2',
@@ -215,6 +215,7 @@ def test_rows_outside_the_suite_take_the_checkpoints_details(tmp_path):
     ft = rows['BEiT v2 (beitv2_300e.pth)']
     assert (ft.cell('tokenizer'), ft.cell('backbone'), ft.cell('pretrain_epochs')) == (
         'VQ-KD', 'ViT-B/16', '300')
+    assert ft.cell('config') == 'pretrain: beitv2_vitb_mim.py'  # not the fine-tune's config
     lp = rows['BEiT v2 (beitv2_1600e.pth)']
     assert (lp.cell('tokenizer'), lp.cell('pretrain_epochs')) == ('VQ-KD (ViT-tiny)', '2400 iters')
 
