@@ -167,3 +167,23 @@ def test_jitter_after_crop_config_draws_the_official_crop_and_mask(tmp_path):
             diff = (a.int() - b.int()).abs().float()
             assert diff.mean() < 1.5, (seed, diff.mean())
         torch.testing.assert_close(after['inputs'][0], after['inputs'][1], rtol=0, atol=0)
+
+
+def test_the_mim_demos_share_one_recipe():
+    """The BEiT v2 / BEiT v1 / PeCo demos differ only where the methods do: the same data,
+    student, schedule and runtime, and the full configs' optimiser rules; betas per paper."""
+    demos = {m: _load(f'configs/demo/{m}_vit-tiny_synthetic.py')
+             for m in ('beitv2', 'beitv1', 'peco')}
+    full = _load('configs/beitv2_vitb_mim.py').optim_wrapper
+    for name, cfg in demos.items():
+        assert cfg.optim_wrapper.paramwise_cfg == full.paramwise_cfg, name
+        assert cfg.optim_wrapper.clip_grad == full.clip_grad, name
+        for key in ('train_dataloader', 'param_scheduler', 'train_cfg', 'default_hooks',
+                    'env_cfg', 'randomness'):
+            assert cfg[key] == demos['beitv2'][key], (name, key)
+        assert cfg.model.backbone.arch == demos['beitv2'].model.backbone.arch, name
+        optimizer = dict(cfg.optim_wrapper.optimizer, betas=None)
+        assert optimizer == dict(demos['beitv2'].optim_wrapper.optimizer, betas=None), name
+    assert demos['beitv2'].optim_wrapper.optimizer.betas == full.optimizer.betas == (0.9, 0.98)
+    assert demos['beitv1'].optim_wrapper.optimizer.betas == (0.9, 0.999)
+    assert demos['peco'].optim_wrapper.optimizer.betas == (0.9, 0.999)

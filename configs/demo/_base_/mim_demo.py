@@ -68,7 +68,7 @@ model = dict(
             dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
         ]))
 
-# the full configs' AdamW and weight-decay exemptions (mim_schedule_300e.py), fp32 on the CPU
+# the full configs' AdamW and weight-decay exemptions (mim_schedule_300e.py); fp32 (no AMP)
 optim_wrapper = dict(type='OptimWrapper', _delete_=True,
                      optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.98), weight_decay=0.05,
                                     fused=True),  # lr for 16 images per step
