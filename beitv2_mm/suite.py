@@ -1172,8 +1172,7 @@ def run_stages(stages: list[Stage], jobs: int = 1, env: dict | None = None,
                     stage=name, status='done', checkpoint=str(checkpoint), seconds=seconds,
                     cpu_seconds=cpu, fingerprint=stage.fingerprint,
                     config=stage.config, max_iters=stage.max_iters,
-                    pretrain=stage.pretrain, produces=dict(stage.produces, checkpoint=str(
-                        checkpoint)) if stage.produces else {},
+                    **stage_labels(stage, str(checkpoint)),
                     finished=time.strftime('%Y-%m-%dT%H:%M:%S')))
             status[name] = 'done'
             cpu_text = f' ({cpu:.0f} CPU-s)' if cpu is not None else ''
@@ -1282,6 +1281,13 @@ def resume_or_restart(stage: Stage, say: Callable[[str], None]) -> bool:
     return resume
 
 
+def stage_labels(stage: Stage, checkpoint: str | None) -> dict:
+    """A stage's names for its manifest: what it starts from (``pretrain``) and, for a
+    pretraining stage, what it makes (``produces``, with the checkpoint that holds it)."""
+    return dict(pretrain=stage.pretrain,
+                produces=dict(stage.produces, checkpoint=checkpoint) if stage.produces else {})
+
+
 def refresh_labels(stage: Stage, manifest: dict) -> None:
     """Give a finished stage's manifest the names this plan has for it (``pretrain``,
     ``produces``: method, tokenizer and teacher names, which the leaderboard shows).
@@ -1291,8 +1297,7 @@ def refresh_labels(stage: Stage, manifest: dict) -> None:
     again; the recorded checkpoint stays.
     """
     produced = (manifest.get('produces') or {}).get('checkpoint', manifest.get('checkpoint'))
-    labels = dict(pretrain=stage.pretrain,
-                  produces=dict(stage.produces, checkpoint=produced) if stage.produces else {})
+    labels = stage_labels(stage, produced)
     if manifest and any(manifest.get(k) != v for k, v in labels.items()):
         write_manifest(stage.work_dir, dict(manifest, **labels))
 

@@ -587,21 +587,19 @@ def test_a_config_without_the_hand_off_key_fails_at_planning(tmp_path, monkeypat
     """A MIM config without model.target_generator.checkpoint trained on a random tokenizer
     (the key was dropped for want of it) while its rows named the trained one."""
     src = (REPO_ROOT / suite.DEMO_METHODS['beitv2']['config']).read_text()
-    assert "        checkpoint=None))" in src
-    config = REPO_ROOT / 'configs' / 'demo' / '_test_no_handoff.py'
-    config.write_text(src.replace("        checkpoint=None))", "        ))"))
-    try:
-        monkeypatch.setitem(suite.DEMO_METHODS, 'beitv2', dict(
-            suite.DEMO_METHODS['beitv2'], config=str(config.relative_to(REPO_ROOT))))
-        opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('beitv2',),
-                                  tasks=('finetune',))
-        with pytest.raises(suite.ConfigKeyError,
-                           match=r'_test_no_handoff.py: stage mim/beitv2 reads the output of '
-                                 r'tokenizer/vqkd through model.target_generator.checkpoint, '
-                                 r'which the config does not have'):
-            suite.plan(opts)
-    finally:
-        config.unlink()
+    assert "        checkpoint=None))" in src and "_base_ = ['_base_/mim_demo.py']" in src
+    config = tmp_path / '_test_no_handoff.py'  # outside the repository: its base by full path
+    config.write_text(src.replace("        checkpoint=None))", "        ))").replace(
+        "_base_ = ['_base_/mim_demo.py']",
+        f"_base_ = ['{REPO_ROOT / 'configs' / 'demo' / '_base_' / 'mim_demo.py'}']"))
+    monkeypatch.setitem(suite.DEMO_METHODS, 'beitv2',
+                        dict(suite.DEMO_METHODS['beitv2'], config=str(config)))
+    opts = suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('beitv2',), tasks=('finetune',))
+    with pytest.raises(suite.ConfigKeyError,
+                       match=r'_test_no_handoff.py: stage mim/beitv2 reads the output of '
+                             r'tokenizer/vqkd through model.target_generator.checkpoint, '
+                             r'which the config does not have'):
+        suite.plan(opts)
 
 
 def test_a_new_method_is_part_of_the_default_plan(tmp_path, monkeypatch, capsys):
