@@ -24,7 +24,8 @@ resumes from its last checkpoint with ``--resume``).
 Baselines:
 
 * **random init**: every downstream protocol from a randomly initialised backbone
-  (``model.backbone.init_cfg.checkpoint=None``).
+  (``model.backbone.init_cfg.checkpoint=None``; drawn as the official BEiT fine-tuning model,
+  :func:`beitv2_mm.backbones.beit_vit.official_vit_init`).
 * **supervised**: the backbone of the classifier trained from random init on the labels of
   the pretraining set (the fine-tune config from scratch: stage ``pretrain/supervised``),
   then evaluated by every protocol like a pretrained model. On the synthetic demo the

@@ -33,7 +33,6 @@ CE(lm_head(aggregation tokens))`` over masked positions, one shared ``lm_head`` 
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -46,17 +45,11 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ..backbones.beit_vit import (compile_layers, loads_pretrained, pretrain_trunc_normal_,
-                                  use_fast_attention)
+                                  rescale_residual_branches, use_fast_attention)
 from ..tokenizers.checkpoint import require_tokenizer_checkpoint
 
 # Prefixes a tokenizer's weights can carry inside a training checkpoint, most specific first.
 TOKENIZER_PREFIXES = ('target_generator.', 'tokenizer.', 'model.', 'module.')
-
-
-def _rescale_block(layer: nn.Module, layer_id: int) -> None:
-    """Official ``fix_init_weight``: divide residual-branch outputs by sqrt(2 * layer_id)."""
-    layer.attn.proj.weight.data.div_(math.sqrt(2.0 * layer_id))
-    layer.ffn.layers[1].weight.data.div_(math.sqrt(2.0 * layer_id))
 
 
 @MODELS.register_module()
@@ -105,8 +98,7 @@ class BEiTV2AggregationNeck(BEiTV2Neck):
         for m in self.patch_aggregation.modules():
             if isinstance(m, (nn.Linear, nn.LayerNorm)):
                 m.reset_parameters()
-        for layer_id, layer in enumerate(self.patch_aggregation):
-            _rescale_block(layer, self.early_layers + layer_id + 1)
+        rescale_residual_branches(self.patch_aggregation, self.early_layers + 1)
 
 
 def _extract_tokenizer_state(checkpoint, module: nn.Module) -> Dict[str, torch.Tensor]:

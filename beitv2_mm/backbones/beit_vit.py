@@ -25,6 +25,7 @@ two paths can be benchmarked against each other on one checkpoint; the stock cla
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -111,10 +112,50 @@ def pretrain_trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Ten
     return trunc_normal_(tensor, std=std, a=-std, b=std)
 
 
+def rescale_residual_branches(layers, first_layer_id: int = 1) -> None:
+    """Official ``fix_init_weight``: divide each layer's residual-branch output weights
+    (``attn.proj``, the FFN's second Linear) by ``sqrt(2 * layer_id)``, ids counted from
+    ``first_layer_id``."""
+    for i, layer in enumerate(layers):
+        scale = math.sqrt(2.0 * (first_layer_id + i))
+        layer.attn.proj.weight.data.div_(scale)
+        layer.ffn.layers[1].weight.data.div_(scale)
+
+
+def official_vit_init(vit: nn.Module) -> None:
+    """The official init of a BEiT ViT that is not pretrained (unilm ``beit2/modeling_finetune.py``
+    ``VisionTransformer``: the fine-tuning model, and the VQ-KD encoder and decoder).
+
+    Every Linear of ``vit.layers`` trunc-normal(0.02) with zero bias, ``cls_token``
+    trunc-normal(0.02), the relative position bias tables (per layer and shared) zero, then
+    :func:`rescale_residual_branches`. LayerNorms (1, 0), zero q/v biases, layer scales and the
+    patch-embedding conv (PyTorch's default) are already as official. mmpretrain instead keeps
+    PyTorch's Linear init (uniform, std 0.021 at 768 inputs, no depth rescale), re-draws the FFN
+    Xavier-uniform, leaves ``cls_token`` at zero and draws the tables trunc-normal(0.02).
+    ``pos_embed`` is drawn by mmpretrain's ``init_weights`` as officially.
+    """
+    layers = getattr(vit, 'layers', nn.ModuleList())
+    for m in layers.modules():
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    if getattr(vit, 'cls_token', None) is not None:
+        trunc_normal_(vit.cls_token, std=0.02)
+    for name, param in vit.named_parameters():
+        if name.endswith('relative_position_bias_table'):
+            nn.init.zeros_(param)
+    rescale_residual_branches(layers)
+
+
 def loads_pretrained(init_cfg) -> bool:
-    """Whether an mmengine ``init_cfg`` loads weights (``type='Pretrained'``): then an
-    ``init_weights`` override must not re-draw them."""
-    return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
+    """Whether an mmengine ``init_cfg`` loads weights (``type='Pretrained'``, or this project's
+    ``'BEiTPretrained'`` with a checkpoint): then an ``init_weights`` override must not re-draw
+    them."""
+    if not isinstance(init_cfg, dict):
+        return False
+    return (init_cfg.get('type') == 'Pretrained'
+            or (init_cfg.get('type') == 'BEiTPretrained' and bool(init_cfg.get('checkpoint'))))
 
 
 class FastBEiTAttention(BEiTAttention):
@@ -277,15 +318,25 @@ class FastBEiTViT(BEiTViT):
     Args:
         attn_impl (str): ``'sdpa'`` (default) or ``'explicit'`` (mmpretrain's arithmetic).
         compile (bool | dict): ``torch.compile`` each layer (see :func:`compile_layers`).
+        official_init (bool): Without pretrained weights, initialise as the official BEiT
+            fine-tuning model (:func:`official_vit_init`), not as mmpretrain. Defaults to True.
         **kwargs: Everything :class:`BEiTViT` takes.
     """
 
-    def __init__(self, *args, attn_impl: str = 'sdpa', compile=False, **kwargs):
+    def __init__(self, *args, attn_impl: str = 'sdpa', compile=False, official_init: bool = True,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.attn_impl = attn_impl
+        self.official_init = official_init
         use_fast_attention(self, attn_impl)
         use_matmul_patch_embed(self.patch_embed)
         compile_layers(self.layers, compile)
+
+    def init_weights(self) -> None:
+        """mmpretrain's init, then (``official_init``, no weights loaded) the official one."""
+        super().init_weights()
+        if self.official_init and not loads_pretrained(self.init_cfg):
+            official_vit_init(self)
 
 
 @MODELS.register_module()

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from mmpretrain.models.backbones.beit import BEiTViT
 from mmpretrain.registry import MODELS
 
-from .beit_vit import (FastBEiTAttention, attention_bias, compile_layers,
-                       shared_relative_position_index, use_fast_attention,
+from .beit_vit import (FastBEiTAttention, attention_bias, compile_layers, loads_pretrained,
+                       official_vit_init, shared_relative_position_index, use_fast_attention,
                        use_matmul_patch_embed)
 
 
@@ -144,12 +144,15 @@ class WindowedBEiTViT(BEiTViT):
         attn_impl (str): Only ``'sdpa'``: mmpretrain's explicit arithmetic has no form without
             [CLS].
         compile (bool | dict): ``torch.compile`` each layer (see :func:`compile_layers`).
+        official_init (bool): Without pretrained weights, initialise as the official BEiT
+            fine-tuning model (:func:`~beitv2_mm.backbones.beit_vit.official_vit_init`).
+            Defaults to True.
         **kwargs: Everything :class:`BEiTViT` takes, except ``with_cls_token=True`` and
             ``use_shared_rel_pos_bias=True`` (one bias for the whole grid).
     """
 
     def __init__(self, *args, window_size=14, window_block_indexes: Optional[Sequence[int]] = None,
-                 attn_impl: str = 'sdpa', compile=False, **kwargs):
+                 attn_impl: str = 'sdpa', compile=False, official_init: bool = True, **kwargs):
         if kwargs.pop('with_cls_token', False):
             raise ValueError('WindowedBEiTViT has no [CLS] token (a window cannot hold it, as in '
                              'ViTDet): drop with_cls_token from the backbone config')
@@ -186,5 +189,12 @@ class WindowedBEiTViT(BEiTViT):
         for i, layer in enumerate(self.layers):
             layer.attn.grid_size = grid
             layer.attn.attn_window = window if i in windowed else grid
+        self.official_init = official_init
         use_matmul_patch_embed(self.patch_embed)
         compile_layers(self.layers, compile)
+
+    def init_weights(self) -> None:
+        """mmpretrain's init, then (``official_init``, no weights loaded) the official one."""
+        super().init_weights()
+        if self.official_init and not loads_pretrained(self.init_cfg):
+            official_vit_init(self)

@@ -27,6 +27,7 @@ from torch import nn
 
 from mmpretrain.registry import MODELS
 
+from ..backbones.beit_vit import official_vit_init
 from .checkpoint import load_tokenizer_checkpoint, require_tokenizer_checkpoint
 from .quantizer import NormEMAQuantizer
 
@@ -210,22 +211,10 @@ class VQKDTokenizer(BaseModule):
         """
         if self.is_init:  # loaded from ``checkpoint``: keep those weights
             return
-        super().init_weights()
+        super().init_weights()  # FastBEiTViT encoder / decoder: official_vit_init there
         for vit in (self.encoder, self.decoder):
-            if vit is None:
-                continue
-            for m in getattr(vit, 'layers', nn.ModuleList()).modules():
-                if isinstance(m, nn.Linear):
-                    trunc_normal_(m.weight, std=0.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-            if getattr(vit, 'cls_token', None) is not None:
-                trunc_normal_(vit.cls_token, std=0.02)
-            # official VisionTransformer.fix_init_weight: depth-scaled residual projections
-            for layer_id, layer in enumerate(getattr(vit, 'layers', [])):
-                scale = math.sqrt(2.0 * (layer_id + 1))
-                layer.attn.proj.weight.data.div_(scale)
-                layer.ffn.layers[1].weight.data.div_(scale)
+            if vit is not None and not getattr(vit, 'official_init', False):
+                official_vit_init(vit)  # a stock BEiTViT (or official_init=False)
         for task in (self.encode_task_layer, self.decode_task_layer):
             if task is None:
                 continue

@@ -283,3 +283,40 @@ def test_only_patchifying_convs_are_switched():
     assert list(model.state_dict()) == [  # the same keys (bar the unsaved index buffers)
         k for k in BEiTViT(arch=ARCH, img_size=32, patch_size=8).state_dict()
         if not k.endswith('relative_position_index')]
+
+
+@pytest.mark.parametrize('backbone', ['FastBEiTViT', 'WindowedBEiTViT'])
+def test_random_init_is_the_official_finetuning_init(backbone):
+    """Without pretrained weights (the random-init and supervised baselines) the downstream
+    backbones start as unilm ``beit2/modeling_finetune.py``'s ``VisionTransformer``: Linear
+    trunc-normal(0.02) with zero bias, residual-branch outputs divided by sqrt(2 * layer_id),
+    zero relative position tables; ``official_init=False`` keeps mmpretrain's init."""
+    def build(**extra):
+        cfg = dict(type=backbone, arch=dict(embed_dims=192, num_layers=4, num_heads=3,
+                                            feedforward_channels=768),
+                   img_size=64, patch_size=8, use_abs_pos_emb=False, use_rel_pos_bias=True,
+                   use_shared_rel_pos_bias=False, layer_scale_init_value=0.1,
+                   init_cfg=dict(type='BEiTPretrained', checkpoint=None), **extra)
+        if backbone == 'WindowedBEiTViT':
+            cfg.update(window_size=4, window_block_indexes=[0, 2])
+        torch.manual_seed(0)
+        vit = MODELS.build(cfg)
+        vit.init_weights()
+        return vit
+
+    vit = build()
+    for i, layer in enumerate(vit.layers):
+        depth_scale = (2.0 * (i + 1)) ** 0.5
+        for linear, std in ((layer.attn.qkv, 0.02), (layer.ffn.layers[0][0], 0.02),
+                            (layer.attn.proj, 0.02 / depth_scale),
+                            (layer.ffn.layers[1], 0.02 / depth_scale)):
+            assert linear.weight.std().item() == pytest.approx(std, rel=0.05), (i, linear)
+            if linear.bias is not None:
+                assert not linear.bias.any(), (i, linear)
+        assert not layer.attn.relative_position_bias_table.any(), i
+    if backbone == 'FastBEiTViT':
+        assert vit.cls_token.std().item() == pytest.approx(0.02, rel=0.3)
+
+    stock = build(official_init=False)  # mmpretrain: tables trunc-normal, no depth rescale
+    assert stock.layers[0].attn.relative_position_bias_table.any()
+    assert stock.layers[3].attn.proj.weight.std() > 2 * vit.layers[3].attn.proj.weight.std()
