@@ -6,13 +6,19 @@ the last layer after the pretrain ViT's final LayerNorm (``final_norm=True`` loa
 ``feature='mean_patch'`` probes mean-pooled patch tokens instead, ``feature_layer=8`` an earlier
 layer (BEiT v1 probed its best intermediate layer).
 
-Training recipe: the official BEiT v2 code ships no probing script, so we use MAE's linear
-probing recipe, which BEiT v2 compares against: ``BatchNorm1d(affine=False)`` (mmpretrain
-``ClsBatchNormNeck``) + ``Linear`` (trunc-normal 0.01), LARS (trust ratio on the weight only,
-as MAE's), lr 6.4 = 0.1 x 16384 / 256, momentum
-0.9, no weight decay, batch 16384 (8 GPUs x 2048), 90 epochs with 10 warmup then cosine to 0,
-RandomResizedCrop 224 + flip only, AMP. That this recipe reproduces 80.1 is not verified in
-this project (no ImageNet run here).
+Training recipe: the official BEiT v2 folder (unilm ``beit2``) ships no probing script, so we
+use MAE's linear probing recipe, which BEiT v2 compares against: ``BatchNorm1d(affine=False)``
+(mmpretrain ``ClsBatchNormNeck``) + ``Linear`` (trunc-normal 0.01), LARS (trust ratio on the
+weight only, as MAE's), lr 6.4 = 0.1 x 16384 / 256, momentum 0.9, no weight decay, batch 16384
+(8 GPUs x 2048), 90 epochs with 10 warmup then cosine to 0, RandomResizedCrop 224 + flip only,
+AMP. That this recipe reproduces 80.1 is not verified in this project (no ImageNet run here).
+BEiT v1's folder has another protocol (unilm ``beit/run_linear_eval.py``: per layer, [CLS]
+concatenated with the mean of the patch tokens, no final norm and no BatchNorm, AdamW lr 1e-3 x
+batch / 256, wd 1e-4, 100 epochs); which protocol gave BEiT v2's 80.1 the sources do not say.
+
+Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``, required (``required=True``: a run
+without it fails at start; ``model.backbone.init_cfg.required=False`` probes random weights,
+the random-init baseline).
 """
 _base_ = [
     '_base_/downstream_in1k_finetune_data.py',
@@ -35,7 +41,7 @@ model = dict(
         use_rel_pos_bias=True,
         use_shared_rel_pos_bias=False,
         layer_scale_init_value=0.1,
-        init_cfg=dict(type='BEiTPretrained', checkpoint=None),
+        init_cfg=dict(type='BEiTPretrained', checkpoint=None, required=True),
     ),
     neck=dict(type='ClsBatchNormNeck', input_features=768),
     head=dict(

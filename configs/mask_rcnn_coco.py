@@ -8,8 +8,10 @@ feature pyramid with LayerNorm (eps 1e-6; neck and heads), ViTDet's 14x14 window
 global blocks 2, 5, 8, 11. Model details in configs/_base_/det_mask_rcnn_beit_vitdet.py.
 
 Weight decay deviates from ViTDet on purpose: no decay on any norm (backbone, neck, heads), bias,
-q/v bias, layer-scale gamma, cls token or relative position table, as BEiT's fine-tuning rule
-for the BEiT-specific parameters (which ViTDet's ViT does not have). ViTDet (detectron2's
+q/v bias, layer-scale gamma or cls token, as BEiT's fine-tuning rule for the BEiT-specific
+parameters (which ViTDet's ViT does not have); the relative position tables are decayed, as in
+BEiT's fine-tuning (``--disable_weight_decay_on_rel_pos_bias`` is off by default) and as
+ViTDet's ``rel_pos_h/w``. ViTDet (detectron2's
 ``get_default_optimizer_params(weight_decay_norm=0)`` plus a ``pos_embed`` override) exempts only
 the backbone's ``nn.LayerNorm`` parameters and ``pos_embed``, and decays biases and its neck and
 head LayerNorms (detectron2's own ``LayerNorm`` class is not an ``nn.LayerNorm``).

@@ -113,8 +113,17 @@ def require_pretrain_file(path: str) -> None:
     if '://' not in str(path) and not os.path.isfile(str(path)):
         raise FileNotFoundError(
             f'pretrain checkpoint not found: {path!r}. Set it with '
-            f'--cfg-options model.backbone.init_cfg.checkpoint=PATH (or drop init_cfg for a '
-            f'random-init baseline).')
+            f'--cfg-options model.backbone.init_cfg.checkpoint=PATH (or '
+            f'model.backbone.init_cfg.checkpoint=None for a random-init baseline).')
+
+
+def no_pretrain_message(what: str = 'this config') -> str:
+    """Why a config whose ``init_cfg`` says ``required=True`` cannot start without weights."""
+    return (f'{what} evaluates a pretrained backbone, and model.backbone.init_cfg.checkpoint '
+            f'is not set: pass --cfg-options model.backbone.init_cfg.checkpoint=PATH (a MIM '
+            f'checkpoint of this suite or mmpretrain, or an official release converted with '
+            f'tools/convert_ckpt.py), or model.backbone.init_cfg.required=False to train from '
+            f'random weights on purpose (the random-init baseline).')
 
 
 def read_checkpoint(path: str) -> dict:
@@ -422,22 +431,29 @@ def _register_initializer():
             strict (bool): Raise on missing/unexpected keys. Defaults to False (reported only).
             allow_partial (bool): Accept a checkpoint without some trunk weights (see
                 :func:`load_beit_pretrained`). Defaults to False.
+            required (bool): Fail without ``checkpoint`` instead of training from random
+                weights (the full downstream configs set it: a run that forgot the key would
+                spend its whole schedule on a random-init baseline). Defaults to False.
         """
 
         def __init__(self, checkpoint: Optional[str] = None, strict: bool = False,
-                     allow_partial: bool = False, **kwargs):
+                     allow_partial: bool = False, required: bool = False, **kwargs):
             if kwargs:
                 raise TypeError(f'BEiTPretrained got unknown settings {sorted(kwargs)}; '
-                                f'known: checkpoint, strict, allow_partial')
+                                f'known: checkpoint, strict, allow_partial, required')
             self.checkpoint = checkpoint
             self.strict = strict
             self.allow_partial = allow_partial
+            self.required = required
             self.report: Optional[LoadReport] = None
 
         def __call__(self, module: nn.Module) -> None:
             if not self.checkpoint:
+                if self.required:
+                    raise ValueError(
+                        no_pretrain_message(f'BEiTPretrained ({type(module).__name__})'))
                 _logger().warning(f'BEiTPretrained: no checkpoint given, {type(module).__name__} '
-                                  f'keeps its random initialisation')
+                                  f'starts from random weights')
                 return
             for child in module.children():
                 if hasattr(child, 'init_weights') and not getattr(child, 'is_init', False):

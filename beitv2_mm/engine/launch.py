@@ -500,17 +500,22 @@ def check_readable_checkpoint(path: str) -> None:
 
 
 def _check_pretrain_file(cfg: Config, resumed: str | None) -> None:
-    """A missing pretrain checkpoint (``model.backbone.init_cfg.checkpoint``) fails here, before
-    the runner makes its work dir (the loader would say the same inside ``Runner.train``).
+    """A missing pretrain checkpoint (``model.backbone.init_cfg.checkpoint``), or none where
+    the config's ``init_cfg`` says ``required=True``, fails here, before the runner makes its
+    work dir (the loader would say the same inside ``Runner.train``).
 
     A resumed run (``resumed``: the checkpoint it resumes) replaces every weight with the
     resumed ones, so its pretrain file is only loaded to be overwritten: when that file is gone
     (moved, cleaned up), it resumes without it. The results keep the resumed checkpoint's
     record of it (``DownstreamResultsHook``).
     """
-    from beitv2_mm.downstream.checkpoint import require_pretrain_file
+    from beitv2_mm.downstream.checkpoint import no_pretrain_message, require_pretrain_file
     pretrain = cfg_get(cfg, 'model.backbone.init_cfg.checkpoint')
     if not isinstance(pretrain, str) or not pretrain:
+        if cfg_get(cfg, 'model.backbone.init_cfg.required'):
+            if resumed is None:
+                raise ValueError(no_pretrain_message(cfg.filename or 'this config'))
+            cfg.model.backbone.init_cfg = None  # the resumed weights replace any init
         return
     try:
         require_pretrain_file(pretrain)

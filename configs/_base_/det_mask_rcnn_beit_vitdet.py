@@ -17,7 +17,9 @@ attention; as a global-attention backbone it would also keep a 4097 x 4097 int64
 per layer (1.6 GB for 12 layers, in memory and in every checkpoint; run c7 in BENCHMARKS.md).
 Neck: ``SimpleFeaturePyramid`` (strides 4/8/16/32 + 64 by max pooling, LayerNorm), RPN with 2
 convs, Shared4Conv1FC box head and FCN mask head with LayerNorm (``LN2d``), as ViTDet.
-Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``.
+Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``, required (``required=True``: a run
+without it fails at start; ``model.backbone.init_cfg.required=False`` trains from random weights,
+the random-init baseline, initialised as the official BEiT fine-tuning model).
 """
 # eps as detectron2's LayerNorm in ViTDet (mmcv's build_norm_layer would default it to 1e-5)
 norm_cfg = dict(type='LN2d', requires_grad=True, eps=1e-6)
@@ -49,7 +51,7 @@ model = dict(
         use_rel_pos_bias=True,
         use_shared_rel_pos_bias=False,
         layer_scale_init_value=0.1,
-        init_cfg=dict(type='BEiTPretrained', checkpoint=None),
+        init_cfg=dict(type='BEiTPretrained', checkpoint=None, required=True),
     ),
     neck=dict(
         type='SimpleFeaturePyramid',
@@ -127,9 +129,11 @@ model = dict(
                   mask_thr_binary=0.5)),
 )
 
-# ViTDet's layer decay 0.7 and no-decay set (norms, biases, q/v biases, gamma, cls token and the
-# position tables), for BEiTLayerDecayOptimWrapperConstructor: configs/mask_rcnn_coco.py and the
-# demo take it as ``paramwise_cfg={{_base_.vitdet_paramwise_cfg}}``
+# ViTDet's layer decay 0.7; no decay on norms, biases, q/v biases, gamma, cls token and position
+# embedding (BEiT's fine-tuning rule; the relative position tables are decayed, as in BEiT's
+# fine-tuning and ViTDet's rel_pos), for BEiTLayerDecayOptimWrapperConstructor:
+# configs/mask_rcnn_coco.py and the demo take it as
+# ``paramwise_cfg={{_base_.vitdet_paramwise_cfg}}``
 vitdet_paramwise_cfg = dict(
     layer_decay_rate=0.7,
     norm_decay_mult=0.0,
@@ -140,5 +144,4 @@ vitdet_paramwise_cfg = dict(
         '.cls_token': dict(decay_mult=0.0),
         '.pos_embed': dict(decay_mult=0.0),
         '.gamma': dict(decay_mult=0.0),
-        'relative_position_bias_table': dict(decay_mult=0.0),
     })

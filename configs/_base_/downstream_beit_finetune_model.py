@@ -4,7 +4,9 @@ Per-layer relative position bias (the pretrain's shared one is copied into every
 checkpoint flow), no absolute position embedding, layer scale 0.1, mean pooling of the patch
 tokens + LayerNorm (``out_type='avg_featmap'``: ``ln2`` is BEiT's ``fc_norm``), no final norm,
 drop path 0.1, linear head with label smoothing 0.1, mixup 0.8 / cutmix 1.0. Pretrain
-checkpoint: ``model.backbone.init_cfg.checkpoint``.
+checkpoint: ``model.backbone.init_cfg.checkpoint``, required (``required=True``: a run without
+it fails at start; ``model.backbone.init_cfg.required=False`` trains from random weights, the
+random-init baseline, initialised as the official fine-tuning model).
 
 Backbone: ``FastBEiTViT``, mmpretrain's ``BEiTViT`` with the attention through SDPA (same keys,
 no per-layer index buffers in the checkpoints; ``type='BEiTViT'`` gives the stock one).
@@ -29,7 +31,7 @@ model = dict(
         use_rel_pos_bias=True,
         use_shared_rel_pos_bias=False,
         layer_scale_init_value=0.1,
-        init_cfg=dict(type='BEiTPretrained', checkpoint=None),
+        init_cfg=dict(type='BEiTPretrained', checkpoint=None, required=True),
     ),
     neck=None,
     head=dict(

@@ -28,6 +28,11 @@ train_pipeline = [
     dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
          magnitude_level=9, magnitude_std=0.5,
          hparams=dict(pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
+    # timm's erasing (--reprob 0.25 --remode pixel) on pixels before normalisation: mmpretrain
+    # fills with mean + N(0, 1) * std clipped to 0..255 (3-4% of the filled values per channel,
+    # those below -1.8..-2.1 std or above 2.3..2.6 std; timm's draws on the normalised tensor are
+    # not clipped), and a box that does not fit is clamped to the image where timm tries again
+    # and may skip. Not changed: a small shift of a rare augmentation.
     dict(type='RandomErasing', erase_prob=0.25, mode='rand', min_area_ratio=0.02,
          max_area_ratio=1 / 3, fill_color=bgr_mean, fill_std=bgr_std),
     dict(type='PackInputs'),

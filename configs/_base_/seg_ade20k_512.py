@@ -74,4 +74,7 @@ log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
+# one seed on every rank, as the official segmentation runs (mmseg 0.x `--seed`); unlike the
+# classification, detection and MIM runtimes (diff_rank_seed=True: their official scripts seed
+# with seed + rank). The data workers still draw per rank (mmengine seeds them by rank).
 randomness = dict(seed=0)

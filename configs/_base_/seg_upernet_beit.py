@@ -4,7 +4,9 @@ warmup iterations then poly (power 1) to 0; per-layer relative position bias (th
 14x14 window resized to 32x32 by the checkpoint flow); features of layers 3/5/7/11 through
 mmseg's ``Feature2Pyramid`` (deconv x4, deconv x2, identity, maxpool); UperNet channels 768;
 FCN auxiliary head (loss weight 0.4) on the stride-16 level; sliding-window test 512, stride 341.
-Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``.
+Pretrain checkpoint: ``model.backbone.init_cfg.checkpoint``, required (``required=True``: a run
+without it fails at start; ``model.backbone.init_cfg.required=False`` trains from random weights,
+the random-init baseline, initialised as the official fine-tuning model).
 
 Backbone: ``FastBEiTViT``, mmpretrain's ``BEiTViT`` with the attention through SDPA (same keys;
 ``type='mmpretrain.BEiTViT'`` gives the stock one): on an H100, bf16, 2 images of 512 px, the
@@ -44,7 +46,7 @@ model = dict(
         use_rel_pos_bias=True,
         use_shared_rel_pos_bias=False,
         layer_scale_init_value=0.1,
-        init_cfg=dict(type='BEiTPretrained', checkpoint=None),
+        init_cfg=dict(type='BEiTPretrained', checkpoint=None, required=True),
     ),
     neck=dict(type='Feature2Pyramid', embed_dim=768, rescales=[4, 2, 1, 0.5], norm_cfg=norm_cfg),
     decode_head=dict(
@@ -76,7 +78,7 @@ model = dict(
     test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)),
 )
 # fp16 mixed precision (dynamic loss scale) as the official runs (IterBasedRunnerAmp); without
-# a GPU tools/train.py runs it as bf16 CPU autocast (CPUAutocastOptimWrapper)
+# a GPU tools/train.py runs it in fp32 (bf16 CPU autocast only with --amp)
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.05),

@@ -31,7 +31,7 @@ max_iters = 100
 
 model = dict(
     backbone=dict(arch=arch, img_size=img_size, patch_size=8, drop_path_rate=0.1,
-                  init_cfg=dict(type='BEiTPretrained', checkpoint=None)),
+                  init_cfg=dict(type='BEiTPretrained', checkpoint=None, required=False)),
     head=dict(num_classes=10, in_channels=64),
     train_cfg=dict(_delete_=True),  # no mixup / cutmix (see above)
 )

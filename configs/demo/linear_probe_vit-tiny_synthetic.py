@@ -31,7 +31,7 @@ model = dict(
         type='FrozenBEiTViT', arch=arch, img_size=img_size, patch_size=8,
         feature='cls_token', feature_layer=-1, final_norm=True, use_abs_pos_emb=False,
         use_rel_pos_bias=True, use_shared_rel_pos_bias=False, layer_scale_init_value=0.1,
-        init_cfg=dict(type='BEiTPretrained', checkpoint=None)),
+        init_cfg=dict(type='BEiTPretrained', checkpoint=None, required=False)),
     neck=dict(type='ClsBatchNormNeck', input_features=64),
     head=dict(type='LinearClsHead', num_classes=10, in_channels=64,
               loss=dict(type='CrossEntropyLoss'),

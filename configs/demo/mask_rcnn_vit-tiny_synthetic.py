@@ -39,7 +39,8 @@ model = dict(
     # is the whole image, so the windows take the centre of its table to have windows at all)
     backbone=dict(arch=arch, img_size=img_size, patch_size=8, out_indices=[3],
                   window_size=4, window_block_indexes=[0, 2],
-                  drop_path_rate=0.1, init_cfg=dict(type='BEiTPretrained', checkpoint=None)),
+                  drop_path_rate=0.1,
+                  init_cfg=dict(type='BEiTPretrained', checkpoint=None, required=False)),
     neck=dict(backbone_channel=64, in_channels=[16, 32, 64, 64], out_channels=32),
     rpn_head=dict(in_channels=32, feat_channels=32,
                   anchor_generator=dict(scales=[4], strides=strides)),

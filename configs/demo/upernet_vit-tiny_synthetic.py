@@ -20,7 +20,8 @@ norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size, test_cfg=dict(size=crop_size)),
     backbone=dict(arch=arch, img_size=img_size, patch_size=8, out_indices=[0, 1, 2, 3],
-                  drop_path_rate=0.1, init_cfg=dict(type='BEiTPretrained', checkpoint=None)),
+                  drop_path_rate=0.1,
+                  init_cfg=dict(type='BEiTPretrained', checkpoint=None, required=False)),
     neck=dict(embed_dim=64, norm_cfg=norm_cfg),
     decode_head=dict(in_channels=[64, 64, 64, 64], channels=64, num_classes=10,
                      norm_cfg=norm_cfg),

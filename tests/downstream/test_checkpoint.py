@@ -375,3 +375,16 @@ def test_checkpoint_meta_is_read_without_the_tensors(tmp_path, monkeypatch):
     assert ckpt_module.read_checkpoint_meta(str(tmp_path / 'no_meta.pth')) == {}
     with pytest.raises(FileNotFoundError, match='model.backbone.init_cfg.checkpoint'):
         ckpt_module.read_checkpoint_meta(str(tmp_path / 'missing.pth'))
+
+
+def test_required_initializer_refuses_random_weights():
+    """``BEiTPretrained(required=True)`` without a checkpoint fails inside the runner too (a
+    config run without tools/train.py's start-up check), naming the key and the opt-out."""
+    from mmengine.registry import WEIGHT_INITIALIZERS
+    from mmpretrain.models.backbones.beit import BEiTViT
+    init = WEIGHT_INITIALIZERS.build(dict(type='BEiTPretrained', checkpoint=None, required=True))
+    vit = BEiTViT(arch=dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64),
+                  img_size=32, patch_size=16)
+    with pytest.raises(ValueError, match=r'init_cfg\.checkpoint is not set.*required=False'):
+        init(vit)
+    WEIGHT_INITIALIZERS.build(dict(type='BEiTPretrained', checkpoint=None))(vit)  # baseline

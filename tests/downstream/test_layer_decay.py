@@ -55,15 +55,18 @@ def test_per_layer_lr_scales(config, decay):
             'weight_decay'] == wd
         assert groups['backbone.cls_token']['weight_decay'] == (
             wd if 'upernet' in config else 0.0)
-    else:  # ViTDet's no-decay set (configs/mask_rcnn_coco.py, which the demo shrinks)
+    else:  # the detector's no-decay set (configs/mask_rcnn_coco.py, which the demo shrinks)
         full = load_config('configs/mask_rcnn_coco.py').optim_wrapper.paramwise_cfg
         assert cfg.optim_wrapper.paramwise_cfg == full
         for name in ('backbone.layers.0.attn.q_bias', 'backbone.layers.0.ln1.weight',
-                     'backbone.layers.0.gamma_1', 'backbone.layers.0.attn.proj.bias',
-                     'backbone.layers.0.attn.relative_position_bias_table'):
+                     'backbone.layers.0.gamma_1', 'backbone.layers.0.attn.proj.bias'):
             assert groups[name]['weight_decay'] == 0.0, name
         assert 'backbone.cls_token' not in groups  # ViTDet's windowed ViT has no [CLS] token
         assert groups['backbone.layers.0.attn.qkv.weight']['weight_decay'] == wd
+        # decayed in BEiT's fine-tuning and (as rel_pos_h/w) in ViTDet; windowed and global
+        for layer in (0, 1):  # the tiny demo's block 0 is windowed, block 1 global
+            name = f'backbone.layers.{layer}.attn.relative_position_bias_table'
+            assert groups[name]['weight_decay'] == wd, name
     if 'upernet' in config:  # norms of the neck and heads are 1-D: no decay either
         norm_weights = [n for n in groups if not n.startswith('backbone.')
                         and groups[n]['params'][0].dim() == 1]

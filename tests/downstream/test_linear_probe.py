@@ -95,6 +95,7 @@ def test_probe_recipe_optimizer_is_maes_lars():
     cfg.model.backbone.update(arch=TINY_ARCH, img_size=64, patch_size=8)
     cfg.model.neck.input_features = TINY_ARCH['embed_dims']
     cfg.model.head.update(in_channels=TINY_ARCH['embed_dims'], num_classes=10)
+    cfg.model.backbone.init_cfg.required = False  # random weights on purpose
     torch.manual_seed(0)
     model = build_model(cfg)
     model.init_weights()

@@ -393,3 +393,21 @@ def test_missing_pretrain_file_fails_before_the_runner(tmp_path):
                                                 r'checkpoint=PATH'):
         launch.prepare_train_config(path, options, work_dir=str(tmp_path / 'work'), cuda=False)
     assert not (tmp_path / 'work').exists()
+
+
+@pytest.mark.parametrize('config', ['configs/upernet_ade20k.py', 'configs/mask_rcnn_coco.py',
+                                    'configs/finetune_in1k.py', 'configs/linear_probe_in1k.py'])
+def test_full_downstream_configs_require_a_pretrain_checkpoint(tmp_path, config):
+    """The full configs say ``required=True``: launched without the pretrain key they fail at
+    start, naming it and the opt-out, instead of training a random-init baseline for the whole
+    schedule; ``required=False`` is that baseline on purpose."""
+    work = tmp_path / 'work'
+    with pytest.raises(ValueError, match=r'model\.backbone\.init_cfg\.checkpoint is not set.*'
+                                         r'model\.backbone\.init_cfg\.required=False'):
+        launch.prepare_train_config(str(REPO_ROOT / config), None, work_dir=str(work),
+                                    cuda=False)
+    assert not work.exists()
+    cfg = launch.prepare_train_config(str(REPO_ROOT / config),
+                                      {'model.backbone.init_cfg.required': False},
+                                      work_dir=str(work), cuda=False)
+    assert cfg.model.backbone.init_cfg.checkpoint is None
