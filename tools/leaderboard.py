@@ -22,7 +22,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     parser.add_argument('roots', nargs='*', default=['work_dirs'],
                         help='work dirs (or results.json files) to scan (default: work_dirs)')
-    parser.add_argument('--out', help='output directory (default: <first root>/leaderboard)')
+    parser.add_argument('--out', help='output directory (default: <first root>/leaderboard; '
+                        'for a results.json root, beside it)')
     parser.add_argument('--reported', default=None,
                         help='CSV of published numbers (default: the project\'s reported.csv)')
     parser.add_argument('--no-reported', action='store_true', help='leave published rows out')
@@ -47,13 +48,20 @@ def main(argv=None):
     from beitv2_mm.leaderboard import collect, render
 
     reported = None if args.no_reported else (args.reported or collect.REPORTED_FILE)
+    if reported is not None:
+        try:  # a user's file: missing, a misspelled column, a value that is no number
+            collect.reported_rows(reported)
+        except (OSError, ValueError) as err:
+            sys.exit(f'tools/leaderboard.py: error: --reported: {err}; nothing written')
     with warnings.catch_warnings():
         # said below, in words, together with what the table holds instead
         warnings.filterwarnings('ignore', message=f'leaderboard: no {collect.RESULTS_FILENAME}')
         rows = collect.build_rows(args.roots, reported=reported,
                                   include_partial=args.include_partial)
-    out = args.out or os.path.join(args.roots[0] if os.path.isdir(args.roots[0]) else '.',
-                                   'leaderboard')
+    # beside the results: a results.json given as root writes next to it, not into the cwd
+    first = args.roots[0]
+    out = args.out or os.path.join(first if os.path.isdir(first) else os.path.dirname(
+        os.path.abspath(first)), 'leaderboard')
     paths = render.write_all(rows, out, title=args.title)
     print(render.to_markdown(rows, title=args.title))
     summary = render.to_summary(rows)

@@ -532,6 +532,15 @@ def backbone_name(cfg) -> Optional[str]:
     return str(backbone.get('type', 'ViT'))
 
 
+def _tokenizer_weights(cfg) -> Optional[str]:
+    """The weights file a MIM config's tokenizer loads: ``checkpoint`` (this project's
+    tokenizers) or ``init_cfg.checkpoint`` (mmpretrain's ``VQKD`` / ``DALL-E``); None if none."""
+    from beitv2_mm.engine.launch import cfg_get
+    init_cfg = cfg_get(cfg, 'model.target_generator.init_cfg')
+    from_init = init_cfg.get('checkpoint') if isinstance(init_cfg, dict) else None
+    return cfg_get(cfg, 'model.target_generator.checkpoint') or from_init or None
+
+
 def pretrain_details(meta: Optional[dict]) -> dict:
     """What a pretrain checkpoint's own meta says of its run: tokenizer, backbone, how long it
     trained (``epochs`` for an epoch-based run, else ``iters``) and its config file's name;
@@ -558,6 +567,9 @@ def pretrain_details(meta: Optional[dict]) -> dict:
     if isinstance(tokenizer, str):
         details['tokenizer'] = with_codes(TOKENIZER_NAMES.get(tokenizer, tokenizer),
                                           tokenizer_codes(cfg))
+        if tokenizer in TOKENIZER_NAMES and not _tokenizer_weights(cfg):
+            # a pipeline check (the MIM run warned): its targets came from random weights
+            details['tokenizer'] += ' (untrained: random weights)'
     name = backbone_name(cfg)
     if name:
         details['backbone'] = name

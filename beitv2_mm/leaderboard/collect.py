@@ -29,6 +29,7 @@ filled (``--include-partial``) names it in the row's method cell.
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import math
 import warnings
@@ -615,10 +616,28 @@ def _number(text: str) -> float | None:
 
 
 def reported_rows(path: str | Path = REPORTED_FILE) -> list[Row]:
-    """Published numbers from a CSV with the columns of ``reported.csv``."""
+    """Published numbers from a CSV with the columns of ``reported.csv``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: A column the leaderboard does not know (a misspelled metric would be an
+            empty column), a row without a source, or a value that is not a number.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f'reported numbers file not found: {path} (columns as in '
+                                f'{REPORTED_FILE})')
+    known = list(TEXT_COLUMNS) + [c.key for c in METRIC_COLUMNS] + ['source']
     rows = []
     with open(path, newline='', encoding='utf-8') as f:
-        for i, record in enumerate(csv.DictReader(f), start=2):
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        unknown = [h for h in header if h not in known]
+        if unknown or 'source' not in header:
+            hints = [f'{h!r} (closest: {", ".join(difflib.get_close_matches(h, known, 2))})'
+                     for h in unknown]
+            raise ValueError(f'{path}: unknown column(s) {", ".join(hints) or "none"}; the '
+                             f'columns are {", ".join(known)}, "source" required')
+        for i, record in enumerate(reader, start=2):
             if not record.get('source'):
                 raise ValueError(f'{path}:{i}: every reported row needs a source')
             try:

@@ -329,15 +329,25 @@ def test_pretrain_details_from_the_checkpoints_meta(repo_root):
 
     from beitv2_mm.downstream.checkpoint import pretrain_details
 
-    vitb = Config.fromfile(str(repo_root / 'configs/beitv2_vitb_mim.py')).pretty_text
+    def trained(rel):  # a run's saved config names its tokenizer's weights
+        cfg = Config.fromfile(str(repo_root / rel))
+        cfg.model.target_generator.checkpoint = 'work_dirs/vqkd/epoch_100.pth'
+        return cfg
+
+    vitb_cfg = trained('configs/beitv2_vitb_mim.py')
+    vitb = vitb_cfg.pretty_text
     assert pretrain_details(dict(cfg=vitb, epoch=300, iter=187500)) == dict(
         tokenizer='VQ-KD, 8192 codes', backbone='ViT-B/16', epochs=300)
-    demo = Config.fromfile(str(repo_root / 'configs/demo/beitv1_vit-tiny_synthetic.py'))
+    # a run without tokenizer weights (a pipeline check) is not labelled as a trained tokenizer
+    vitb_cfg.model.target_generator.checkpoint = None
+    assert pretrain_details(dict(cfg=vitb_cfg.pretty_text, epoch=1))['tokenizer'] == (
+        'VQ-KD, 8192 codes (untrained: random weights)')
+    demo = trained('configs/demo/beitv1_vit-tiny_synthetic.py')
     assert pretrain_details(dict(cfg=demo.pretty_text, epoch=0, iter=2400)) == dict(
         tokenizer='VQ-VAE (PeCoVQVAE), 512 codes', backbone='ViT 64d x4L /8', iters=2400)
     # the codebook size tells a variant's rows apart (--cfg-options counted, as the suite's)
     from beitv2_mm.downstream.checkpoint import tokenizer_codes
-    v2 = Config.fromfile(str(repo_root / 'configs/demo/beitv2_vit-tiny_synthetic.py'))
+    v2 = trained('configs/demo/beitv2_vit-tiny_synthetic.py')
     v2.model.target_generator.num_codes = 1024
     assert pretrain_details(dict(cfg=v2.pretty_text, iter=3))['tokenizer'] == 'VQ-KD, 1024 codes'
     assert tokenizer_codes(v2, {'model.target_generator.num_codes': 64}) == 64

@@ -711,3 +711,36 @@ def test_a_stage_manifest_describes_only_its_own_checkpoint(tmp_path):
     assert top1[70.0].cell('pretrain_epochs') == '3 iters'
     assert top1[60.0].cell('pretrain_epochs') == '1200 iters'
     assert top1[70.0].cell('tokenizer') == top1[60.0].cell('tokenizer') == collect.MISSING
+
+
+def test_cli_bad_reported_file_fails_and_writes_nothing(tmp_path):
+    """--reported: a missing file, a misspelled metric column (which would be an empty column)
+    and a value that is no number are errors naming the file, not tracebacks or blank cells."""
+    tool = _leaderboard_tool()
+    runs = tmp_path / 'runs'
+    runs.mkdir()
+    out = tmp_path / 'board'
+    with pytest.raises(SystemExit, match=r'--reported: reported numbers file not found: .*gone'):
+        tool.main([str(runs), '--out', str(out), '--reported', str(tmp_path / 'gone.csv')])
+    header = open(collect.REPORTED_FILE).readline()
+    typo = tmp_path / 'typo.csv'
+    typo.write_text(header.replace('finetune_top1', 'finetune_top_1')
+                    + 'X,VQ-KD,–,ViT-B/16,300,85.0,–,–,–,–,a paper\n')
+    with pytest.raises(SystemExit, match=r"typo\.csv: unknown column\(s\) 'finetune_top_1' "
+                                         r'\(closest: finetune_top1'):
+        tool.main([str(runs), '--out', str(out), '--reported', str(typo)])
+    word = tmp_path / 'word.csv'
+    word.write_text(header + 'X,VQ-KD,–,ViT-B/16,300,high,–,–,–,–,a paper\n')
+    with pytest.raises(SystemExit, match=r'word\.csv:2: could not convert'):
+        tool.main([str(runs), '--out', str(out), '--reported', str(word)])
+    assert not out.exists()
+
+
+def test_cli_results_file_root_writes_beside_it(results_root, tmp_path, monkeypatch):
+    """A results.json given as the root: the leaderboard goes next to it, not into ./leaderboard
+    of the current directory."""
+    monkeypatch.chdir(tmp_path)
+    result = sorted(Path(results_root).rglob('results.json'))[0]
+    _leaderboard_tool().main([str(result)])
+    assert (result.parent / 'leaderboard' / 'leaderboard.md').is_file()
+    assert not (tmp_path / 'leaderboard').exists()
