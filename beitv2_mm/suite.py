@@ -471,12 +471,31 @@ def batch_size_options(cfg, opts: SuiteOptions) -> dict:
     return options
 
 
+def _no_op_factor(sched: dict, prefix: str) -> dict:
+    """Options making a 1-iteration factor scheduler (LinearLR, ConstantLR and their
+    momentum / parameter kinds) a no-op: its first step multiplies by the start factor and
+    only its later steps, which a 1-iteration window never takes, undo it."""
+    from mmengine.optim.scheduler.param_scheduler import (ConstantParamScheduler,
+                                                          LinearParamScheduler)
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    kind = sched.get('type')
+    cls = PARAM_SCHEDULERS.get(kind) if isinstance(kind, str) else kind
+    if isinstance(cls, type) and issubclass(cls, LinearParamScheduler):
+        return {f'{prefix}.start_factor': sched.get('end_factor', 1.0)}
+    if isinstance(cls, type) and issubclass(cls, ConstantParamScheduler):
+        return {f'{prefix}.factor': 1.0}
+    return {}
+
+
 def schedule_options(cfg, opts: SuiteOptions) -> tuple[dict, int | None]:
     """Scale (or cap) the training length of a config.
 
     Iteration-based loops get ``max_iters`` scaled by ``opts.schedule`` (or set to
     ``opts.max_iters``); the validation and checkpoint intervals and iteration-based
-    parameter schedulers shrink with it so warm-up and decay still fit in the run.
+    parameter schedulers shrink with it so warm-up and decay still fit in the run. A
+    scheduler window of at least 2 iterations keeps at least 2 (a warm-up of 5 in 2400 is 2
+    of 40, not 1), and one a 1-iteration run has no room for is made a no-op.
     Epoch-based loops get ``max_epochs`` scaled (at least 1).
 
     Returns:
@@ -503,22 +522,39 @@ def schedule_options(cfg, opts: SuiteOptions) -> tuple[dict, int | None]:
             options['default_hooks.logger.interval'] = max(1, new)
         schedulers = cfg.get('param_scheduler') or []
         single = isinstance(schedulers, dict)
+
+        def scaled(point: int) -> int:
+            # One monotone map for every bound, so a decay still starts where the warm-up
+            # ends. A window from 0 of >= 2 iterations keeps >= 2: a 1-iteration LinearLR
+            # applies start_factor and never steps again (a run at a flat lr * 0.01).
+            if point > old:  # past the run (end=max_iters + 1: no last step at lr 0)
+                return new + point - old
+            return min(new, max(round(point * factor), min(point, 2)))
+
         for i, sched in enumerate([schedulers] if single else schedulers):
             if not isinstance(sched, dict) or sched.get('by_epoch', True):
                 continue
             prefix = 'param_scheduler' if single else f'param_scheduler.{i}'
             # Scaled bounds stay a non-empty window inside the run (mmengine needs end > begin).
-            begin = sched.get('begin', 0)
+            old_begin = begin = sched.get('begin', 0)
             if isinstance(begin, int):
-                begin = min(round(begin * factor), new - 1)
+                begin = min(scaled(begin), new - 1)
                 options[f'{prefix}.begin'] = begin
             else:
-                begin = 0
+                old_begin = begin = 0
             if isinstance(sched.get('end'), int):
-                options[f'{prefix}.end'] = max(begin + 1, min(new, round(sched['end'] * factor)))
+                length = sched['end'] - old_begin
+                end = max(begin + min(2, length), scaled(sched['end']))
+                if sched['end'] <= old:
+                    end = max(begin + 1, min(new, end))
+                options[f'{prefix}.end'] = end
+                if end - begin == 1 and length >= 2:
+                    # no room for 2 iterations (e.g. a 1-iteration run): no warm-up rather
+                    # than the rest of the run at its start factor
+                    options.update(_no_op_factor(sched, prefix))
             if isinstance(sched.get('milestones'), (list, tuple)):
                 options[f'{prefix}.milestones'] = [
-                    max(1, min(new, round(m * factor))) for m in sched['milestones']]
+                    max(1, min(new, scaled(m))) for m in sched['milestones']]
         return options, new
     if 'max_epochs' in train_cfg and (opts.schedule != 1.0 or opts.max_iters):
         old = int(train_cfg['max_epochs'])

@@ -56,6 +56,69 @@ def test_plan_wires_the_hand_off_keys(tmp_path):
     assert ends and max(ends) <= round(old * 0.5)
 
 
+def _scheduled_lrs(cfg, options: dict, iters: int, lr: float = 1.0) -> list:
+    """The lr of each of ``iters`` iterations under the config's param schedulers with the
+    suite's options, built and stepped by mmengine as its runner does."""
+    import copy
+
+    import torch
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    cfg = copy.deepcopy(cfg)
+    cfg.merge_from_dict({k: v for k, v in options.items() if k.startswith('param_scheduler')})
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer))
+                  for s in cfg.param_scheduler]
+    lrs = []
+    for _ in range(iters):
+        lrs.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        for sched in schedulers:
+            sched.step()
+    return lrs
+
+
+def test_a_scaled_warm_up_still_warms_up(tmp_path):
+    """--max-iters 40 scaled the MIM demo's 5-iteration warm-up (of 2400) to 1 iteration: a
+    1-iteration LinearLR applies start_factor (0.01) and never steps again, and the cosine
+    chained on it began at lr * 0.01 = its eta_min: the whole run at a flat 1e-5."""
+    import math
+    opts = suite.SuiteOptions(work_dir=tmp_path / 'w', data_dir=tmp_path / 'd', max_iters=40)
+    stages = [s for s in suite.plan(opts) if s.config]
+    mim = next(s for s in stages if s.name == 'mim/beitv2')
+    cfg = suite.load_config(mim.config)
+    warm_up, cosine = cfg.param_scheduler
+    assert (cfg.train_cfg.max_iters, warm_up.end, cosine.begin) == (2400, 5, 5)
+    base_lr = cfg.optim_wrapper.optimizer.lr
+    lrs = _scheduled_lrs(cfg, mim.options, 40, lr=base_lr)
+    # 2 iterations of warm-up from base * start_factor up to base, then the cosine from
+    # there down to eta_min over the other 38
+    assert lrs[:2] == pytest.approx([base_lr * warm_up.start_factor, base_lr])
+    eta = cosine.eta_min
+    assert lrs[2:] == pytest.approx(
+        [eta + (base_lr - eta) * (1 + math.cos(math.pi * i / 38)) / 2 for i in range(38)])
+    # Every demo config, at any length: a warm-up still rises (2 iterations or more), and a
+    # 1-iteration run has none (not one iteration at its start factor).
+    configs = {s.config: suite.load_config(s.config) for s in stages}
+    for path, cfg in configs.items():
+        if not any(s.get('type') == 'LinearLR' and s.get('begin', 0) == 0
+                   for s in cfg.param_scheduler):
+            continue
+        for kw in (dict(max_iters=40), dict(max_iters=3), dict(max_iters=2),
+                   dict(max_iters=1), dict(schedule=0.01), dict(schedule=0.5)):
+            options, iters = suite.schedule_options(cfg, suite.SuiteOptions(
+                work_dir=tmp_path / 'w', **kw))
+            lrs = _scheduled_lrs(cfg, options, iters)
+            assert lrs[1] > lrs[0] if iters > 1 else lrs == [1.0], (path, kw, lrs)
+    upernet = next(s for s in stages if s.name == 'downstream/random/upernet')
+    cfg = configs[upernet.config]
+    # its poly decay ends one past the run (no last iteration at lr 0): scaled, it still does
+    assert cfg.param_scheduler[1].end == cfg.train_cfg.max_iters + 1
+    options, iters = suite.schedule_options(cfg, suite.SuiteOptions(work_dir=tmp_path / 'w',
+                                                                    max_iters=10))
+    assert options['param_scheduler.1.end'] == 11 and _scheduled_lrs(cfg, options, 10)[-1] > 0
+
+
 def test_plan_rejects_unknown_names(tmp_path):
     with pytest.raises(ValueError, match='unknown method'):
         suite.plan(suite.SuiteOptions(work_dir=tmp_path, methods=('mae',)))
