@@ -691,6 +691,20 @@ def select_stages(stages: list[Stage], patterns) -> list[Stage]:
     return [s for s in stages if any(selects(p, s.name) for p in patterns)]
 
 
+def with_dependents(stages: list[Stage], chosen) -> list[Stage]:
+    """``chosen`` and every stage that reads their outputs, directly or not, in plan order.
+
+    ``--redo`` runs these: a fingerprint covers the configs, options and fingerprints of the
+    stages a run reads, not their outputs, so after only ``mim/beitv2`` was redone its
+    downstream runs stayed done with the results of the old checkpoint.
+    """
+    names = {s.name for s in chosen}
+    for stage in stages:  # dependency order: a stage's deps come before it
+        if any(dep in names for dep in stage.deps):
+            names.add(stage.name)
+    return [s for s in stages if s.name in names]
+
+
 def plan(opts: SuiteOptions) -> list[Stage]:
     """The stages to run, in dependency order; prints which data sets are real or synthetic.
 

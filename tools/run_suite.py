@@ -73,7 +73,8 @@ def parse_args(argv=None):
                         'cores / jobs threads')
     parser.add_argument('--redo', type=_csv, default=(),
                         help='comma list of stage names (or prefixes, e.g. downstream/beitv2) '
-                        'to delete and run again')
+                        'to delete and run again, with every stage that reads their output '
+                        '(--redo mim/beitv2: also downstream/beitv2/*)')
     parser.add_argument('--no-fork', action='store_true',
                         help='start every stage in a fresh interpreter (default on Linux '
                         'without a visible GPU: fork this process, which imported the stack '
@@ -110,6 +111,9 @@ def main(argv=None):
     try:
         stages = suite.plan(opts)
         redo = suite.select_stages(stages, args.redo)  # a wrong name fails before anything runs
+        # what reads a redone stage's output reruns too: a kept one would stay done with the
+        # results of the old output (its fingerprint covers no outputs)
+        redo = suite.with_dependents(stages, redo)
     except (FileNotFoundError, ValueError, ConfigKeyError) as err:
         sys.exit(f'tools/run_suite.py: error: {err}')
     print(f'[suite] {len(stages)} stages, work dir {opts.work_dir}, jobs {opts.jobs}, '
@@ -118,7 +122,12 @@ def main(argv=None):
     for i, stage in enumerate(stages, 1):
         deps = f'  <- {", ".join(stage.deps)}' if stage.deps else ''
         iters = f' ({stage.max_iters} it)' if stage.max_iters else ''
-        print(f'  {i:2d}. {stage.name}{iters}{deps}')
+        again = '  [redo]' if stage in redo else ''
+        print(f'  {i:2d}. {stage.name}{iters}{deps}{again}')
+    if redo:
+        print(f'[suite] --redo: the {len(redo)} stage(s) marked [redo] '
+              f'{"would be" if args.dry_run else "are"} deleted and run again (those named '
+              'and every stage that reads their output)')
     if args.dry_run:
         return 0
     for stage in redo:

@@ -590,6 +590,36 @@ def test_redo_of_an_unknown_stage_fails_listing_the_planned_ones(tmp_path, capsy
                     '--redo', 'downstream')[0] == 0
 
 
+def test_redo_reruns_every_stage_that_reads_the_redone_output(tmp_path, capsys):
+    """A fingerprint covers configs, options and upstream fingerprints, not upstream outputs:
+    after --redo mim/beitv2 alone its downstream runs stayed done with the old checkpoint's
+    results (and with none left, were the redo interrupted)."""
+    import io
+    code, _ = _dry_run(tmp_path, '--methods', 'beitv2,random', '--tasks', 'linear_probe',
+                       '--redo', 'mim/beitv2')
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    redone = [line.split()[1] for line in lines if line.endswith('[redo]')]
+    assert redone == ['mim/beitv2', 'downstream/beitv2/linear_probe']
+    assert '[suite] --redo: the 2 stage(s) marked [redo] would be deleted and run again ' \
+           '(those named and every stage that reads their output)' in lines
+    stages = suite.plan(suite.SuiteOptions(work_dir=tmp_path / 'w', methods=('beitv2', 'random'),
+                                           tasks=('linear_probe',)))
+    chosen = suite.with_dependents(stages, suite.select_stages(stages, ('teacher',)))
+    assert [s.name for s in chosen] == ['teacher', 'tokenizer/vqkd', 'mim/beitv2',
+                                        'downstream/beitv2/linear_probe']
+    # run: the dependent of a redone stage trains again, from the new checkpoint
+    a = _fake_stage(tmp_path, 'a')
+    b = _fake_stage(tmp_path, 'b', deps=['a'], dep_options={'model.ckpt': 'a'})
+    c = _fake_stage(tmp_path, 'c')
+    assert suite.run_stages([a, b, c], stream=io.StringIO(), heartbeat=0) == {
+        'a': 'done', 'b': 'done', 'c': 'done'}
+    for stage in suite.with_dependents([a, b, c], [a]):
+        suite.clean_stage(stage)
+    assert suite.run_stages([a, b, c], stream=io.StringIO(), heartbeat=0) == {
+        'a': 'done', 'b': 'done', 'c': 'skipped'}
+
+
 def test_data_roots_are_checked_and_the_plan_says_what_is_synthetic(tmp_path, capsys):
     """--imagenet-root alone is documented: real ImageNet, synthetic ADE20K and COCO. It is
     said at planning time; a root that does not exist fails then, not inside a stage."""
