@@ -28,6 +28,23 @@ def _csv(text):
     return tuple(t.strip() for t in text.split(',') if t.strip())
 
 
+def _positive(kind, fix):
+    """An argparse type: a number of ``kind`` > 0, else an error saying ``fix`` (--max-iters 0
+    ran the full schedules, -5 planned stages that failed after starting)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < float('inf'):
+            raise argparse.ArgumentTypeError(
+                f'must be a {"positive integer" if kind is int else "finite number > 0"}, '
+                f'got {text!r}; {fix}')
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def parse_args(argv=None):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/_cli.py
     from _cli import CfgOptionsAction
@@ -47,12 +64,18 @@ def parse_args(argv=None):
     parser.add_argument('--tasks', type=_csv, default=None,
                         help='comma list of linear_probe, finetune, upernet, mask_rcnn '
                         '(default: all)')
-    parser.add_argument('--schedule', type=float, default=1.0,
+    parser.add_argument('--schedule', default=1.0,
+                        type=_positive(float, 'e.g. 0.5 halves every run, 1 (the default) '
+                                       'keeps the configs\' lengths'),
                         help='multiply every training length (iterations / epochs) by this')
-    parser.add_argument('--max-iters', type=int, default=None,
+    parser.add_argument('--max-iters', default=None,
+                        type=_positive(int, 'leave --max-iters out for the configs\' full '
+                                       'schedules'),
                         help='cap every iteration-based stage at this many iterations '
                         '(and epoch-based ones at 1 epoch): a smoke test of the chain')
-    parser.add_argument('--batch-size-cap', type=int, default=None,
+    parser.add_argument('--batch-size-cap', default=None,
+                        type=_positive(int, 'leave --batch-size-cap out for the configs\' '
+                                       'batch sizes'),
                         help='cap every dataloader batch size (default: 8 with --data-size '
                         'tiny, else none)')
     parser.add_argument('--data-dir', default='data/synthetic',
@@ -68,7 +91,10 @@ def parse_args(argv=None):
     parser.add_argument('--coco-root',
                         help='real COCO root (annotations/, train2017/, val2017/); '
                         'default: synthetic')
-    parser.add_argument('--jobs', type=int, default=int(os.environ.get('SUITE_JOBS', 2)),
+    # a string default goes through type too: SUITE_JOBS=0 is refused like --jobs 0
+    parser.add_argument('--jobs', default=os.environ.get('SUITE_JOBS', '2'),
+                        type=_positive(int, '--jobs (or env SUITE_JOBS) 1 runs one stage at '
+                                       'a time'),
                         help='stages run in parallel (default 2, env SUITE_JOBS); each gets '
                         'cores / jobs threads')
     parser.add_argument('--redo', type=_csv, default=(),
@@ -90,8 +116,6 @@ def parse_args(argv=None):
     if args.synthetic and any(real):
         parser.error('--synthetic cannot be combined with --imagenet-root / --ade20k-root / '
                      '--coco-root')
-    if args.schedule <= 0:
-        parser.error('--schedule must be > 0')
     return args
 
 
@@ -104,7 +128,7 @@ def main(argv=None):
         tasks=args.tasks or tuple(suite.DEMO_TASKS),
         schedule=args.schedule, max_iters=args.max_iters, data_dir=Path(args.data_dir),
         data_size=args.data_size, seed=args.seed, imagenet_root=args.imagenet_root,
-        ade20k_root=args.ade20k_root, coco_root=args.coco_root, jobs=max(1, args.jobs),
+        ade20k_root=args.ade20k_root, coco_root=args.coco_root, jobs=args.jobs,
         batch_size_cap=args.batch_size_cap,
         extra_options=dict(args.cfg_options or {}))
     from beitv2_mm.engine.launch import ConfigKeyError

@@ -620,6 +620,33 @@ def test_redo_reruns_every_stage_that_reads_the_redone_output(tmp_path, capsys):
         'a': 'done', 'b': 'done', 'c': 'skipped'}
 
 
+@pytest.mark.parametrize('option, fix', [
+    ('--max-iters', "leave --max-iters out for the configs' full schedules"),
+    ('--jobs', '--jobs (or env SUITE_JOBS) 1 runs one stage at a time'),
+    ('--batch-size-cap', "leave --batch-size-cap out for the configs' batch sizes"),
+    ('--schedule', "e.g. 0.5 halves every run, 1 (the default) keeps the configs' lengths")])
+def test_number_options_must_be_positive(option, fix, capsys, monkeypatch):
+    """--max-iters 0 ran the full schedules (0 read as no cap), --max-iters -5 planned stages
+    that failed after starting, --jobs 0 and --batch-size-cap 0 were not checked."""
+    tool = _run_suite_tool()
+    kind = 'finite number > 0' if option == '--schedule' else 'positive integer'
+    for value in ('0', '-5', 'nan'):
+        with pytest.raises(SystemExit) as exit_:
+            tool.parse_args([option, value])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].endswith(  # prog: sys.argv[0]
+            f': error: argument {option}: must be a {kind}, got {value!r}; {fix}')
+    attr = option[2:].replace('-', '_')
+    assert getattr(tool.parse_args([option, '3']), attr) == 3
+    if option == '--jobs':  # its default comes from the environment, checked the same way
+        monkeypatch.setenv('SUITE_JOBS', '0')
+        with pytest.raises(SystemExit):
+            tool.parse_args([])
+        assert "argument --jobs: must be a positive integer, got '0'" in capsys.readouterr().err
+        monkeypatch.setenv('SUITE_JOBS', '4')
+        assert tool.parse_args([]).jobs == 4
+
+
 def test_data_roots_are_checked_and_the_plan_says_what_is_synthetic(tmp_path, capsys):
     """--imagenet-root alone is documented: real ImageNet, synthetic ADE20K and COCO. It is
     said at planning time; a root that does not exist fails then, not inside a stage."""
