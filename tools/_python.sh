@@ -28,26 +28,46 @@ require_count() {
     [[ "$2" =~ ^[1-9][0-9]*$ ]] || usage_error "$1 must be a positive integer, got '$2'"
 }
 
+# require_local_checkpoint PATH: a URL is refused before any process starts (nothing is
+# downloaded at run time; tools/test.py would refuse it on every rank).
+require_local_checkpoint() {
+    if [[ "$1" == *://* ]]; then
+        usage_error "CHECKPOINT is a URL: $1; nothing is downloaded at run time: download \
+the file and pass its local path"
+    fi
+}
+
 # torchrun_exec SCRIPT ARGS...: replace this shell by torchrun running tools/SCRIPT on GPUS
-# processes per node. NNODES (1), NODE_RANK (0), MASTER_ADDR (127.0.0.1 on one node; needed
-# for several: the other nodes would wait on their own address), PORT: on one node without
-# PORT a free port (two jobs on one machine do not collide), else 29500 (several nodes: the
-# same port on every node).
+# processes per node. NNODES (1), NODE_RANK (0 on one node; needed for several: a forgotten
+# one made every node rank 0), MASTER_ADDR (127.0.0.1 on one node; needed for several: the
+# other nodes would wait on their own address), PORT: on one node without PORT a free port
+# (two jobs on one machine do not collide), else 29500 (several nodes: the same port on every
+# node).
 torchrun_exec() {
     local script="$1"; shift
-    local nnodes="${NNODES:-1}" port="${PORT:-}"
+    local nnodes="${NNODES:-1}" port="${PORT:-}" node_rank="${NODE_RANK:-}"
     require_count GPUS "$GPUS"
     require_count NNODES "$nnodes"
     if [ "$nnodes" != 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
         usage_error "NNODES=$nnodes needs MASTER_ADDR (the address of the node with \
 NODE_RANK=0), the same on every node"
     fi
+    if [ "$nnodes" != 1 ] && [ -z "$node_rank" ]; then
+        usage_error "NNODES=$nnodes needs NODE_RANK (0 on the node at MASTER_ADDR, 1 to \
+$((nnodes - 1)) on the others), one per node"
+    fi
+    # else torchrun waits silently for nodes that never come (NODE_RANK=1 with NNODES unset)
+    node_rank="${node_rank:-0}"
+    if ! [[ "$node_rank" =~ ^(0|[1-9][0-9]*)$ ]] || [ "$node_rank" -ge "$nnodes" ]; then
+        usage_error "NODE_RANK must be an integer from 0 to NNODES-1 ($((nnodes - 1))), got \
+'$node_rank' with NNODES=$nnodes; set NNODES to the number of nodes"
+    fi
     if [ -z "$port" ] && [ "$nnodes" = 1 ]; then
         port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')
     fi
     exec "$PYTHON" -m torch.distributed.run \
         --nnodes="$nnodes" \
-        --node_rank="${NODE_RANK:-0}" \
+        --node_rank="$node_rank" \
         --master_addr="${MASTER_ADDR:-127.0.0.1}" \
         --nproc_per_node="$GPUS" \
         --master_port="${port:-29500}" \

@@ -12,6 +12,7 @@ CHECKPOINT=$2
 GPUS=$3
 source "$(dirname "${BASH_SOURCE[0]}")/_python.sh"
 require_config "$CONFIG"
-[ -f "$CHECKPOINT" ] || [[ "$CHECKPOINT" == *://* ]] ||
+require_local_checkpoint "$CHECKPOINT"
+[ -f "$CHECKPOINT" ] ||
     usage_error "checkpoint not found: $CHECKPOINT (usage: $0 CONFIG CHECKPOINT GPUS)"
 torchrun_exec test.py "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

@@ -14,4 +14,5 @@ CHECKPOINT=$4
 shift 4
 source "$(dirname "${BASH_SOURCE[0]}")/_python.sh"
 require_config "$CONFIG"
+require_local_checkpoint "$CHECKPOINT"
 srun_exec "$PARTITION" "$JOB_NAME" test.py "$CONFIG" "$CHECKPOINT" --launcher slurm "$@"

@@ -35,6 +35,7 @@ import difflib
 import importlib
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import traceback
@@ -343,14 +344,69 @@ def _slurm_env() -> None:
     os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
     os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
     os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+    _slurm_master_env()
+
+
+def _slurm_master_env() -> None:
+    """Export MASTER_PORT and MASTER_ADDR for a slurm job, for our gloo start-up and for
+    mmengine's ``_init_dist_slurm`` (CUDA) alike: it takes both from the environment when set.
+
+    Raises:
+        ValueError: No MASTER_ADDR, and the first host of SLURM_NODELIST cannot be found.
+    """
     # PORT as for torchrun; else one port per job (a fixed 29500 made two jobs sharing a node
     # collide, or a rank of one join the other's rendezvous)
     os.environ.setdefault('MASTER_PORT', os.environ.get('PORT') or str(
         29500 + int(os.environ.get('SLURM_JOB_ID', '0') or 0) % 2000))
-    if 'MASTER_ADDR' not in os.environ:
-        nodes = os.environ['SLURM_NODELIST']
-        os.environ['MASTER_ADDR'] = subprocess.getoutput(
-            f'scontrol show hostname {nodes} | head -n1')
+    if os.environ.get('MASTER_ADDR'):
+        return
+    nodes = os.environ['SLURM_NODELIST']
+    # mmengine's shell pipeline made "/bin/sh: 1: scontrol: not found" the address where
+    # scontrol is missing (containers): every rank then waited until the dist timeout
+    addr = _scontrol_first_host(nodes) or first_slurm_host(nodes)
+    if addr is None:
+        raise ValueError(f'--launcher slurm: cannot tell the first host of SLURM_NODELIST='
+                         f'{nodes!r} (no scontrol, and not a host list this launcher can '
+                         'read); set MASTER_ADDR to the address of the node of rank 0')
+    os.environ['MASTER_ADDR'] = addr
+
+
+_HOST_NAME = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.-]*')
+
+
+def _scontrol_first_host(nodes: str) -> str | None:
+    """The first host of a slurm node list as ``scontrol`` expands it; None when scontrol is
+    missing, fails, or prints something that is not a host name."""
+    try:
+        done = subprocess.run(['scontrol', 'show', 'hostnames', nodes], capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = done.stdout.split()
+    if done.returncode != 0 or not lines or not _HOST_NAME.fullmatch(lines[0]):
+        return None
+    return lines[0]
+
+
+def first_slurm_host(nodes: str) -> str | None:
+    """The first host of a slurm host list, without scontrol: ``node[01-02,05]`` -> ``node01``,
+    ``gpu-a,gpu-b`` -> ``gpu-a``, ``n[1-3]x`` -> ``n1x``, ``r[1-2]-n[3-4]`` -> ``r1-n3``.
+
+    Returns:
+        str | None: The host name; None for a list this cannot read.
+    """
+    depth, end = 0, len(nodes)
+    for i, ch in enumerate(nodes):  # the first entry ends at the first comma outside [...]
+        depth += {'[': 1, ']': -1}.get(ch, 0)
+        if depth not in (0, 1):
+            return None
+        if ch == ',' and depth == 0:
+            end = i
+            break
+    first = nodes[:end].strip()
+    # each bracket's first range starts with the first host's digits (zero padding kept)
+    host = re.sub(r'\[([0-9]+)(?:-[0-9]+)?(?:,[0-9-]*)*\]', r'\1', first)
+    return host if _HOST_NAME.fullmatch(host) else None
 
 
 def configure_distributed(cfg: Config, launcher: str, cuda: bool | None = None) -> str:
@@ -376,6 +432,10 @@ def configure_distributed(cfg: Config, launcher: str, cuda: bool | None = None) 
                          'not started by srun; use tools/slurm_train.sh / slurm_test.sh, or '
                          '--launcher pytorch under torchrun (tools/dist_train.sh), or '
                          '--launcher none for one process')
+    if launcher == 'slurm':
+        # on CUDA too: mmengine's own slurm start-up falls back to port 29500 and a shell
+        # pipeline for the address
+        _slurm_master_env()
     cuda = torch.cuda.is_available() if cuda is None else cuda
     env_cfg = cfg.setdefault('env_cfg', ConfigDict())
     dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())

@@ -71,7 +71,8 @@ def test_dist_scripts_need_their_arguments(tmp_path):
     cfg.write_text('')
     ckpt.write_text('')
     env = {k: v for k, v in os.environ.items()
-           if k not in ('NNODES', 'MASTER_ADDR', 'GPUS', 'GPUS_PER_NODE', 'TASKS_PER_NODE')}
+           if k not in ('NNODES', 'NODE_RANK', 'MASTER_ADDR', 'GPUS', 'GPUS_PER_NODE',
+                        'TASKS_PER_NODE')}
 
     def error(script, *args, **extra):
         """A usage error before any process starts (exit 2, one line), else None."""
@@ -95,6 +96,25 @@ def test_dist_scripts_need_their_arguments(tmp_path):
         f'slurm_test.sh: error: config file not found: {tmp_path / "typo.py"}'
     # several nodes without MASTER_ADDR: every node but the first would wait on itself
     assert 'NNODES=2 needs MASTER_ADDR' in error('dist_train.sh', str(cfg), '2', NNODES='2')
+    # a forgotten NODE_RANK made every node rank 0; one out of range (NNODES left at 1, or
+    # not a number) had torchrun wait for nodes that never come
+    assert error('dist_train.sh', str(cfg), '2', NNODES='2', MASTER_ADDR='10.0.0.1') == \
+        'dist_train.sh: error: NNODES=2 needs NODE_RANK (0 on the node at MASTER_ADDR, 1 to 1 ' \
+        'on the others), one per node'
+    assert error('dist_train.sh', str(cfg), '2', NODE_RANK='1') == \
+        "dist_train.sh: error: NODE_RANK must be an integer from 0 to NNODES-1 (0), got '1' " \
+        'with NNODES=1; set NNODES to the number of nodes'
+    for node_rank in ('2', '-1', 'x', '01'):
+        assert f"got '{node_rank}' with NNODES=2" in error(
+            'dist_test.sh', str(cfg), str(ckpt), '2', NNODES='2', MASTER_ADDR='10.0.0.1',
+            NODE_RANK=node_rank), node_rank
+    # a URL: test.py refused it on every rank after torchrun / srun had started them
+    url = 'https://example.org/beitv2.pth'
+    for script, args in (('dist_test.sh', (str(cfg), url, '2')),
+                         ('slurm_test.sh', ('p', 'j', str(cfg), url))):
+        assert error(script, *args) == (
+            f'{script}: error: CHECKPOINT is a URL: {url}; nothing is downloaded at run time: '
+            'download the file and pass its local path')
     assert "GPUS must be a positive integer, got 'x'" in error(
         'slurm_train.sh', 'p', 'j', str(cfg), GPUS='x')
 
@@ -108,7 +128,7 @@ def test_one_node_without_port_gets_a_free_port(tmp_path):
     fake.chmod(0o755)
 
     def port(script, *args, **env):
-        base = {k: v for k, v in os.environ.items() if k not in ('PORT', 'NNODES')}
+        base = {k: v for k, v in os.environ.items() if k not in ('PORT', 'NNODES', 'NODE_RANK')}
         out = subprocess.run(['bash', str(REPO_ROOT / 'tools' / script), *args],
                              capture_output=True, text=True, timeout=60,
                              env=dict(base, PYTHON=str(fake), **env), check=True).stdout
@@ -122,7 +142,7 @@ def test_one_node_without_port_gets_a_free_port(tmp_path):
         picked = {port(script, *args) for _ in range(3)}
         assert all(p.isdigit() and p != '29500' for p in picked), picked
         assert port(script, *args, PORT='12345') == '12345'
-        assert port(script, *args, NNODES='2', MASTER_ADDR='10.0.0.1') == '29500'
+        assert port(script, *args, NNODES='2', NODE_RANK='1', MASTER_ADDR='10.0.0.1') == '29500'
 
 
 def test_slurm_scripts_pass_the_job_to_srun(tmp_path):
@@ -168,23 +188,90 @@ def test_slurm_scripts_pass_the_job_to_srun(tmp_path):
                      TASKS_PER_NODE='2')[3:5] == ['--ntasks=4', '--ntasks-per-node=2']
 
 
+_SLURM_KEYS = ('MASTER_PORT', 'MASTER_ADDR', 'PORT', 'SLURM_JOB_ID', 'SLURM_PROCID',
+               'SLURM_NTASKS', 'SLURM_NODELIST', 'SLURM_LOCALID', 'RANK', 'WORLD_SIZE',
+               'LOCAL_RANK')
+
+
+def _slurm_job(monkeypatch, **env):
+    """A simulated srun task: the slurm variables ``env`` on top of none of _SLURM_KEYS (each
+    restored after the test, also those the launcher sets)."""
+    for key in _SLURM_KEYS:
+        monkeypatch.setenv(key, '')  # recorded, so a value set by the code is undone too
+        monkeypatch.delenv(key)
+    for key, value in {'SLURM_PROCID': '0', 'SLURM_NTASKS': '2', 'SLURM_NODELIST': 'node1',
+                       **env}.items():
+        monkeypatch.setenv(key, value)
+
+
 def test_slurm_rendezvous_port_differs_between_jobs(monkeypatch):
     """Two slurm jobs sharing a node took mmengine's fixed 29500: one failed to bind, a rank
     of the other joined the wrong job. The port follows the job id unless PORT is given."""
     from beitv2_mm.engine import launch
 
     def port(**env):
-        for key in ('MASTER_PORT', 'PORT', 'SLURM_JOB_ID', 'RANK', 'WORLD_SIZE', 'LOCAL_RANK'):
-            monkeypatch.delenv(key, raising=False)
-        monkeypatch.setenv('MASTER_ADDR', 'node1')
-        for key, value in dict(SLURM_PROCID='0', SLURM_NTASKS='2', **env).items():
-            monkeypatch.setenv(key, value)
+        _slurm_job(monkeypatch, MASTER_ADDR='node1', **env)
         launch._slurm_env()
         return os.environ['MASTER_PORT']
 
     assert port(SLURM_JOB_ID='1000') != port(SLURM_JOB_ID='1001')
     assert 29500 <= int(port(SLURM_JOB_ID='123456')) < 31500
     assert port(SLURM_JOB_ID='7', PORT='23456') == '23456'
+
+
+def test_slurm_on_cuda_sets_the_rendezvous_for_mmengine(monkeypatch, tmp_path):
+    """With CUDA the launcher returned 'nccl' before setting MASTER_PORT / MASTER_ADDR, so
+    mmengine's slurm start-up took port 29500 (jobs sharing a node collided) and scontrol's
+    output (an error text without scontrol) as the address."""
+    from mmengine.config import Config
+
+    from beitv2_mm.engine import launch
+
+    monkeypatch.setenv('PATH', str(tmp_path))  # no scontrol
+    _slurm_job(monkeypatch, SLURM_JOB_ID='4321', SLURM_NODELIST='gpu[07-08]')
+    cfg = Config(dict(model=dict(type='X')))
+    assert launch.configure_distributed(cfg, 'slurm', cuda=True) == 'nccl'
+    assert os.environ['MASTER_PORT'] == str(29500 + 4321 % 2000)
+    assert os.environ['MASTER_ADDR'] == 'gpu07'
+    _slurm_job(monkeypatch, SLURM_JOB_ID='4321', PORT='23456', MASTER_ADDR='10.0.0.9')
+    launch.configure_distributed(cfg, 'slurm', cuda=True)
+    assert (os.environ['MASTER_PORT'], os.environ['MASTER_ADDR']) == ('23456', '10.0.0.9')
+
+
+def test_slurm_master_address_without_scontrol(monkeypatch, tmp_path):
+    """Without scontrol (containers) "/bin/sh: 1: scontrol: not found" became MASTER_ADDR and
+    every rank waited until the dist timeout. scontrol is used when it works, else the first
+    host of SLURM_NODELIST, else a clear error asking for MASTER_ADDR."""
+    from beitv2_mm.engine import launch
+
+    first = launch.first_slurm_host
+    assert first('node[01-02,05]') == 'node01' and first('gpu-a,gpu-b') == 'gpu-a'
+    assert first('n[1-3]x') == 'n1x' and first('rack[2-3]-n[08-09]') == 'rack2-n08'
+    assert first('a[7,9],b[1-2]') == 'a7' and first('node5') == 'node5'
+    assert first('n[05,07-09]') == 'n05' and first('c1.cluster.org') == 'c1.cluster.org'
+    for bad in ('node[01-02', 'n]1[', '', 'n[a-b]'):
+        assert first(bad) is None, bad
+
+    def master_addr(nodelist):
+        _slurm_job(monkeypatch, SLURM_NODELIST=nodelist)
+        launch._slurm_env()
+        return os.environ['MASTER_ADDR']
+
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    monkeypatch.setenv('PATH', f'{bin_dir}:/usr/bin:/bin')
+    assert master_addr('node[01-02]') == 'node01'  # no scontrol on PATH
+    scontrol = bin_dir / 'scontrol'
+    scontrol.write_text('#!/bin/sh\necho "scontrol: error: Invalid node name" >&2\nexit 1\n')
+    scontrol.chmod(0o755)
+    assert master_addr('node[03-04]') == 'node03'  # scontrol fails
+    scontrol.write_text('#!/bin/sh\n[ "$3" = "node[03-04]" ] && printf "node3\\nnode4\\n"\n')
+    assert master_addr('node[03-04]') == 'node3'  # scontrol's expansion wins
+    with pytest.raises(ValueError, match=r"SLURM_NODELIST='\{weird\}'.*set MASTER_ADDR"):
+        master_addr('{weird}')
+    _slurm_job(monkeypatch, MASTER_ADDR='10.1.1.1', SLURM_NODELIST='{weird}')
+    launch._slurm_env()
+    assert os.environ['MASTER_ADDR'] == '10.1.1.1'
 
 
 def _alive(pid: int) -> bool:
