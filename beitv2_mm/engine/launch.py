@@ -523,12 +523,17 @@ def prepare_train_config(config: str, cfg_options: dict | None = None,
         enable_auto_scale_lr(cfg, config)
     resumed = None
     if resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = resumed = latest_checkpoint(cfg.work_dir)
-        if resumed is None and os.environ.get('RANK', '0') == '0':
-            # resume-if-present is how requeued jobs start, so not an error; but say it
-            print(f'--resume: no checkpoint in {cfg.work_dir} yet (no last_checkpoint): '
-                  'training starts from the beginning', file=sys.stderr)
+        resumed = latest_checkpoint(cfg.work_dir)
+        if resumed is None:
+            # resume-if-present is how requeued jobs start, so not an error; but say it. Not
+            # a resume (mmengine would look for a checkpoint ''): the config's load_from stays
+            cfg.resume = False
+            if os.environ.get('RANK', '0') == '0':
+                print(f'--resume: no checkpoint in {cfg.work_dir} yet (no last_checkpoint): '
+                      'training starts from the beginning', file=sys.stderr)
+        else:
+            cfg.resume = True
+            cfg.load_from = resumed
     elif resume is not None:
         if not osp.isfile(resume):
             raise FileNotFoundError(f'--resume: checkpoint not found: {resume}')
@@ -725,25 +730,51 @@ def own_checkpoint(work_dir: str, named: str) -> str | None:
     return path if osp.isfile(path) else None
 
 
+def newest_checkpoint_file(work_dir: str) -> str | None:
+    """The ``iter_N.pth`` with the largest N in ``work_dir``, else the ``epoch_N.pth`` with the
+    largest N (both kinds: the one written last); None when there is neither."""
+    newest = {}
+    if osp.isdir(work_dir):
+        for name in os.listdir(work_dir):
+            match = re.fullmatch(r'(iter|epoch)_([0-9]+)\.pth', name)
+            path = osp.join(work_dir, name)
+            if match and osp.isfile(path):
+                kind, step = match.group(1), int(match.group(2))
+                if kind not in newest or step > newest[kind][0]:
+                    newest[kind] = (step, path)
+    if not newest:
+        return None
+    return max((path for _, path in newest.values()), key=osp.getmtime)
+
+
 def latest_checkpoint(work_dir: str, announce: bool = True) -> str | None:
     """The checkpoint ``work_dir/last_checkpoint`` points at, found also in a moved work dir
-    (:func:`own_checkpoint`); a pointer to a missing file fails naming it. ``announce`` says
-    on stderr (rank 0) when the work dir's own file is taken.
+    (:func:`own_checkpoint`); a pointer to a missing file fails naming it. Without a pointer
+    (or an empty one), the newest ``iter_N.pth`` / ``epoch_N.pth`` of ``work_dir``
+    (:func:`newest_checkpoint_file`). ``announce`` says on stderr (rank 0) when the work dir's
+    own file is taken.
 
     Returns:
-        str | None: The checkpoint to resume, or None when ``work_dir`` has no pointer.
+        str | None: The checkpoint to resume, or None when ``work_dir`` has none.
 
     Raises:
         FileNotFoundError: The pointer names a file that exists neither there nor in
             ``work_dir``.
     """
     pointer = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(pointer):
-        return None
-    with open(pointer) as f:
-        named = f.read().strip()
+    named = ''
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip()
     if not named:
-        return None
+        # a pointer lost or left empty (a kill while mmengine wrote it) while the checkpoints
+        # are there: without this the run would start again from iteration 0
+        found = newest_checkpoint_file(work_dir)
+        if found is not None and announce and os.environ.get('RANK', '0') == '0':
+            state = 'is empty' if osp.isfile(pointer) else 'does not exist'
+            print(f'--resume: {pointer} {state}; resuming {found}, the newest checkpoint '
+                  'file of the work dir', file=sys.stderr)
+        return found
     if '://' in named:  # a remote checkpoint backend: left to it
         return named
     found = own_checkpoint(work_dir, named)

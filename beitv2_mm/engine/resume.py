@@ -13,7 +13,9 @@ schedulers, message hub, epoch/iteration counters and the seed. What it does not
   (``CheckpointHook(by_epoch=False)``) restarts that epoch from its first batch, so some
   batches are seen twice and the loop runs more iterations than scheduled. Fix: the resumed
   epoch skips the batches already trained.
-  ``IterBasedTrainLoop`` already skips ``iter`` batches; kept.
+  ``IterBasedTrainLoop`` already skips ``iter`` batches; kept, except for a run that has
+  reached ``max_iters`` (a requeued job passing ``--resume`` again): nothing is left to train,
+  so nothing is replayed.
 * **Sampler seed.** With ``randomness.diff_rank_seed=True`` (the MIM/VQ-KD runtimes) mmengine
   draws the sampler's seed at random in every run, even with a fixed ``randomness.seed``, so a
   resumed run trains on another data order (and two runs with one seed differ). Fix: the
@@ -26,7 +28,9 @@ schedulers, message hub, epoch/iteration counters and the seed. What it does not
 * **Validation at the checkpoint step.** A checkpoint is written before the validation of its
   step, so a run stopped during that validation resumed past it: its metrics (and for the
   last step the run's final results) were never written. Fix: a run resumed at a validation
-  step validates first.
+  step validates first. That includes a finished run resumed at its last step: its final
+  validation (and ``results.json``) is written again, since the checkpoint cannot tell whether
+  the stopped run completed it; the same weights give the same metrics.
 
 A checkpoint written by another number of processes (one RNG state per rank) resumes an
 iteration-based run with a warning (the total batch and the data after the resume change; each
@@ -202,7 +206,17 @@ def _iter_loop_run(self):
     self.runner.call_hook('before_train')
     # The whole iteration-based run is one big epoch for the hooks.
     self.runner.call_hook('before_train_epoch')
-    if self._iter > 0:
+    if self._iter >= self._max_iters > 0:
+        # A finished run (a requeued job that always passes --resume): nothing is left to
+        # train, so the replay (hours of data loading on a long schedule), the sampler seed
+        # and the RNG states are not needed; the validation below still runs once.
+        _log(f'Resuming at iteration {self._iter}: the run has finished (max_iters='
+             f'{self._max_iters}); no batches are replayed, nothing is trained.')
+        setattr(self.runner, _RNG_ATTR, None)
+        setattr(self.runner, _SEED_ATTR, None)
+        self._decide_current_val_interval()
+        _validate_at_resume(self, self._iter, self._max_iters, 'iteration')
+    elif self._iter > 0:
         same_world = _check_world_size(self, epoch_based=False)
         if _restore_sampler_seed(self):  # the iterator was built with the new run's seed
             from mmengine.runner.loops import _InfiniteDataloaderIterator

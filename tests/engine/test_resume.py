@@ -89,6 +89,40 @@ def test_run_stopped_in_its_validation_validates_on_resume(tmp_path, loop):
     assert read_losses(work_dir) == losses
 
 
+def test_resuming_a_finished_run_replays_no_batches(tmp_path, monkeypatch):
+    """A requeued job always passes --resume: on a finished iteration-based run it replayed
+    every training batch of the schedule (hours of data loading for a 160k-iteration run) to
+    train nothing. Now it loads no training batch; the final validation runs once (the
+    checkpoint cannot tell whether the stopped run finished it), nothing is trained."""
+    from toy_train import ToyReliabilityDataset, ToyValRecorderHook, read_vals  # noqa: F401
+    work_dir = str(tmp_path / 'finished')
+
+    def cfg():
+        return build_cfg(work_dir, max_iters=8, ckpt_interval=4, val_interval=4,
+                         extra_hooks=[dict(type='ToyValRecorderHook')])
+
+    run(cfg())
+    losses = read_losses(work_dir)
+    assert [v['iter'] for v in read_vals(work_dir)] == [4, 8]
+    loaded = []
+    get_item = ToyReliabilityDataset.__getitem__
+
+    def counting(self, idx):
+        if self.augment:  # the training set (the validation set is not augmented)
+            loaded.append(idx)
+        return get_item(self, idx)
+
+    monkeypatch.setattr(ToyReliabilityDataset, '__getitem__', counting)
+    runner = run(cfg(), resume=True)
+    assert runner.iter == 8 and loaded == []
+    assert [v['iter'] for v in read_vals(work_dir)] == [4, 8, 8]
+    assert read_losses(work_dir) == losses
+    # a run stopped before the end still replays its batches (exact data position)
+    loaded.clear()
+    run(build_cfg(work_dir, max_iters=12, ckpt_interval=4), resume=True)
+    assert len(loaded) == 8 * 4 + 4 * 4  # 8 batches replayed, 4 trained, 4 samples each
+
+
 def _with_random_seed(monkeypatch, seed):
     """Make mmengine's ``sync_random_seed`` (its draw for unset seeds) return ``seed``."""
     import mmengine.dataset.sampler as sampler_module

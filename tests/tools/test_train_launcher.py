@@ -136,11 +136,21 @@ def test_work_dir_and_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv('RANK', raising=False)
     work = tmp_path / 'w1'
     cfg = launch.prepare_train_config(path, work_dir=str(work), resume='auto', cuda=False)
-    assert cfg.work_dir == str(work) and cfg.resume is True and cfg.load_from is None
-    # --resume with nothing to resume from starts afresh, and says so
+    # --resume with nothing to resume from starts afresh, and says so; not a resume (mmengine
+    # looked for a checkpoint '' and failed)
+    assert cfg.work_dir == str(work) and cfg.resume is False and cfg.get('load_from') is None
     assert capsys.readouterr().err == (f'--resume: no checkpoint in {work} yet (no '
                                        'last_checkpoint): training starts from the beginning\n')
     work.mkdir()
+    (work / 'last_checkpoint').write_text('\n')  # left empty by a kill while it was written
+    cfg = launch.prepare_train_config(path, work_dir=str(work), resume='auto', cuda=False)
+    assert cfg.resume is False and cfg.get('load_from') is None
+    assert 'training starts from the beginning' in capsys.readouterr().err
+    # ... as a run without --resume: the config's own initial weights are kept
+    cfg = launch.prepare_train_config(path, {'+load_from': 'init.pth'}, work_dir=str(work),
+                                      resume='auto', cuda=False)
+    assert cfg.resume is False and cfg.load_from == 'init.pth'
+    capsys.readouterr()
     torch.save(dict(meta={}), work / 'iter_2.pth')  # read: a damaged one fails before the run
     (work / 'last_checkpoint').write_text(str(work / 'iter_2.pth'))
     cfg = launch.prepare_train_config(path, work_dir=str(work), resume='auto', cuda=False)
@@ -165,6 +175,32 @@ def test_work_dir_and_resume(tmp_path, capsys, monkeypatch):
         launch.prepare_train_config(path, resume=str(tmp_path / 'missing.pth'), cuda=False)
     with pytest.raises(FileNotFoundError, match='nothing.py'):
         launch.prepare_train_config(str(tmp_path / 'nothing.py'))
+
+
+def test_resume_without_a_pointer_takes_the_newest_checkpoint(tmp_path, capsys, monkeypatch):
+    """last_checkpoint missing or empty (a kill while mmengine wrote it) while the work dir
+    holds checkpoints: --resume started again from iteration 0 (or, with an empty pointer,
+    failed in mmengine). It resumes the newest iter_N.pth / epoch_N.pth and says so."""
+    path = str(_scope_config(tmp_path, 'mmpretrain'))
+    monkeypatch.delenv('RANK', raising=False)
+    work = tmp_path / 'w'
+    work.mkdir()
+    for step in (2, 10, 4):
+        torch.save(dict(meta={}), work / f'iter_{step}.pth')
+    (work / 'iter_12.pth.tmp').write_text('')  # a partial write is no checkpoint
+    cfg = launch.prepare_train_config(path, work_dir=str(work), resume='auto', cuda=False)
+    assert cfg.resume is True and cfg.load_from == str(work / 'iter_10.pth')
+    assert capsys.readouterr().err == (
+        f'--resume: {work / "last_checkpoint"} does not exist; resuming {work / "iter_10.pth"}, '
+        'the newest checkpoint file of the work dir\n')
+    (work / 'last_checkpoint').write_text('')
+    assert launch.latest_checkpoint(str(work)) == str(work / 'iter_10.pth')
+    assert 'last_checkpoint is empty; resuming' in capsys.readouterr().err
+    epochs = tmp_path / 'e'
+    epochs.mkdir()
+    for step in (3, 12):
+        torch.save(dict(meta={}), epochs / f'epoch_{step}.pth')
+    assert launch.latest_checkpoint(str(epochs), announce=False) == str(epochs / 'epoch_12.pth')
 
 
 def test_amp_selects_a_wrapper_per_device(tmp_path, capsys, monkeypatch):
