@@ -810,6 +810,14 @@ def prepare_test_config(config: str, checkpoint: str, cfg_options: dict | None =
         raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
     check_readable_checkpoint(checkpoint)
     cfg = _load_for_run(config, cfg_options, work_dir)
+    # else mmengine's "self._test_loop should not be None" after the runner is built
+    missing = [key for key in ('test_dataloader', 'test_evaluator', 'test_cfg')
+               if cfg.get(key) is None]
+    if missing:
+        raise ValueError(
+            f'{config} has no {", ".join(missing)}, so it cannot be tested; a pretraining '
+            '(MIM / tokenizer) config has no test loop: test the downstream configs trained '
+            'from its checkpoint instead (fine-tuning, linear probe, UperNet, Mask R-CNN)')
     cfg.load_from = checkpoint
     cfg.resume = False
     # a checkpoint without the model's weights would be scored at random initialisation

@@ -203,6 +203,23 @@ def test_resume_without_a_pointer_takes_the_newest_checkpoint(tmp_path, capsys, 
     assert launch.latest_checkpoint(str(epochs), announce=False) == str(epochs / 'epoch_12.pth')
 
 
+def test_test_config_without_a_test_loop_fails_early(tmp_path):
+    """tools/test.py on a pretraining config died in mmengine with "self._test_loop should not
+    be None" after building the runner; it fails first, naming the config and what to test."""
+    ckpt = tmp_path / 'iter_2.pth'
+    torch.save(dict(meta={}), ckpt)
+    config = str(REPO_ROOT / 'configs' / 'demo' / 'beitv2_vit-tiny_synthetic.py')
+    with pytest.raises(ValueError, match=r'beitv2_vit-tiny_synthetic\.py has no test_dataloader, '
+                                         r'test_evaluator, test_cfg.*downstream configs'):
+        launch.prepare_test_config(config, str(ckpt), work_dir=str(tmp_path / 'w'), cuda=False)
+    with pytest.raises(SystemExit, match=r'^tools/test\.py: error: .*has no test_dataloader'):
+        load_tool('test').main([config, str(ckpt), '--work-dir', str(tmp_path / 'w')])
+    cfg = launch.prepare_test_config(
+        str(REPO_ROOT / 'configs' / 'demo' / 'linear_probe_vit-tiny_synthetic.py'), str(ckpt),
+        work_dir=str(tmp_path / 'w'), cuda=False)
+    assert cfg.load_from == str(ckpt)
+
+
 def test_amp_selects_a_wrapper_per_device(tmp_path, capsys, monkeypatch):
     path = str(_scope_config(tmp_path, 'mmpretrain'))
     cfg = launch.prepare_train_config(path, amp=True, cuda=True)
