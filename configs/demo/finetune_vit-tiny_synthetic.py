@@ -10,7 +10,8 @@ and flip only). They regularise a 100-epoch ImageNet run; in a run of 100 iterat
 keep the model from fitting: with them, 40 iterations ended at 24-33% top-1 for every
 initialisation and 150 iterations at 42-61%; without them 100 iterations reach 73% from random
 init (measured on the demo set, 2026-11-23, before commit d1f155e), 79-81% with the official
-head init and single drop path of d1f155e (seeds 0-3; the README shows the whole demo table).
+head init and single drop path of d1f155e, 75-79% with the official ViT init of 69efdb5 (seeds
+0-3; the README shows the whole demo table).
 Pretrain checkpoint at ``model.backbone.init_cfg.checkpoint`` (tools/run_suite.py sets it);
 left at None it is the random-init baseline.
 """
