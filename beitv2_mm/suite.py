@@ -496,7 +496,8 @@ def schedule_options(cfg, opts: SuiteOptions) -> tuple[dict, int | None]:
     parameter schedulers shrink with it so warm-up and decay still fit in the run. A
     scheduler window of at least 2 iterations keeps at least 2 (a warm-up of 5 in 2400 is 2
     of 40, not 1), and one a 1-iteration run has no room for is made a no-op.
-    Epoch-based loops get ``max_epochs`` scaled (at least 1).
+    Epoch-based loops get ``max_epochs`` scaled (at least 1), and their epoch-based
+    schedulers the same way.
 
     Returns:
         tuple: (options, the resulting max_iters or None for epoch-based loops).
@@ -510,7 +511,6 @@ def schedule_options(cfg, opts: SuiteOptions) -> tuple[dict, int | None]:
             new = min(new, old) if old else new
         if new == old:
             return options, old
-        factor = new / old
         options['train_cfg.max_iters'] = new
         if train_cfg.get('val_interval'):
             options['train_cfg.val_interval'] = max(1, min(int(train_cfg['val_interval']), new))
@@ -520,41 +520,7 @@ def schedule_options(cfg, opts: SuiteOptions) -> tuple[dict, int | None]:
         log_interval = cfg_get(cfg, 'default_hooks.logger.interval')
         if isinstance(log_interval, int) and log_interval > new:
             options['default_hooks.logger.interval'] = max(1, new)
-        schedulers = cfg.get('param_scheduler') or []
-        single = isinstance(schedulers, dict)
-
-        def scaled(point: int) -> int:
-            # One monotone map for every bound, so a decay still starts where the warm-up
-            # ends. A window from 0 of >= 2 iterations keeps >= 2: a 1-iteration LinearLR
-            # applies start_factor and never steps again (a run at a flat lr * 0.01).
-            if point > old:  # past the run (end=max_iters + 1: no last step at lr 0)
-                return new + point - old
-            return min(new, max(round(point * factor), min(point, 2)))
-
-        for i, sched in enumerate([schedulers] if single else schedulers):
-            if not isinstance(sched, dict) or sched.get('by_epoch', True):
-                continue
-            prefix = 'param_scheduler' if single else f'param_scheduler.{i}'
-            # Scaled bounds stay a non-empty window inside the run (mmengine needs end > begin).
-            old_begin = begin = sched.get('begin', 0)
-            if isinstance(begin, int):
-                begin = min(scaled(begin), new - 1)
-                options[f'{prefix}.begin'] = begin
-            else:
-                old_begin = begin = 0
-            if isinstance(sched.get('end'), int):
-                length = sched['end'] - old_begin
-                end = max(begin + min(2, length), scaled(sched['end']))
-                if sched['end'] <= old:
-                    end = max(begin + 1, min(new, end))
-                options[f'{prefix}.end'] = end
-                if end - begin == 1 and length >= 2:
-                    # no room for 2 iterations (e.g. a 1-iteration run): no warm-up rather
-                    # than the rest of the run at its start factor
-                    options.update(_no_op_factor(sched, prefix))
-            if isinstance(sched.get('milestones'), (list, tuple)):
-                options[f'{prefix}.milestones'] = [
-                    max(1, min(new, scaled(m))) for m in sched['milestones']]
+        options.update(_scaled_schedulers(cfg.get('param_scheduler'), old, new, by_epoch=False))
         return options, new
     if 'max_epochs' in train_cfg and (opts.schedule != 1.0 or opts.max_iters):
         old = int(train_cfg['max_epochs'])
@@ -562,7 +528,54 @@ def schedule_options(cfg, opts: SuiteOptions) -> tuple[dict, int | None]:
         options['train_cfg.max_epochs'] = new
         if train_cfg.get('val_interval'):
             options['train_cfg.val_interval'] = max(1, min(int(train_cfg['val_interval']), new))
+        if new != old:  # epoch bounds, as the iteration ones above (a 20-epoch warm-up of 100)
+            options.update(_scaled_schedulers(cfg.get('param_scheduler'), old, new,
+                                              by_epoch=True))
     return options, None
+
+
+def _scaled_schedulers(schedulers, old: int, new: int, by_epoch: bool) -> dict:
+    """Options scaling the bounds of the parameter schedulers counted in the loop's unit
+    (``by_epoch``) from a run of ``old`` to one of ``new`` iterations or epochs: one monotone
+    map for every begin / end / milestone, so a decay still starts where the warm-up ends; a
+    window of at least 2 keeps at least 2 (a 1-step LinearLR applies start_factor and never
+    steps again: the rest of the run at lr * start_factor), one with no room for 2 is made a
+    no-op, and a bound past the run keeps its distance past it."""
+    options = {}
+    schedulers = schedulers or []
+    single = isinstance(schedulers, dict)
+    factor = new / old
+
+    def scaled(point: int) -> int:
+        if point > old:  # past the run (end=max_iters + 1: no last step at lr 0)
+            return new + point - old
+        return min(new, max(round(point * factor), min(point, 2)))
+
+    for i, sched in enumerate([schedulers] if single else schedulers):
+        if not isinstance(sched, dict) or bool(sched.get('by_epoch', True)) != by_epoch:
+            continue
+        prefix = 'param_scheduler' if single else f'param_scheduler.{i}'
+        # Scaled bounds stay a non-empty window inside the run (mmengine needs end > begin).
+        old_begin = begin = sched.get('begin', 0)
+        if isinstance(begin, int):
+            begin = min(scaled(begin), new - 1)
+            options[f'{prefix}.begin'] = begin
+        else:
+            old_begin = begin = 0
+        if isinstance(sched.get('end'), int):
+            length = sched['end'] - old_begin
+            end = max(begin + min(2, length), scaled(sched['end']))
+            if sched['end'] <= old:
+                end = max(begin + 1, min(new, end))
+            options[f'{prefix}.end'] = end
+            if end - begin == 1 and length >= 2:
+                # no room for 2 steps (e.g. a 1-iteration run): no warm-up rather than the
+                # rest of the run at its start factor
+                options.update(_no_op_factor(sched, prefix))
+        if isinstance(sched.get('milestones'), (list, tuple)):
+            options[f'{prefix}.milestones'] = [
+                max(1, min(new, scaled(m))) for m in sched['milestones']]
+    return options
 
 
 def _normalise_tasks(tasks) -> tuple:

@@ -119,6 +119,29 @@ def test_a_scaled_warm_up_still_warms_up(tmp_path):
     assert options['param_scheduler.1.end'] == 11 and _scheduled_lrs(cfg, options, 10)[-1] > 0
 
 
+@pytest.mark.parametrize('config,epochs', [('configs/finetune_in1k.py', 100),
+                                            ('configs/beitv2_vitb_mim.py', 300)])
+def test_a_scaled_epoch_schedule_still_warms_up_and_decays(tmp_path, config, epochs):
+    """An epoch-based config (a full recipe given its own DEMO_METHODS entry) under --schedule:
+    its epoch-based schedulers scale with max_epochs as the iteration ones do. They kept their
+    epoch bounds before: at 5 of 100 epochs the fine-tune ran its 20-epoch warm-up only."""
+    cfg = suite.load_config(config)
+    assert cfg.train_cfg.max_epochs == epochs
+    options, _ = suite.schedule_options(cfg, suite.SuiteOptions(work_dir=tmp_path,
+                                                                schedule=5 / epochs))
+    assert options['train_cfg.max_epochs'] == 5
+    warm_up, decay = cfg.param_scheduler
+    assert warm_up.type == 'LinearLR' and warm_up.by_epoch and decay.by_epoch
+    # the warm-up keeps 2 epochs (of 5), the decay takes the rest
+    assert (options['param_scheduler.0.end'], options['param_scheduler.1.begin'],
+            options['param_scheduler.1.end']) == (2, 2, 5)
+    # stepped per epoch by mmengine (convert_to_iter_based is the runner's, per iteration)
+    cfg.param_scheduler = [{k: v for k, v in s.items() if k != 'convert_to_iter_based'}
+                           for s in cfg.param_scheduler]
+    lrs = _scheduled_lrs(cfg, options, 5)
+    assert lrs[0] < lrs[1] == lrs[2] == pytest.approx(1.0) and lrs[2] > lrs[3] > lrs[4]
+
+
 def test_plan_rejects_unknown_names(tmp_path):
     with pytest.raises(ValueError, match='unknown method'):
         suite.plan(suite.SuiteOptions(work_dir=tmp_path, methods=('mae',)))
