@@ -432,6 +432,12 @@ def configure_distributed(cfg: Config, launcher: str, cuda: bool | None = None) 
                          'not started by srun; use tools/slurm_train.sh / slurm_test.sh, or '
                          '--launcher pytorch under torchrun (tools/dist_train.sh), or '
                          '--launcher none for one process')
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+               if launcher == 'pytorch' and k not in os.environ]
+    if missing:  # else torch's bare "env:// rendezvous: RANK expected"
+        raise ValueError(f'--launcher pytorch: {", ".join(missing)} not set, so this process '
+                         'was not started by torchrun; use tools/dist_train.sh / dist_test.sh '
+                         'CONFIG GPUS, or --launcher none for one process')
     if launcher == 'slurm':
         # on CUDA too: mmengine's own slurm start-up falls back to port 29500 and a shell
         # pipeline for the address

@@ -304,9 +304,12 @@ def test_distributed_without_cuda_uses_gloo(tmp_path, monkeypatch):
     from mmengine.dist import get_dist_info
 
     path = str(_scope_config(tmp_path, 'mmpretrain'))
-    cfg = launch.prepare_train_config(path, launcher='pytorch', cuda=True)
-    assert cfg.env_cfg.dist_cfg.backend == 'nccl' and 'model_wrapper_cfg' not in cfg
-    assert not dist.is_initialized()  # on CUDA, mmengine starts the group itself
+    for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(key, raising=False)
+    # not started by torchrun: said with the way to start it (torch only says "RANK expected")
+    with pytest.raises(ValueError, match=r'--launcher pytorch: RANK, WORLD_SIZE, MASTER_ADDR, '
+                                         r'MASTER_PORT not set.*tools/dist_train\.sh'):
+        launch.prepare_train_config(path, launcher='pytorch', cuda=True)
 
     import socket
     with socket.socket() as s:
@@ -315,6 +318,9 @@ def test_distributed_without_cuda_uses_gloo(tmp_path, monkeypatch):
     for key, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1',
                            MASTER_PORT=str(port)).items():
         monkeypatch.setenv(key, value)
+    cfg = launch.prepare_train_config(path, launcher='pytorch', cuda=True)
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl' and 'model_wrapper_cfg' not in cfg
+    assert not dist.is_initialized()  # on CUDA, mmengine starts the group itself
     try:
         cfg = launch.prepare_train_config(path, launcher='pytorch', cuda=False)
         assert dist.is_initialized() and dist.get_backend() == 'gloo'
