@@ -223,8 +223,8 @@ def check_cfg_options(cfg: Config | dict, options: dict | None,
 
     Raises:
         ConfigKeyError: For a key the config does not have and that is not marked new (the
-            message lists the closest existing keys), or a variable of the config file
-            (:func:`variable_override_error`).
+            message lists the closest existing keys), a variable of the config file
+            (:func:`variable_override_error`), or text where the config holds a number.
     """
     checked = {}
     for key, value in (options or {}).items():
@@ -241,6 +241,14 @@ def check_cfg_options(cfg: Config | dict, options: dict | None,
         error = variable_override_error(cfg, key)
         if error:
             raise ConfigKeyError(f'{error} ({config_path})')
+        current = cfg_get(cfg, key)
+        if (isinstance(current, (int, float)) and not isinstance(current, bool)
+                and isinstance(value, str)):
+            # DictAction keeps what is no number as text: mmengine would fail deep inside
+            # (int('abc')) or compare a number with a string
+            raise ConfigKeyError(
+                f'--cfg-options {key}={value}: {config_path} holds a number there '
+                f'({current!r}); give a number')
         checked[key] = value
     return checked
 

@@ -93,6 +93,11 @@ def test_cfg_options_are_strict_with_suggestions(tmp_path):
     assert cfg.model.backbone.init_cfg.checkpoint == 'pre.pth'
     with pytest.raises(launch.ConfigKeyError):
         launch.load_config(path, {'param_scheduler.3.end': 2})
+    # text where the config holds a number (mmengine failed later with int('abc'))
+    with pytest.raises(launch.ConfigKeyError, match=r'param_scheduler\.0\.end=abc: .*holds a '
+                                                    r'number there \(\d+\); give a number'):
+        launch.load_config(path, {'param_scheduler.0.end': 'abc'})
+    assert launch.load_config(path, {'param_scheduler.0.end': 3.0}).param_scheduler[0].end == 3
 
 
 def test_a_config_variable_override_is_refused_naming_the_keys_that_use_it(tmp_path):
