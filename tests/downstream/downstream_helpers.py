@@ -47,9 +47,11 @@ def set_data_roots(cfg, root):
 
 TINY_ARCH = dict(embed_dims=64, num_layers=4, num_heads=4, feedforward_channels=128)
 
+# as mmpretrain's BEiT v2 config: its VQKD tokenizer loads its weights through init_cfg
 BEITV2_CFG_TEXT = ("model = dict(type='BEiT', backbone=dict(type='BEiTPretrainViT'), "
                    "neck=dict(type='BEiTV2Neck'), head=dict(type='BEiTV2Head'), "
-                   "target_generator=dict(type='VQKD'))")
+                   "target_generator=dict(type='VQKD', init_cfg=dict(type='Pretrained', "
+                   "checkpoint='vqkd_encoder.pth')))")
 
 
 def build_tiny_mim_algorithm(seed: int = 0):
