@@ -148,6 +148,18 @@ def official_vit_init(vit: nn.Module) -> None:
     rescale_residual_branches(layers)
 
 
+class OfficialInitMixin:
+    """``init_weights`` of a BEiT ViT with an ``official_init`` flag: mmpretrain's init, then,
+    when the flag is set and no weights are loaded, :func:`official_vit_init`."""
+
+    official_init: bool = True
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.official_init and not loads_pretrained(self.init_cfg):
+            official_vit_init(self)
+
+
 def loads_pretrained(init_cfg) -> bool:
     """Whether an mmengine ``init_cfg`` loads weights (``type='Pretrained'``, or this project's
     ``'BEiTPretrained'`` with a checkpoint): then an ``init_weights`` override must not re-draw
@@ -312,7 +324,7 @@ def compile_layers(layers: nn.ModuleList, compile_cfg) -> None:
 
 
 @MODELS.register_module()
-class FastBEiTViT(BEiTViT):
+class FastBEiTViT(OfficialInitMixin, BEiTViT):
     """mmpretrain :class:`BEiTViT` with SDPA attention (fine-tuning / tokenizer encoder).
 
     Args:
@@ -331,12 +343,6 @@ class FastBEiTViT(BEiTViT):
         use_fast_attention(self, attn_impl)
         use_matmul_patch_embed(self.patch_embed)
         compile_layers(self.layers, compile)
-
-    def init_weights(self) -> None:
-        """mmpretrain's init, then (``official_init``, no weights loaded) the official one."""
-        super().init_weights()
-        if self.official_init and not loads_pretrained(self.init_cfg):
-            official_vit_init(self)
 
 
 @MODELS.register_module()

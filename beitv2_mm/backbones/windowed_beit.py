@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from mmpretrain.models.backbones.beit import BEiTViT
 from mmpretrain.registry import MODELS
 
-from .beit_vit import (FastBEiTAttention, attention_bias, compile_layers, loads_pretrained,
-                       official_vit_init, shared_relative_position_index, use_fast_attention,
+from .beit_vit import (FastBEiTAttention, OfficialInitMixin, attention_bias, compile_layers,
+                       shared_relative_position_index, use_fast_attention,
                        use_matmul_patch_embed)
 
 
@@ -127,7 +127,7 @@ def _num_layers(arch) -> int:
 
 
 @MODELS.register_module()
-class WindowedBEiTViT(BEiTViT):
+class WindowedBEiTViT(OfficialInitMixin, BEiTViT):
     """BEiT ViT with ViTDet's window attention (module docstring) and the fast attention path
     of :class:`~beitv2_mm.backbones.beit_vit.FastBEiTViT` (SDPA, shared unsaved index).
 
@@ -192,9 +192,3 @@ class WindowedBEiTViT(BEiTViT):
         self.official_init = official_init
         use_matmul_patch_embed(self.patch_embed)
         compile_layers(self.layers, compile)
-
-    def init_weights(self) -> None:
-        """mmpretrain's init, then (``official_init``, no weights loaded) the official one."""
-        super().init_weights()
-        if self.official_init and not loads_pretrained(self.init_cfg):
-            official_vit_init(self)
