@@ -48,16 +48,17 @@ def main(argv=None):
     from beitv2_mm.leaderboard import collect, render
 
     reported = None if args.no_reported else (args.reported or collect.REPORTED_FILE)
+    published = []
     if reported is not None:
         try:  # a user's file: missing, a misspelled column, a value that is no number
-            collect.reported_rows(reported)
+            published = collect.reported_rows(reported)
         except (OSError, ValueError) as err:
             sys.exit(f'tools/leaderboard.py: error: --reported: {err}; nothing written')
     with warnings.catch_warnings():
         # said below, in words, together with what the table holds instead
         warnings.filterwarnings('ignore', message=f'leaderboard: no {collect.RESULTS_FILENAME}')
-        rows = collect.build_rows(args.roots, reported=reported,
-                                  include_partial=args.include_partial)
+        rows = collect.build_rows(args.roots, reported=None,
+                                  include_partial=args.include_partial) + published
     # beside the results: a results.json given as root writes next to it, not into the cwd
     first = args.roots[0]
     out = args.out or os.path.join(first if os.path.isdir(first) else os.path.dirname(
