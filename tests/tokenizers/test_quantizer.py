@@ -42,6 +42,52 @@ def test_ema_update_matches_official_formula():
     torch.testing.assert_close(q.cluster_size, 0.5 * counts)
 
 
+def test_ema_step_weighs_the_old_code_by_decay():
+    """``decay`` weighs the old code and its count, ``1 - decay`` the batch (official
+    ``EmbeddingEMA``); at decay 0.5 (the test above) the two are indistinguishable."""
+    q = NormEMAQuantizer(num_codes=2, code_dim=2, decay=0.9, kmeans_init=False).train()
+    q.codebook.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    z = torch.tensor([[0.8, 0.6], [1.6, 1.2]])  # one direction, nearest to code 0
+    out = q(z)
+    assert out.indices.tolist() == [0, 0]
+    expected0 = F.normalize(torch.tensor([0.9 + 0.1 * 0.8, 0.1 * 0.6]), dim=0)
+    torch.testing.assert_close(q.codebook[0], expected0)
+    torch.testing.assert_close(q.codebook[1], torch.tensor([0.0, 1.0]))  # not hit: unchanged
+    torch.testing.assert_close(q.cluster_size, torch.tensor([0.1 * 2, 0.0]))
+    q(z)
+    torch.testing.assert_close(q.cluster_size, torch.tensor([0.9 * 0.2 + 0.1 * 2, 0.0]))
+
+
+def test_euclidean_ema_update_matches_the_vqvae_formula():
+    """``l2_normalize=False`` (PeCo): EMA of counts and sums, code = sum / Laplace-smoothed
+    count (van den Oord et al. 2017); codes not hit keep their value."""
+    eps = 1e-5
+    q = NormEMAQuantizer(num_codes=2, code_dim=2, decay=0.5, kmeans_init=False,
+                         l2_normalize=False, eps=eps).train()
+    q.codebook.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    q.embed_avg.copy_(q.codebook)  # counts start at 1: embed_avg == codebook
+    out = q(torch.tensor([[2.0, 0.0], [4.0, 0.0]]))
+    assert out.indices.tolist() == [0, 0]
+    counts = torch.tensor([0.5 * 1 + 0.5 * 2, 0.5 * 1])
+    sums = torch.tensor([[0.5 * 1 + 0.5 * 6, 0.0], [0.0, 0.5 * 1]])
+    torch.testing.assert_close(q.cluster_size, counts)
+    torch.testing.assert_close(q.embed_avg, sums)
+    smoothed = (counts + eps) / (counts.sum() + 2 * eps) * counts.sum()
+    torch.testing.assert_close(q.codebook, sums / smoothed.unsqueeze(1))
+    torch.testing.assert_close(q.codebook[0], torch.tensor([3.5 / 1.5, 0.0]), rtol=1e-4, atol=0)
+
+
+def test_commitment_loss_is_weighted_by_beta():
+    torch.manual_seed(0)
+    z = torch.randn(2, 5, 4)
+    full = NormEMAQuantizer(num_codes=8, code_dim=4, kmeans_init=False, beta=1.0).eval()
+    weighted = NormEMAQuantizer(num_codes=8, code_dim=4, kmeans_init=False, beta=0.25).eval()
+    weighted.codebook.copy_(full.codebook)
+    loss = full(z).commit_loss
+    assert loss > 0
+    torch.testing.assert_close(weighted(z).commit_loss, 0.25 * loss)
+
+
 def test_straight_through_and_commitment_loss():
     q = NormEMAQuantizer(num_codes=8, code_dim=4, kmeans_init=False, beta=1.0).eval()
     z = torch.randn(2, 5, 4, requires_grad=True)
@@ -52,6 +98,20 @@ def test_straight_through_and_commitment_loss():
     torch.testing.assert_close(out.quantized.detach(), codes)
     out.quantized.sum().backward()
     assert z.grad is not None and z.grad.abs().sum() > 0, 'straight-through gradient missing'
+
+
+def test_commitment_gradient_pulls_the_input_towards_its_code():
+    """d(commit_loss)/dz is that of beta * mse(sg(code), normalize(z)): the commitment term
+    trains the encoder (the codes move by EMA only). With the stop-gradient on the other
+    side the term has no gradient at all and the values above stay the same."""
+    q = NormEMAQuantizer(num_codes=8, code_dim=4, kmeans_init=False, beta=0.5).eval()
+    z = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(3)).requires_grad_()
+    out = q(z)
+    out.commit_loss.backward()
+    ref_z = z.detach().clone().requires_grad_()
+    (0.5 * F.mse_loss(F.normalize(ref_z, dim=-1), q.codebook[out.indices])).backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    torch.testing.assert_close(z.grad, ref_z.grad)
 
 
 def test_eval_mode_changes_no_state():
@@ -85,10 +145,28 @@ def test_kmeans_init_on_first_training_batch():
     assert frozen.initted.item() == 1
 
 
+def test_kmeans_init_gives_unit_codes_on_spread_data():
+    """Cosine k-means (official): the centres are l2-normalised means. On unit vectors spread
+    over the sphere, plain k-means means lie well inside it, and a frozen (eval) quantizer
+    keeps them: the tight clusters above hide the difference."""
+    torch.manual_seed(0)
+    q = NormEMAQuantizer(num_codes=4, code_dim=3, kmeans_init=True).eval()
+    with pytest.warns(UserWarning, match='never initialised'):
+        q(torch.randn(256, 3))
+    torch.testing.assert_close(q.codebook.norm(dim=-1), torch.ones(4))
+
+
 def test_cosine_kmeans_keeps_empty_clusters():
     samples = F.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1]]), dim=-1)
     means = cosine_kmeans(samples, 5, num_iters=3)
     assert means.shape == (5, 2) and torch.isfinite(means).all()
+    # 5 centres drawn from 2 samples: at least 3 clusters stay empty and keep their (unit)
+    # start; one reset to the empty mean would be a dead code at the origin
+    torch.testing.assert_close(means.norm(dim=-1), torch.ones(5))
+    for use_cosine in (True, False):
+        means = cosine_kmeans(samples, 5, num_iters=3, use_cosine=use_cosine,
+                              generator=torch.Generator().manual_seed(0))
+        assert (means.norm(dim=-1) > 0.99).all(), (use_cosine, means)
 
 
 def test_usage_statistics_on_hand_made_batch():

@@ -57,6 +57,31 @@ def test_gradients_reach_encoder_through_straight_through():
     assert tok.decoder.patch_embed.projection.weight.grad.abs().sum() > 0
 
 
+def test_decoder_reads_each_code_at_its_patch_position():
+    """The decoder's input map holds token ``n = i * w + j`` at row ``i``, column ``j`` (the
+    encoder's raster order): a map built without the transpose, or transposed, feeds the
+    decoder shuffled codes with every shape still right."""
+    tok = build(kmeans_init=False).eval()
+    seen = []
+    tok.decoder.patch_embed.projection.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0]))
+    codes = torch.randn(2, 16, 8, generator=torch.Generator().manual_seed(2))
+    features = tok.decode(codes, (4, 4))
+    assert features.shape == (2, 16, 16)
+    code_map, = seen
+    assert code_map.shape == (2, 8, 4, 4)
+    for n in range(16):
+        assert torch.equal(code_map[:, :, n // 4, n % 4], codes[:, n]), n
+
+
+def test_commitment_weight_reaches_the_quantizer():
+    x = images()
+    losses = [build(kmeans_init=False, beta=beta).eval().reconstruct(x).commit_loss
+              for beta in (1.0, 0.25)]
+    assert losses[0] > 0
+    torch.testing.assert_close(losses[1], 0.25 * losses[0])
+
+
 def test_frozen_tokenizer_stays_in_eval_and_changes_nothing():
     tok = build(kmeans_init=False, frozen=True)
     tok.train()
