@@ -62,6 +62,22 @@ def test_losses_and_teacher_frozen_outside_optimizer(timm_teacher_ckpt):
     assert codes.shape == (1, 4, 4)
 
 
+def test_cosine_distillation_loss_is_one_minus_the_cosine():
+    """Official ``calculate_rec_loss``: both the decoder output and the teacher target are
+    l2-normalised per token, loss = mean(1 - cos). The train step above only checks
+    0 <= loss <= 2, which 1 + cos or an unnormalised target also give."""
+    from beitv2_mm.algorithms.vqkd import cosine_distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    features, target = torch.randn(2, 5, 16, generator=g), torch.randn(2, 5, 16, generator=g)
+    expected = (1 - torch.nn.functional.cosine_similarity(features, target, dim=-1)).mean()
+    torch.testing.assert_close(cosine_distillation_loss(features, target), expected)
+    # the scale of either side does not count (teacher features are normalised too)
+    torch.testing.assert_close(cosine_distillation_loss(0.1 * features, 7.0 * target), expected)
+    torch.testing.assert_close(cosine_distillation_loss(target, 3.0 * target), torch.tensor(0.0))
+    torch.testing.assert_close(cosine_distillation_loss(-target, target), torch.tensor(2.0))
+
+
 def test_checkpoint_excludes_teacher_and_loads_back_strictly(timm_teacher_ckpt):
     from mmengine.runner.checkpoint import get_state_dict
 
