@@ -168,6 +168,64 @@ def test_sync_free_gather_equals_boolean_indexing():
         torch.testing.assert_close(a[key], b[key])
 
 
+def _randomise_student(model, seed=0):
+    """Non-trivial values in the student, neck and head: the shared relative position table,
+    mask token and q/v biases start at zero, which would hide a bias or token read from the
+    wrong place. The (frozen) tokenizer keeps its own weights."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith('target_generator.'):
+                continue
+            base = 1.0 if ('ln' in name or 'norm' in name) and name.endswith('weight') else 0.0
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.2 + base)
+
+
+@pytest.mark.parametrize('algorithm,gather', [('BEiTMIM', True), ('BEiTMIM', False),
+                                              ('SelectiveBEiTMIM', True)],
+                         ids=['gather', 'boolean', 'selective'])
+def test_beitv2_losses_are_mmpretrains_beit_loss_on_the_same_modules(algorithm, gather):
+    """mmpretrain's ``BEiT.loss`` (mask to the student, the neck with the student's shared
+    relative position bias, the BEiTV2Head's CE at the masked positions) is the reference:
+    ours must give both of its terms on the same modules. The tests above compare our paths
+    with one another only, so a wiring error common to them (the unmasked view, no shared
+    bias in the neck, the wrong token rows) would pass them."""
+    from mmpretrain.models.selfsup.beit import BEiT
+
+    torch.manual_seed(0)
+    model = _tiny_v2_model(type=algorithm)
+    if not gather:
+        model.num_masked_patches = None
+    _randomise_student(model)
+    model.eval()  # no drop path: the two computations see the same network
+    imgs, samples = _fake_batch(model)
+    ours = model.loss(imgs, samples)
+    stock = BEiT.loss(model, imgs, samples)  # the parent's loss, run on our modules
+    torch.testing.assert_close(ours['loss_mim'], stock['loss_1'], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours['loss_agg'], stock['loss_2'], rtol=1e-5, atol=1e-5)
+    assert abs(float(ours['loss_mim'].detach() - ours['loss_agg'].detach())) > 1e-3  # two terms
+
+
+@pytest.mark.parametrize('gather', [True, False], ids=['gather', 'boolean'])
+def test_beitv1_loss_is_mmpretrains_beit_loss_on_the_same_modules(gather):
+    """BEiT v1 (no neck): the CE of the last layer's patch tokens ([CLS] dropped) at the masked
+    positions against the DALL-E ids, as mmpretrain's ``BEiT.loss`` with ``BEiTV1Head``."""
+    from mmpretrain.models.selfsup.beit import BEiT
+
+    cfg = Config.fromfile(str(DEMO_V1))
+    cfg.model.target_generator = copy.deepcopy(TINY_DALLE)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    if not gather:
+        model.num_masked_patches = None
+    _randomise_student(model)
+    model.eval()
+    imgs, samples = _fake_batch(model)
+    torch.testing.assert_close(model.loss(imgs, samples)['loss_mim'],
+                               BEiT.loss(model, imgs, samples)['loss'], rtol=1e-5, atol=1e-5)
+
+
 def test_a_tokenizer_grid_other_than_the_student_grid_is_an_error():
     """DALL-E (8x downsampling) fed the 64 px student view gives 8x8 = 64 tokens, but with a
     larger view 16x16 = 256 for 64 patches: the sync-free gather would silently take the first
