@@ -31,13 +31,13 @@ class TinyViTTeacher(nn.Module):
         return x
 
 
-def build_trainer(perceptual_weight=1.0, layers=(1, 2, 4), teacher=None):
+def build_trainer(perceptual_weight=1.0, layers=(1, 2, 4), teacher=None, **kwargs):
     torch.manual_seed(0)
     if perceptual_weight > 0 and teacher is None:
         teacher = TinyViTTeacher()
     model = PeCoVQVAETrainer(tokenizer=dict(TOKENIZER), teacher=teacher,
                              perceptual_weight=perceptual_weight, perceptual_layers=layers,
-                             data_preprocessor=dict(PREPROCESSOR))
+                             data_preprocessor=dict(PREPROCESSOR), **kwargs)
     model.init_weights()
     return model
 
@@ -68,6 +68,60 @@ def test_perceptual_distance_zero_iff_identical():
     assert float(perceptual_distance(a, b)) < 1e-10
     c = [torch.randn(2, 5, 16), torch.randn(2, 16, 3, 3)]
     assert float(perceptual_distance(a, c)) > 0.1
+
+
+def test_perceptual_distance_sums_channels_and_averages_tokens():
+    """Per layer: mean over tokens of the squared distance of the channel-normalised features,
+    summed over channels (PeCo / LPIPS); layers add up. Hand-made values: orthogonal
+    directions are 2 apart, one direction at two scales 0."""
+    tokens_a = torch.tensor([[[3.0, 0.0], [0.0, 2.0]]])  # (B=1, N=2, C=2)
+    tokens_b = torch.tensor([[[0.0, 1.0], [0.0, 5.0]]])
+    assert float(perceptual_distance([tokens_a], [tokens_b])) == pytest.approx(1.0)
+    # the same tokens as a channels-first (1, C, 1, 2) feature map: normalised over C
+    maps_a, maps_b = (t.transpose(1, 2).reshape(1, 2, 1, 2) for t in (tokens_a, tokens_b))
+    assert float(perceptual_distance([maps_a], [maps_b])) == pytest.approx(1.0)
+    assert float(perceptual_distance([tokens_a, maps_a], [tokens_b, maps_b])) == \
+        pytest.approx(2.0)
+
+
+def test_loss_terms_carry_their_weights_and_the_chosen_pixel_loss(scenes):
+    """loss_perceptual = perceptual_weight * distance, loss_commit = commit_weight * the
+    quantizer's commitment, loss_pixel the configured one: the other tests run at weights 1
+    and with the MSE, where a dropped weight or a swapped pixel loss passes."""
+    x = torch.nn.functional.avg_pool2d(scenes[:2], 2)
+    model = build_trainer(perceptual_weight=0.5, commit_weight=0.25, pixel_loss='l1')
+    model.train()
+    model.loss(x)  # first training batch: k-means init of the codebook
+    model.eval()  # no EMA update: the same reconstruction twice
+    with torch.no_grad():
+        losses = model.loss(x)
+        recon, commit, _ = model.tokenizer.reconstruct(x)
+        perceptual = model.perceptual_loss(x, recon)
+    # relative tolerances only: the terms are small (the codebook was fit to this batch)
+    close = dict(rtol=1e-5, atol=0)
+    torch.testing.assert_close(losses['loss_pixel'], (recon - x).abs().mean(), **close)
+    assert float(commit) > 0
+    torch.testing.assert_close(losses['loss_commit'], 0.25 * commit, **close)
+    assert float(perceptual) > 0
+    torch.testing.assert_close(losses['loss_perceptual'], 0.5 * perceptual, **close)
+
+
+def test_perceptual_layers_are_the_outputs_of_those_blocks():
+    """``perceptual_layers`` are 1-based: layer l is the output of ``blocks[l - 1]``, here
+    checked against a forward written out by hand."""
+    model = build_trainer(layers=(1, 2, 4))
+    teacher = model.teacher
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        h = teacher.patch_embed(x).flatten(2).transpose(1, 2)
+        outputs = []
+        for block in teacher.blocks:
+            outputs.append(block(h))
+            h = h + outputs[-1]
+        got = model.teacher_features(x)
+    assert len(got) == 3
+    for feats, layer in zip(got, (1, 2, 4)):
+        torch.testing.assert_close(feats, outputs[layer - 1])
 
 
 def test_perceptual_term_and_frozen_teacher(scenes):
