@@ -173,6 +173,29 @@ def test_compiled_layers_with_per_layer_bias_match_eager():
     torch.testing.assert_close(compiled(x)[-1], plain(x)[-1])
 
 
+def test_attention_dropout_only_in_training():
+    """With an attention dropout rate SDPA drops attention weights in training only, as the
+    explicit path's ``nn.Dropout`` does: in eval the two agree and repeat. (Every other test
+    runs at rate 0, where dropping in eval goes unseen. mmpretrain 1.2.0's layer hands
+    ``attn_drop_rate`` to ``BEiTAttention`` as ``attn_drop``, which it swallows: only
+    ``attn_cfg`` sets the rate.)"""
+    model = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, use_rel_pos_bias=True,
+                        out_type='raw', layer_cfgs=dict(attn_cfg=dict(attn_drop_rate=0.5)))
+    randomise(model)
+    assert model.layers[0].attn.attn_drop.p == 0.5
+    explicit = copy.deepcopy(model)
+    use_fast_attention(explicit, 'explicit')
+    model.eval()
+    explicit.eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = model(x)[-1]
+        torch.testing.assert_close(model(x)[-1], out)
+        torch.testing.assert_close(explicit(x)[-1], out, atol=1e-5, rtol=1e-4)
+        model.train()
+        assert not torch.allclose(model(x)[-1], out, atol=1e-3)
+
+
 def test_bad_attn_impl_is_rejected():
     with pytest.raises(ValueError, match='attn_impl'):
         FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, attn_impl='flash')
