@@ -82,6 +82,12 @@ def test_timm_teacher_loads_local_file_and_returns_final_norm_patch_tokens(tmp_p
     src.eval()
     ref = src.forward_features((x / 255 - teacher.mean) / teacher.std)[:, 1:]
     torch.testing.assert_close(out, ref)
+    # pixels outside the input range are clamped first, as the official ScalingLayerForIM
+    over = x * 1.4 - 40.0
+    assert over.min() < 0 and over.max() > 255
+    torch.testing.assert_close(teacher(over), teacher(over.clamp(0, 255)))
+    assert not torch.allclose(teacher.extract(teacher.normalize(over, clamp=False)),
+                              teacher(over))
     with pytest.raises(MissingTeacherWeightsError, match='dino_vitbase16_pretrain'):
         MODELS.build(dict(type='TimmTeacher', model_name='vit_tiny_patch16_224',
                           model_kwargs=kwargs, checkpoint=str(tmp_path / 'absent.pth')))
