@@ -34,6 +34,7 @@ to run first.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -330,14 +331,19 @@ def adapt_backbone_state_dict(state_dict: Dict[str, torch.Tensor], module: nn.Mo
             sd[key] = resize_rel_pos_table(src, dst.shape[0])
             report.resized[key] = f'{tuple(src.shape)} -> {tuple(sd[key].shape)}'
         elif key == 'pos_embed' and src.shape != dst.shape:
-            extra = getattr(module, 'num_extra_tokens', 1)
-            if src.shape[1] - extra == dst.shape[1]:  # model without cls token
-                sd[key] = src[:, extra:]
-            else:
-                src_side = _num_patches_side(src.shape[1], extra, 'pos_embed (checkpoint)')
-                dst_side = _num_patches_side(dst.shape[1], extra, 'pos_embed (model)')
-                sd[key] = resize_pos_embed(src, (src_side, src_side), (dst_side, dst_side),
-                                           mode='bicubic', num_extra_tokens=extra)
+            extra = getattr(module, 'num_extra_tokens', 1)  # the model's: 0 without [CLS]
+            # The checkpoint's extra tokens (its [CLS]) are what lies beyond its square grid of
+            # patches: a model without [CLS] (ViTDet's windowed backbone) drops that position.
+            src_extra = src.shape[1] - math.isqrt(src.shape[1]) ** 2
+            if src_extra < extra:
+                raise ValueError(f'pos_embed: the checkpoint has {src_extra} extra token(s) '
+                                 f'before its patch grid, the model {extra}: a [CLS] position '
+                                 f'cannot be made up')
+            src_side = _num_patches_side(src.shape[1], src_extra, 'pos_embed (checkpoint)')
+            dst_side = _num_patches_side(dst.shape[1], extra, 'pos_embed (model)')
+            sd[key] = resize_pos_embed(src[:, src_extra - extra:], (src_side, src_side),
+                                       (dst_side, dst_side), mode='bicubic',
+                                       num_extra_tokens=extra)
             report.resized[key] = f'{tuple(src.shape)} -> {tuple(sd[key].shape)}'
     return sd
 

@@ -146,20 +146,28 @@ def test_relative_position_tables_are_resized(tiny_mim_checkpoint):
     assert out.shape == (1, 64, 16, 16)
 
 
+@pytest.mark.parametrize('target', ['FastBEiTViT', 'BEiTViT'])
 @pytest.mark.parametrize('img_size', [64, 128])
-def test_stock_per_layer_checkpoint_into_fast_backbone(img_size):
+def test_stock_per_layer_checkpoint_into_fast_backbone(img_size, target):
     """A stock fine-tuned / detector backbone (per-layer tables and index buffers) loads into
-    ``FastBEiTViT`` (the detector's backbone), which stores no index: nothing unexpected, nothing
-    missing, same window (64 px) or resized (128 px)."""
+    ``FastBEiTViT`` (the detector's backbone), which stores no index, and into a stock
+    ``BEiTViT`` of another size, which keeps its own index for its window (the checkpoint's,
+    of the 8x8 window, is dropped): nothing unexpected, nothing missing, same window (64 px) or
+    resized (128 px)."""
     stock = build_vit(out_type='featmap')
     with torch.no_grad():
         for layer in stock.layers:
             layer.attn.relative_position_bias_table.normal_()
     sd = {'backbone.' + k: v for k, v in stock.state_dict().items()}
     assert sum(k.endswith('relative_position_index') for k in sd) == len(stock.layers)
-    fast = build_vit(type='FastBEiTViT', img_size=img_size, out_type='featmap')
+    fast = build_vit(type=target, img_size=img_size, out_type='featmap')
+    own_index = {k: v.clone() for k, v in fast.state_dict().items()
+                 if k.endswith('relative_position_index')}
     report = load_beit_pretrained(fast, {'state_dict': sd})
     assert not report.unexpected and not report.missing
+    for key, index in own_index.items():  # the model's index, for its window
+        assert torch.equal(fast.state_dict()[key], index), key
+        assert (key in report.dropped) == (img_size != 64), key
     table = fast.layers[1].attn.relative_position_bias_table
     if img_size == 64:
         assert torch.equal(table, stock.layers[1].attn.relative_position_bias_table)
@@ -219,6 +227,32 @@ def test_abs_pos_embed_is_resized_and_survives_init_weights(tmp_path):
     assert dst.pos_embed.shape == (1, 1 + 12 * 12, 64)
     assert torch.equal(dst.pos_embed[:, 0], src.pos_embed[:, 0])
     assert torch.equal(dst.layers[1].attn.qkv.weight, src.layers[1].attn.qkv.weight)
+
+
+@pytest.mark.parametrize('img_size', [64, 128])
+def test_abs_pos_embed_into_a_backbone_without_cls_token(tmp_path, img_size):
+    """ViTDet's windowed backbone has no [CLS] token: it takes the checkpoint's patch positions
+    without the [CLS] one, resized like a [CLS] model's (a checkpoint's [CLS] position used to
+    be counted as a patch: "65 tokens minus 0 extra is not a square grid")."""
+    torch.manual_seed(3)
+    src = build_vit(use_abs_pos_emb=True, out_type='featmap')
+    with torch.no_grad():
+        src.pos_embed.normal_()
+    sd = {f'backbone.{k}': v for k, v in src.state_dict().items()}
+    windowed = build_vit(type='WindowedBEiTViT', img_size=img_size, window_size=8,
+                         window_block_indexes=[0, 1, 2], use_abs_pos_emb=True, out_type='featmap')
+    assert windowed.num_extra_tokens == 0
+    report = load_beit_pretrained(windowed, {'state_dict': sd})
+    assert not report.missing and not report.unexpected
+    assert 'cls_token' in report.dropped
+    assert report.resized['pos_embed'] == f'(1, 65, 64) -> (1, {(img_size // 8) ** 2}, 64)'
+    with_cls = build_vit(img_size=img_size, use_abs_pos_emb=True, out_type='featmap')
+    load_beit_pretrained(with_cls, {'state_dict': sd})
+    # the same patch positions as a [CLS] model of that size, the [CLS] one left out
+    assert torch.equal(windowed.pos_embed, with_cls.pos_embed[:, 1:])
+    if img_size == 64:
+        assert torch.equal(windowed.pos_embed, src.pos_embed[:, 1:])
+    assert windowed(torch.randn(1, 3, img_size, img_size))[0].shape[-1] == img_size // 8
 
 
 def test_init_cfg_inside_classifier_is_not_overwritten_by_children(tiny_mim_checkpoint):
