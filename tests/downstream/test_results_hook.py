@@ -160,3 +160,59 @@ def test_relative_data_root_is_written_absolute(tmp_path, monkeypatch):
     dataset = json.loads((tmp_path / 'results.json').read_text())['dataset']
     assert dataset['data_root'] == str(tmp_path / 'data' / 'synthetic' / 'imagenet')
     assert dataset['synthetic'] is True
+
+
+def _fake_runner(tmp_path, loop=None, **cfg):
+    from types import SimpleNamespace
+
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+    cfg = Config(dict(model=dict(backbone=dict(init_cfg=dict(checkpoint=None))), **cfg))
+    return SimpleNamespace(cfg=cfg, work_dir=str(tmp_path), _train_loop=loop,
+                           logger=MMLogger.get_current_instance())
+
+
+def test_final_from_the_last_iteration_or_epoch_on(tmp_path):
+    """``final`` (the leaderboard counts only final results; the suite's done check needs one)
+    is true at the schedule's last iteration / epoch, false before it, true for a test run."""
+    from types import SimpleNamespace
+    hook = DownstreamResultsHook(task='finetune', dataset_name='x')
+    for loop, final in ((SimpleNamespace(max_iters=8, iter=7, epoch=0), False),
+                        (SimpleNamespace(max_iters=8, iter=8, epoch=0), True),
+                        (SimpleNamespace(max_epochs=3, epoch=2, iter=20), False),
+                        (SimpleNamespace(max_epochs=3, epoch=3, iter=30), True)):
+        hook.after_val_epoch(_fake_runner(tmp_path, loop), {'accuracy/top1': 1.0})
+        assert json.loads((tmp_path / 'results.json').read_text())['final'] is final, loop
+    hook.after_test_epoch(_fake_runner(tmp_path), {'accuracy/top1': 1.0})
+    assert json.loads((tmp_path / 'results.json').read_text())['final'] is True
+
+
+def test_non_finite_metrics_are_written_as_null(tmp_path):
+    """A diverged run's NaN / inf metrics: results.json stays standard JSON (no NaN literal,
+    which strict readers such as jq and browsers refuse) with null in their place, and a NaN
+    never becomes a best value."""
+    from types import SimpleNamespace
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f'{c} in results.json'))
+
+    hook = DownstreamResultsHook(task='semantic_segmentation', dataset_name='x')
+    loop = SimpleNamespace(max_iters=8, iter=4, epoch=0)
+    hook.after_val_epoch(_fake_runner(tmp_path, loop), {'mIoU': float('nan'), 'aAcc': 50.0,
+                                                        'mAcc': float('inf')})
+    out = strict((tmp_path / 'results.json').read_text())
+    assert out['metrics'] == {'mIoU': None, 'aAcc': 50.0, 'mAcc': None}
+    assert out['best_metrics'] == {'aAcc': dict(value=50.0, iteration=4, epoch=0)}
+
+
+def test_test_run_reports_how_far_the_tested_weights_trained(tmp_path):
+    """tools/test.py builds no training loop: iteration and epoch are those of the tested
+    checkpoint (its meta), not 0, so the leaderboard can tell a smoke checkpoint from a full
+    one."""
+    hook = DownstreamResultsHook(task='finetune', dataset_name='x')
+    runner = _fake_runner(tmp_path, load_from=str(tmp_path / 'epoch_12.pth'))
+    hook.after_load_checkpoint(runner, dict(meta=dict(iter=1200, epoch=12)))
+    hook.after_test_epoch(runner, {'accuracy/top1': 3.0})
+    out = json.loads((tmp_path / 'results.json').read_text())
+    assert (out['stage'], out['iteration'], out['epoch']) == ('test', 1200, 12)
+    assert out['evaluated_checkpoint'] == str(tmp_path / 'epoch_12.pth')
