@@ -220,6 +220,17 @@ def test_seg_dataset_label_check_flag(data_copy):
     assert len(_build('mmseg', {**cfg, 'check_labels': False})) == 40  # off by default: no read
 
 
+def test_seg_dataset_label_check_follows_its_reduce_zero_label(tiny_data):
+    """The check reads the dataset's own convention: without reduce_zero_label, K=10 classes
+    are the values 0..9, so the synthetic maps' class id 10 ('bar' + 1) is out of range."""
+    cfg = dict(type='SyntheticADE20KDataset', data_root=str(tiny_data['ade20k']),
+               check_labels=True, reduce_zero_label=False,
+               data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'))
+    with pytest.raises(AnnotationError, match=r'values \[10\] found, allowed 0\.\.9 '
+                                              r'\(num_classes=10, reduce_zero_label=False\)'):
+        _build('mmseg', cfg)
+
+
 def _corrupt_one_image(root: Path) -> Path:
     victim = sorted((root / 'train').glob('*/*.JPEG'))[0]
     victim.write_bytes(b'\xff\xd8 this is not a jpeg')

@@ -76,6 +76,32 @@ def test_scenes_have_several_objects(tiny_data):
     assert len(cats) >= 8
 
 
+def test_coco_boxes_are_xywh_around_each_mask_and_area_is_the_polygons(tiny_data):
+    """COCO boxes are [x, y, width, height], not corners: each box holds its object's mask
+    tightly, and the ADE label map of the same scene has that class there; ``area`` is the
+    polygon's (COCO's area of a polygon annotation, which sets its small/medium/large range),
+    not the box's."""
+    from pycocotools.coco import COCO
+    coco = COCO(str(Path(tiny_data['coco']) / 'annotations' / 'instances_val2017.json'))
+    ade = Path(tiny_data['ade20k']) / 'annotations' / 'validation'
+    anns = coco.loadAnns(coco.getAnnIds())
+    for ann in anns:
+        x, y, w, h = ann['bbox']
+        rows, cols = np.nonzero(coco.annToMask(ann))
+        # the mask lies in the box, and the box is at most 2 px (thin tips) wider on a side
+        for low, high, start, size in ((cols.min(), cols.max() + 1, x, w),
+                                       (rows.min(), rows.max() + 1, y, h)):
+            assert start - 1 <= low <= start + 2 and start + size - 2 <= high <= start + size + 1, \
+                ann['bbox']
+        polygon = np.array(ann['segmentation'][0]).reshape(-1, 2)
+        assert ann['area'] == pytest.approx(_polygon_area(polygon), rel=0.02)
+        label_map = np.asarray(Image.open(ade / f'ADE_val_{ann["image_id"] - 1:08d}.png'))
+        inside = label_map[int(y + h / 2), int(x + w / 2)] if ann['category_id'] in (1, 2) \
+            else None  # a disc or a square covers its box's centre
+        assert inside in (None, ann['category_id'])
+    assert sum(a['area'] < 0.9 * a['bbox'][2] * a['bbox'][3] for a in anns) > len(anns) / 2
+
+
 def test_unknown_size_is_rejected(tmp_path):
     with pytest.raises(ValueError, match='huge'):
         make_synthetic_dataset(tmp_path, size='huge')
