@@ -34,6 +34,21 @@ def test_interrupted_atomic_write_leaves_old_file_and_no_temp(tmp_path):
     assert (tmp_path / 'new' / 'file.bin').read_bytes() == b'x'
 
 
+def test_the_written_file_itself_gets_the_name(tmp_path):
+    """The file written and fsynced is renamed onto the name (one atomic step), not copied
+    there: a kill during a copy would leave a truncated checkpoint under the final name. Until
+    then the old file stays whole under the name."""
+    from beitv2_mm.engine.checkpoint import atomic_write
+    target = tmp_path / 'iter_2.pth'
+    target.write_bytes(b'old')
+    with atomic_write(target) as f:
+        f.write(b'new checkpoint')
+        written = os.fstat(f.fileno()).st_ino
+        assert target.read_bytes() == b'old'
+    assert os.stat(target).st_ino == written and target.read_bytes() == b'new checkpoint'
+    assert os.listdir(tmp_path) == ['iter_2.pth']
+
+
 def test_import_applies_the_compat_fix():
     from mmengine.fileio.backends.local_backend import LocalBackend
     from mmengine.hooks import CheckpointHook

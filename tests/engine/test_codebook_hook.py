@@ -36,3 +36,16 @@ def test_collapse_is_judged_on_full_windows_only():
     hub = MessageHub.get_instance('test_codebook_short_run')
     assert _window(hook, model, hub, iteration=7, steps=8, max_iters=8) == [8]
     assert torch.count_nonzero(model.quantizer.usage_counts) == 0  # read and reset
+
+
+def test_no_collapse_warning_before_warmup_iters():
+    """configs/_base_/vqkd_runtime.py sets warmup_iters=1000: the codebook starts from k-means
+    and uses few codes at first, which is no collapse; from that iteration on it is judged."""
+    model = nn.Module()
+    model.quantizer = NormEMAQuantizer(num_codes=16, code_dim=4, kmeans_init=False)
+    hook = CodebookUsageHook(interval=10, warn_threshold=0.5, warmup_iters=30)
+    hub = MessageHub.get_instance('test_codebook_warmup')
+    assert _window(hook, model, hub, iteration=9, steps=10) == []
+    assert _window(hook, model, hub, iteration=19, steps=10) == []
+    assert hub.get_info('codebook_usage')['iter'] == 20  # logged all the same
+    assert _window(hook, model, hub, iteration=29, steps=10) == [30]

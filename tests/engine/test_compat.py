@@ -270,8 +270,10 @@ def test_acc_seg_equals_mmseg_accuracy_without_topk():
     target = torch.randint(0, 150, (2, 16, 16))
     target[0, :4] = 255
     target[:, :, 0] = pred.argmax(1)[:, :, 0]  # some correct pixels
+    in_range = int(target[1, 0, 0])  # an ignore_index that is a class the model predicts:
+    # its pixels are left out even where the prediction matches them
     assert decode_head.accuracy is not mmseg_accuracy  # patched where the heads look it up
-    for ignore in (255, None):
+    for ignore in (255, None, in_range):
         ours = decode_head.accuracy(pred, target, ignore_index=ignore)
         theirs = mmseg_accuracy(pred, target, ignore_index=ignore)
         torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)

@@ -112,6 +112,14 @@ def test_num_classes_mismatch_names_both_and_the_key(tmp_path):
     assert '--cfg-options model.head.num_classes=3' in message
     assert not osp.exists(osp.join(str(tmp_path / 'cls'), 'losses.jsonl'))  # failed before step 1
 
+    # a head with *more* classes than the data (an ImageNet config's 1000 on a 3-class set)
+    # trains without error but is just as wrong
+    cfg = build_cfg(str(tmp_path / 'wide'), max_iters=2, ckpt_interval=100,
+                    extra_hooks=[dict(type='NumClassesGuardHook')],
+                    model_kwargs=dict(num_classes=1000))
+    with pytest.raises(NumClassesMismatchError, match='model.head.num_classes = 1000'):
+        run(cfg)
+
     cfg = build_cfg(str(tmp_path / 'ok'), max_iters=2, ckpt_interval=100,
                     extra_hooks=[dict(type='NumClassesGuardHook')])
     run(cfg)  # 3 == 3: trains
