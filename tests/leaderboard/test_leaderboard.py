@@ -4,6 +4,7 @@ import html
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,7 @@ def test_rows_group_measured_and_keep_reported_separate(results_root):
     beitv2 = next(r for r in measured if r.cells['method'] == 'BEiT v2' and r.synthetic)
     assert beitv2.values['finetune_top1'] == pytest.approx(62.5)  # newest result wins
     assert beitv2.values['coco_ap_box'] == pytest.approx(5.1)  # mmdet fraction -> percent
+    assert beitv2.values['coco_ap_mask'] == pytest.approx(4.2)  # the mask AP too
     assert beitv2.cell('ade20k_miou') == '12.3'
     assert 'SYNTHETIC' in beitv2.cell('dataset')
 
@@ -231,6 +233,23 @@ def test_partial_results_on_request(results_root):
     assert 'unfinished' in render.to_markdown(rows) and 'unfinished' in render.to_html(rows)
 
 
+def test_a_finished_result_fills_the_cell_before_a_newer_unfinished_one(tmp_path):
+    """With --include-partial a run still training (newer, \"final\": false) must not replace
+    the finished run's number of the same cell; it fills only cells nothing finished fills."""
+    root, ckpt = tmp_path / 'work', '/ckpts/beitv2.pth'
+    _write_result(root / 'ft_done', 'finetune', {'accuracy/top1': 60.0}, 'beitv2', ckpt,
+                  timestamp='2026-11-22T09:00:00+00:00')
+    _write_result(root / 'ft_running', 'finetune', {'accuracy/top1': 5.0}, 'beitv2', ckpt,
+                  final=False, iteration=2, timestamp='2026-11-22T11:00:00+00:00')
+    _write_result(root / 'lp_running', 'linear_probe', {'accuracy/top1': 7.0}, 'beitv2', ckpt,
+                  final=False, iteration=1, timestamp='2026-11-22T11:00:00+00:00')
+    with pytest.warns(UserWarning, match='2 finetune results for one row'):
+        (row, ) = collect.build_rows([root], reported=None, include_partial=True)
+    assert row.values['finetune_top1'] == pytest.approx(60.0)
+    assert row.values['linear_probe_top1'] == pytest.approx(7.0)
+    assert row.partial == 'unfinished: linear_probe at iteration 1'
+
+
 def test_task_names_map_to_columns():
     assert collect.canonical_task('semantic_segmentation') == 'ade20k'
     assert collect.canonical_task('instance_segmentation') == 'coco'
@@ -238,6 +257,7 @@ def test_task_names_map_to_columns():
     assert collect.canonical_task('finetune') == 'finetune'
     assert collect.canonical_task('mask_rcnn') == 'coco'
     assert collect.canonical_task('upernet') == 'ade20k'
+    assert collect.canonical_task('imagenet') == 'finetune'  # ImageNet classification
     assert collect.canonical_task('pose') is None
 
 
@@ -263,8 +283,13 @@ def test_markdown_and_csv(results_root):
     assert render.MEASURED_NOTE not in render.to_markdown(reported_only)
     assert 'ADE20K mIoU' in table[0] and 'COCO AP box' in table[0]
 
-    parsed = list(csv.DictReader(io.StringIO(render.to_csv(rows))))
+    reader = csv.DictReader(io.StringIO(render.to_csv(rows)))
+    parsed = list(reader)
     assert len(parsed) == len(rows)
+    # every column of the table (the measured / reported source last), then the flag
+    assert reader.fieldnames == list(collect.ALL_COLUMNS) + ['synthetic']
+    assert [p['source'] for p in parsed] == [r.cell('source') for r in rows]
+    assert all(p['source'] != collect.MISSING for p in parsed)
     kinds = [p['kind'] for p in parsed]
     assert kinds.count('reported') == sum(r.kind == 'reported' for r in rows)
     syn = [p for p in parsed if p['synthetic'] == 'true']
@@ -339,6 +364,12 @@ def test_html_is_valid_self_contained_and_sortable(results_root, tmp_path):
         if 'synthetic' in classes.split():
             assert 'synthetic' in cells[method_col]
     assert any(collect.MISSING == c for r in parser.rows for c in r)
+    # the sort key of a cell without a number is empty: the script sorts those last (a '–'
+    # would be sorted as text among the numbers)
+    for column in collect.METRIC_COLUMNS:
+        for cell in re.findall(rf'<td class="{column.key} (\w+)" data-value="([^"]*)">', page):
+            assert cell == ('missing', '') or (cell[0] == 'num' and float(cell[1]) >= 0), cell
+    assert 'class="finetune_top1 missing" data-value=""' in page
 
 
 def test_write_all_and_cli(results_root, tmp_path):

@@ -433,6 +433,31 @@ def test_a_moved_or_copied_suite_is_not_trained_again(tmp_path):
     assert len({here['tokenizer/vqkd'], real['tokenizer/vqkd'], other['tokenizer/vqkd']}) == 3
 
 
+def test_a_config_change_reruns_its_stage_and_every_stage_reading_it(tmp_path, monkeypatch):
+    """A stage's fingerprint covers its config as loaded and the fingerprints of the stages it
+    reads: an edited teacher config changes the teacher's, the tokenizer's trained from it, the
+    MIM run's and its downstream run's, and no other (the random-init baseline reads none)."""
+    opts = suite.SuiteOptions(work_dir=tmp_path / 'w', data_dir=tmp_path / 'd', max_iters=2,
+                              methods=('beitv2', 'random'), tasks=('linear_probe',))
+    stages = suite.plan(opts)
+    before = {s.name: s.fingerprint for s in stages}
+    teacher_config = next(s.config for s in stages if s.name == 'teacher')
+    load = suite.load_config
+
+    def edited(path):
+        cfg = load(path)
+        if path == teacher_config:  # e.g. another learning rate written into the file
+            cfg.optim_wrapper.optimizer.lr *= 2
+        return cfg
+
+    monkeypatch.setattr(suite, 'load_config', edited)
+    after = {s.name: s.fingerprint for s in suite.plan(opts)}
+    assert before.keys() == after.keys()
+    changed = sorted(name for name in before if before[name] != after[name])
+    assert changed == ['downstream/beitv2/linear_probe', 'mim/beitv2', 'teacher',
+                       'tokenizer/vqkd']
+
+
 def test_a_copied_suite_hands_on_its_own_checkpoints(tmp_path):
     """Manifests and ``last_checkpoint`` hold the absolute paths the runs wrote: a copied
     suite dir must be done with, hand on and resume its own files, not the original's."""
