@@ -54,6 +54,14 @@ fixed, and has a test in ``tests/engine/test_compat.py`` that fails without it.
    run (the frozen tokenizer, teacher or backbone), which bury the warnings that matter. Fix:
    while the constructor runs, those lines are held back and then said in one line with their
    count per top-level module (:func:`frozen_parameter_summary`); every other message passes.
+9. mmpretrain's ``BEiTTransformerEncoderLayer`` hands its ``attn_drop_rate`` and ``drop_rate`` to
+   ``BEiTAttention`` as ``attn_drop`` and ``proj_drop``, names ``BEiTAttention.__init__`` swallows
+   in ``**kwargs``: the attention-weight dropout and the dropout after the output projection of
+   every BEiT ViT of the stack stay at 0 whatever the config says (the official ``Attention`` of
+   unilm ``beit2/modeling_finetune.py`` takes ``attn_drop=attn_drop_rate, proj_drop=drop_rate``).
+   The BEiT recipes use 0 for both, so no shipped config changes; a config that sets them now
+   gets them. Fix: ``BEiTAttention.__init__`` reads ``attn_drop`` / ``proj_drop`` as its
+   ``attn_drop_rate`` / ``proj_drop_rate`` when those are not given themselves.
 R. (reliability) mmengine writes checkpoints and the ``last_checkpoint`` pointer in place and
    deletes old checkpoints before writing the new one, so a kill during a save leaves a truncated
    or missing latest checkpoint; and ``--resume`` forgets RNG states, restarts a half-done epoch
@@ -383,6 +391,31 @@ def _fix_frozen_parameter_log() -> None:
     DefaultOptimWrapperConstructor.__call__ = __call__
 
 
+# --------------------------------------------------------------------------- 9. dropout names
+_DROPOUT_ALIASES = {'attn_drop': 'attn_drop_rate', 'proj_drop': 'proj_drop_rate'}
+
+
+def _fix_beit_attention_dropout_names() -> None:
+    from mmpretrain.models.utils.attention import BEiTAttention
+
+    original = BEiTAttention.__init__
+    if getattr(original, 'reads_dropout_aliases', False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        aliases = {alias: kwargs.pop(alias) for alias in _DROPOUT_ALIASES if alias in kwargs}
+        given = signature.bind_partial(self, *args, **kwargs).arguments
+        for alias, value in aliases.items():
+            if _DROPOUT_ALIASES[alias] not in given:  # a rate given by its own name wins
+                kwargs[_DROPOUT_ALIASES[alias]] = value
+        original(self, *args, **kwargs)
+
+    __init__.reads_dropout_aliases = True
+    BEiTAttention.__init__ = __init__
+
+
 # --------------------------------------------------------------------------- R. reliability
 # (owned by engineer "reliability": the code lives in engine/checkpoint.py and engine/resume.py)
 def _fix_reliable_checkpoints_and_resume() -> None:
@@ -403,6 +436,7 @@ FIXES = {
     'mmseg_accuracy_topk_and_syncs': _fix_mmseg_accuracy,
     'mmseg_logit_resize_backward': _fix_mmseg_logit_resize,
     'frozen_parameter_log': _fix_frozen_parameter_log,
+    'beit_attention_dropout_names': _fix_beit_attention_dropout_names,
     'reliable_checkpoints_and_resume': _fix_reliable_checkpoints_and_resume,
 }
 

@@ -176,11 +176,9 @@ def test_compiled_layers_with_per_layer_bias_match_eager():
 def test_attention_dropout_only_in_training():
     """With an attention dropout rate SDPA drops attention weights in training only, as the
     explicit path's ``nn.Dropout`` does: in eval the two agree and repeat. (Every other test
-    runs at rate 0, where dropping in eval goes unseen. mmpretrain 1.2.0's layer hands
-    ``attn_drop_rate`` to ``BEiTAttention`` as ``attn_drop``, which it swallows: only
-    ``attn_cfg`` sets the rate.)"""
+    runs at rate 0, where dropping in eval goes unseen.)"""
     model = FastBEiTViT(arch=ARCH, img_size=32, patch_size=8, use_rel_pos_bias=True,
-                        out_type='raw', layer_cfgs=dict(attn_cfg=dict(attn_drop_rate=0.5)))
+                        out_type='raw', layer_cfgs=dict(attn_drop_rate=0.5))
     randomise(model)
     assert model.layers[0].attn.attn_drop.p == 0.5
     explicit = copy.deepcopy(model)

@@ -182,6 +182,40 @@ def test_beit_ffn_drop_path_set_by_the_config_is_kept():
     assert isinstance(layer.ffn.dropout_layer, torch.nn.Dropout)
 
 
+# ----------------------------------------------------------------- attention dropout names
+def test_beit_layer_dropout_rates_reach_its_attention():
+    """Stock mmpretrain hands ``attn_drop_rate`` / ``drop_rate`` to ``BEiTAttention`` as
+    ``attn_drop`` / ``proj_drop``, which it swallowed: both dropouts stayed at 0."""
+    from mmpretrain.models.backbones.beit import BEiTTransformerEncoderLayer
+
+    layer = BEiTTransformerEncoderLayer(
+        embed_dims=8, num_heads=2, feedforward_channels=16, layer_scale_init_value=0.1,
+        window_size=None, use_rel_pos_bias=False, attn_drop_rate=0.3, drop_rate=0.2)
+    assert layer.attn.attn_drop.p == 0.3
+    assert layer.attn.proj_drop.p == 0.2
+    # the attention weights are dropped in training: two passes differ, eval passes repeat
+    layer.gamma_2.data.zero_()  # no FFN branch (its own dropout is drop_rate too)
+    layer.attn.proj_drop.p = 0.0
+    x = torch.randn(2, 5, 8)
+    with torch.no_grad():
+        assert torch.equal(layer.eval()(x, rel_pos_bias=None), layer(x, rel_pos_bias=None))
+        layer.train()
+        assert not torch.allclose(layer(x, rel_pos_bias=None), layer(x, rel_pos_bias=None))
+
+
+def test_beit_attention_rate_given_by_its_own_name_wins():
+    from mmpretrain.models.backbones.beit import BEiTTransformerEncoderLayer
+    from mmpretrain.models.utils.attention import BEiTAttention
+
+    layer = BEiTTransformerEncoderLayer(
+        embed_dims=8, num_heads=2, feedforward_channels=16, layer_scale_init_value=0.1,
+        window_size=None, use_rel_pos_bias=False, attn_drop_rate=0.3,
+        attn_cfg=dict(attn_drop_rate=0.5))
+    assert layer.attn.attn_drop.p == 0.5
+    attn = BEiTAttention(8, 2, None, False, 'qv_bias', None, 0.1, proj_drop=0.4)  # positional
+    assert (attn.attn_drop.p, attn.proj_drop.p) == (0.1, 0.4)
+
+
 # ----------------------------------------------------------------- grad-norm sync
 class _NoHostRead(torch.Tensor):
     """A norm that fails when something reads it on the host (a sync on a GPU)."""
