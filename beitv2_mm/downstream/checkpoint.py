@@ -332,8 +332,9 @@ def adapt_backbone_state_dict(state_dict: Dict[str, torch.Tensor], module: nn.Mo
             report.resized[key] = f'{tuple(src.shape)} -> {tuple(sd[key].shape)}'
         elif key == 'pos_embed' and src.shape != dst.shape:
             extra = getattr(module, 'num_extra_tokens', 1)  # the model's: 0 without [CLS]
-            # The checkpoint's extra tokens (its [CLS]) are what lies beyond its square grid of
-            # patches: a model without [CLS] (ViTDet's windowed backbone) drops that position.
+            # The checkpoint's extra tokens ([CLS] first) are what lies beyond its square grid
+            # of patches: the model keeps as many of the leading ones as it has (none without
+            # [CLS], as ViTDet's windowed backbone).
             src_extra = src.shape[1] - math.isqrt(src.shape[1]) ** 2
             if src_extra < extra:
                 raise ValueError(f'pos_embed: the checkpoint has {src_extra} extra token(s) '
@@ -341,7 +342,8 @@ def adapt_backbone_state_dict(state_dict: Dict[str, torch.Tensor], module: nn.Mo
                                  f'cannot be made up')
             src_side = _num_patches_side(src.shape[1], src_extra, 'pos_embed (checkpoint)')
             dst_side = _num_patches_side(dst.shape[1], extra, 'pos_embed (model)')
-            sd[key] = resize_pos_embed(src[:, src_extra - extra:], (src_side, src_side),
+            kept = torch.cat([src[:, :extra], src[:, src_extra:]], dim=1)
+            sd[key] = resize_pos_embed(kept, (src_side, src_side),
                                        (dst_side, dst_side), mode='bicubic',
                                        num_extra_tokens=extra)
             report.resized[key] = f'{tuple(src.shape)} -> {tuple(sd[key].shape)}'

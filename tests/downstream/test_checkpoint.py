@@ -255,6 +255,21 @@ def test_abs_pos_embed_into_a_backbone_without_cls_token(tmp_path, img_size):
     assert windowed(torch.randn(1, 3, img_size, img_size))[0].shape[-1] == img_size // 8
 
 
+def test_abs_pos_embed_with_a_distillation_token_keeps_the_cls_position():
+    """A DeiT-style checkpoint ([CLS], distillation token, patches): a [CLS] model keeps the
+    [CLS] position and the patch grid, not the distillation token's position; a checkpoint
+    with fewer extra tokens than the model is an error."""
+    from beitv2_mm.downstream.checkpoint import LoadReport, adapt_backbone_state_dict
+
+    model = build_vit(use_abs_pos_emb=True, out_type='featmap')
+    assert model.pos_embed.shape == (1, 65, 64)
+    src = torch.randn(1, 66, 64)
+    sd = adapt_backbone_state_dict({'pos_embed': src}, model, LoadReport())
+    torch.testing.assert_close(sd['pos_embed'], torch.cat([src[:, :1], src[:, 2:]], dim=1))
+    with pytest.raises(ValueError, match='cannot be made up'):
+        adapt_backbone_state_dict({'pos_embed': torch.randn(1, 64, 64)}, model, LoadReport())
+
+
 def test_init_cfg_inside_classifier_is_not_overwritten_by_children(tiny_mim_checkpoint):
     """mmengine runs children's init_weights after non-Pretrained initializers: make sure the
     loaded weights (incl. FFN linears that BEiT layers re-draw) are what stays."""
