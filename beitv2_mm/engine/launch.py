@@ -348,11 +348,11 @@ def cpu_has_native_bf16() -> bool | None:
 
 # ----------------------------------------------------------------------------- distributed
 def _slurm_env() -> None:
-    """Export the torch.distributed variables from slurm's (as mmengine does)."""
+    """Export the torch.distributed ranks from slurm's (as mmengine does); the rendezvous
+    address and port come from :func:`_slurm_master_env`."""
     os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
     os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
     os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
-    _slurm_master_env()
 
 
 def _slurm_master_env() -> None:

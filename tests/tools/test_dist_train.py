@@ -211,7 +211,7 @@ def test_slurm_rendezvous_port_differs_between_jobs(monkeypatch):
 
     def port(**env):
         _slurm_job(monkeypatch, MASTER_ADDR='node1', **env)
-        launch._slurm_env()
+        launch._slurm_master_env()
         return os.environ['MASTER_PORT']
 
     assert port(SLURM_JOB_ID='1000') != port(SLURM_JOB_ID='1001')
@@ -254,7 +254,7 @@ def test_slurm_master_address_without_scontrol(monkeypatch, tmp_path):
 
     def master_addr(nodelist):
         _slurm_job(monkeypatch, SLURM_NODELIST=nodelist)
-        launch._slurm_env()
+        launch._slurm_master_env()
         return os.environ['MASTER_ADDR']
 
     bin_dir = tmp_path / 'bin'
@@ -270,7 +270,7 @@ def test_slurm_master_address_without_scontrol(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match=r"SLURM_NODELIST='\{weird\}'.*set MASTER_ADDR"):
         master_addr('{weird}')
     _slurm_job(monkeypatch, MASTER_ADDR='10.1.1.1', SLURM_NODELIST='{weird}')
-    launch._slurm_env()
+    launch._slurm_master_env()
     assert os.environ['MASTER_ADDR'] == '10.1.1.1'
 
 
