@@ -335,12 +335,12 @@ def adapt_backbone_state_dict(state_dict: Dict[str, torch.Tensor], module: nn.Mo
             # The checkpoint's extra tokens ([CLS] first) are what lies beyond its square grid
             # of patches: the model keeps as many of the leading ones as it has (none without
             # [CLS], as ViTDet's windowed backbone).
-            src_extra = src.shape[1] - math.isqrt(src.shape[1]) ** 2
+            src_side = math.isqrt(src.shape[1])
+            src_extra = src.shape[1] - src_side ** 2
             if src_extra < extra:
                 raise ValueError(f'pos_embed: the checkpoint has {src_extra} extra token(s) '
                                  f'before its patch grid, the model {extra}: a [CLS] position '
                                  f'cannot be made up')
-            src_side = _num_patches_side(src.shape[1], src_extra, 'pos_embed (checkpoint)')
             dst_side = _num_patches_side(dst.shape[1], extra, 'pos_embed (model)')
             kept = torch.cat([src[:, :extra], src[:, src_extra:]], dim=1)
             sd[key] = resize_pos_embed(kept, (src_side, src_side),
