@@ -7,6 +7,8 @@ Workloads (subcommands):
               the patch-aggregation head + optimizer step (``model.train_step``).
     vqkd      VQ-KD training step: teacher forward + tokenizer forward/backward + AdamW.
     tokenize  tokenizer inference (code indices), images/s.
+    finetune  ImageNet fine-tuning step: Mixup/CutMix, forward, label-smoothed loss, backward,
+              layer-decayed AdamW (``model.train_step`` of configs/finetune_in1k.py).
     upernet   UperNet (+ FCN auxiliary head) training step on a BEiT ViT.
     data      images/s from a config's real training dataloader with its workers.
 
@@ -19,6 +21,7 @@ Examples::
     python tools/benchmark.py mim --arch base --batch 128 --precision bf16 \\
         --compare mmpretrain --json work_dirs/bench/mim_h100.json
     python tools/benchmark.py vqkd --arch base --batch 4 --compare explicit
+    python tools/benchmark.py finetune --arch base --batch 4 --compare mmpretrain
     python tools/benchmark.py data --config configs/beitv2_vitb_mim.py \\
         --data-root data/synthetic/imagenet --batch 64 [--profile]
     # views made on the GPU: the workers plus the data preprocessor, and the latter alone
@@ -76,7 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     common.add_argument('--arch', default=None,
                         help='ViT size: tiny|small|base|large or a JSON dict with embed_dims, '
                              'num_layers, num_heads, feedforward_channels (default: base; '
-                             'mim --config: the config\'s)')
+                             'mim and finetune --config: the config\'s)')
     common.add_argument('--tokenizer-arch', default=None,
                         help='tokenizer encoder size (mim/tokenize/vqkd); default: --arch')
     common.add_argument('--batch', type=_count(1), default=None,
@@ -89,7 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         choices=COMPILE_MODES, metavar='MODE',
                         help='torch.compile the transformer layers of the fast path (mim: '
                              'student, aggregation neck and tokenizer encoder; vqkd and '
-                             'tokenize: the tokenizer; upernet: the backbone), optionally with '
+                             'tokenize: the tokenizer; finetune and upernet: the backbone), '
+                             'optionally with '
                              'a torch.compile mode: '
                              + ', '.join(COMPILE_MODES))
     common.add_argument('--no-fused', action='store_true',
@@ -134,6 +138,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     vqkd.add_argument('--teacher-dim', type=int, default=512)
     tok = sub.add_parser('tokenize', parents=[common], help='tokenizer inference')
     tok.add_argument('--compare', choices=('mmpretrain', 'explicit'), default=None)
+    ft = sub.add_parser('finetune', parents=[common], help='ImageNet fine-tuning step')
+    ft.add_argument('--compare', choices=('mmpretrain', 'explicit'), default=None,
+                    help="also run mmpretrain's stock BEiT v2 fine-tuning step (mmpretrain) or "
+                         "this project's on the explicit attention path (explicit), alternately")
+    ft.add_argument('--config', default=None,
+                    help='config of the fast side (default: configs/finetune_in1k.py)')
+    ft.add_argument('--no-loss-check', action='store_true',
+                    help='skip computing both variants\' loss on the same weights first')
     uper = sub.add_parser('upernet', parents=[common], help='UperNet training step')
     uper.add_argument('--compare', choices=('mmpretrain', 'explicit'), default=None,
                       help='also run it on the stock mmpretrain.BEiTViT backbone')
@@ -192,7 +204,7 @@ def main(argv=None) -> dict:
     if args.workload != 'data' and args.img_size % 16:
         raise SystemExit(f'--img-size {args.img_size} must be a multiple of 16 (patch size)')
     arch_source = args.arch or 'base'
-    if args.workload == 'mim' and args.config and args.arch is None:
+    if args.workload in ('mim', 'finetune') and args.config and args.arch is None:
         from mmengine.config import Config  # the config's size, not silently ViT-B
         arch_source = Config.fromfile(args.config).model.backbone.get('arch', 'base')
         arch_source = arch_source.to_dict() if hasattr(arch_source, 'to_dict') else arch_source
@@ -251,6 +263,18 @@ def main(argv=None) -> dict:
                                            args.precision, args.attn, args.compare, args.seed,
                                            compile_layers=compile_cfg(args.compile))
         baseline = args.compare
+    elif args.workload == 'finetune':
+        try:
+            variants, extra = bench.finetune_variants(
+                arch, batch, args.img_size, device, args.precision, args.attn, args.compare,
+                fused, args.seed, compile_layers=compile_cfg(args.compile), config=args.config,
+                loss_check=not args.no_loss_check)
+        except ValueError as err:
+            raise SystemExit(f'tools/benchmark.py: error: {err}')
+        baseline = args.compare
+        if 'initial_loss_same_weights' in extra:
+            print(f'[benchmark] loss on the same weights and batch: '
+                  f'{extra["initial_loss_same_weights"]}')
     elif args.workload == 'upernet':
         variants = bench.upernet_variants(arch, batch, args.img_size, device, args.precision,
                                           args.attn, args.compare, fused, args.seed,

@@ -1,7 +1,7 @@
 """Step benchmarks: timing, FLOPs, peak memory and the workloads ``tools/benchmark.py`` runs.
 
-What is measured, for every workload (MIM step, VQ-KD step, tokenizer inference, UperNet
-step, data pipeline):
+What is measured, for every workload (MIM step, VQ-KD step, tokenizer inference, ImageNet
+fine-tuning step, UperNet step, data pipeline):
 
 * **images/s** from the median of ``steps`` timed steps after ``warmup`` untimed ones. On a
   GPU each step is bracketed by CUDA events and the host synchronises once, after the last
@@ -512,7 +512,8 @@ def optim_wrapper_cfg(base: dict, precision: str, device: torch.device, fused: b
         base (dict): The config's ``optim_wrapper`` (optimizer, clip_grad, paramwise_cfg...).
         precision (str): fp32 | bf16 | fp16.
         device (torch.device): Where the model runs.
-        fused (bool): Ask for ``fused=True`` AdamW (one kernel for every parameter).
+        fused (bool): Ask for ``fused=True`` AdamW (one kernel for every parameter); False
+            takes ``fused`` out of a config that sets it (``--no-fused``).
         bf16_without_scaler (bool): bf16 on a GPU with a plain ``OptimWrapper`` (the caller
             autocasts): bf16 has fp32's exponent range, so the loss scaler's unscale and
             inf checks are pure overhead.
@@ -532,6 +533,8 @@ def optim_wrapper_cfg(base: dict, precision: str, device: torch.device, fused: b
     if fused:
         optimizer['fused'] = True
         optimizer.pop('foreach', None)
+    else:
+        optimizer.pop('fused', None)
     cfg['optimizer'] = optimizer
     return cfg
 
@@ -1253,6 +1256,192 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
             channels_last=bool(channels_last and name == 'fast'))))
     init_default_scope('mmpretrain')
     return variants
+
+
+# --------------------------------------------------------------------------- fine-tuning
+STOCK_FINETUNE_CONFIG = 'beitv2/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py'
+PROJECT_FINETUNE_CONFIG = 'configs/finetune_in1k.py'
+
+
+def _finetune_model(cfg, arch: dict, img_size: int) -> dict:
+    """``cfg.model`` (an ``ImageClassifier``) at ``arch``/``img_size``, with the config's
+    top-level data preprocessor (its ``num_classes`` one-hot encodes for Mixup/CutMix) and no
+    pretrained-weights ``init_cfg`` (a checkpoint the benchmark does not need)."""
+    model = _cfg_to_dict(cfg.model)
+    if 'data_preprocessor' not in model and 'data_preprocessor' in cfg:
+        model['data_preprocessor'] = _cfg_to_dict(cfg.data_preprocessor)
+    model['backbone'].update(arch=dict(arch), img_size=img_size)
+    model['backbone']['init_cfg'] = None
+    model['head']['in_channels'] = arch['embed_dims']
+    return model
+
+
+def stock_finetune_config(arch: dict, img_size: int) -> tuple:
+    """mmpretrain's own BEiT v2 ImageNet fine-tuning model and optim-wrapper configs
+    (``mmpretrain::beitv2/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py``: ``BEiTViT``,
+    mean pooling, Mixup/CutMix, label smoothing, ``LearningRateDecayOptimWrapperConstructor``
+    with layer decay 0.65) at ``arch``/``img_size``; nothing else is changed.
+
+    Returns:
+        tuple: ``(model_cfg, optim_wrapper_cfg)`` as plain dicts.
+    """
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(stock_config_path(STOCK_FINETUNE_CONFIG)))
+    return _finetune_model(cfg, arch, img_size), _cfg_to_dict(cfg.optim_wrapper)
+
+
+def fast_finetune_config(arch: dict, img_size: int, attn: str = 'sdpa', compile_layers=False,
+                         config: Optional[str] = None) -> tuple:
+    """This project's fine-tuning model and optim-wrapper configs at ``arch``/``img_size``:
+    ``config`` (default ``configs/finetune_in1k.py``): ``FastBEiTViT`` (SDPA attention with the
+    relative position bias; its layers ``torch.compile``d with ``compile_layers``) and
+    ``BEiTLayerDecayOptimWrapperConstructor``.
+
+    Raises:
+        ValueError: ``config`` is not an image classifier on a ``FastBEiTViT`` backbone.
+    """
+    from mmengine.config import Config
+
+    path = config or PROJECT_FINETUNE_CONFIG
+    if not Path(path).is_file():
+        raise ValueError(f'benchmark finetune: config {path} not found (run from the '
+                         'repository root, or give --config)')
+    cfg = Config.fromfile(path)
+    model = _finetune_model(cfg, arch, img_size)
+    backbone = model['backbone']['type']
+    if model.get('type') != 'ImageClassifier' or backbone not in ('FastBEiTViT',
+                                                                  'mmpretrain.FastBEiTViT'):
+        raise ValueError(f'benchmark finetune --config {path}: model {model.get("type")!r} on '
+                         f'backbone {backbone!r}; the finetune workload times an '
+                         'ImageClassifier on FastBEiTViT (configs/finetune_in1k*.py)')
+    model['backbone'].update(attn_impl=attn, compile=compile_layers or False)
+    return model, _cfg_to_dict(cfg.optim_wrapper)
+
+
+def cls_batch(batch: int, img_size: int, num_classes: int, seed: int = 0) -> dict:
+    """A classification batch in the format ``model.train_step`` takes: uint8 images and
+    ``DataSample`` s with a class label each."""
+    from mmpretrain.structures import DataSample
+
+    gen = torch.Generator().manual_seed(seed)
+    images = synthetic_images(batch, img_size, gen)
+    labels = torch.randint(0, num_classes, (batch,), generator=gen)
+    return dict(inputs=list(images),
+                data_samples=[DataSample().set_gt_label(int(label)) for label in labels])
+
+
+def unmixed(data: dict) -> dict:
+    """``data`` with copies of its data samples: mmpretrain's ``ClsDataPreprocessor`` writes
+    the mixed ``gt_score`` into the samples it is given, and on a later call mixes those scores
+    again instead of the one-hot labels; each step (as from a dataloader) gets unmixed ones."""
+    return dict(inputs=data['inputs'],
+                data_samples=[sample.clone() for sample in data['data_samples']])
+
+
+def classifier_loss(model: torch.nn.Module, data: dict, seed: int = 0) -> torch.Tensor:
+    """The training loss of an image classifier on ``data`` (train mode: Mixup/CutMix and
+    drop path on), with the random draws of both seeded by ``seed``, so that two models with
+    the same structure and weights see the same mixing and the same dropped paths."""
+    import numpy as np
+
+    model.train()
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # mmpretrain's Mixup/CutMix draw lambda and the choice from numpy
+    processed = model.data_preprocessor(unmixed(data), True)
+    losses = model._run_forward(processed, mode='loss')
+    loss, _ = model.parse_losses(losses)
+    return loss
+
+
+def finetune_models(arch: dict, img_size: int, device: torch.device, attn: str,
+                    compare: Optional[str], seed: int = 0, compile_layers=False,
+                    config: Optional[str] = None) -> List[tuple]:
+    """The fine-tuning models to time, holding the same weights.
+
+    ``fast``: this project's config (:func:`fast_finetune_config`). ``compare='mmpretrain'``
+    adds mmpretrain's own config (:func:`stock_finetune_config`: stock ``BEiTViT``, its layer
+    decay constructor); ``'explicit'`` the fast side's model on the explicit attention path.
+
+    Returns:
+        list: ``(name, model, model_cfg, optim_wrapper_cfg)`` per side, ``fast`` first.
+    """
+    _default_scope('mmpretrain')
+    if compare not in (None, 'mmpretrain', 'explicit'):
+        raise ValueError(f'finetune --compare: use mmpretrain or explicit, got {compare!r}')
+    entries = [('fast', fast_finetune_config(arch, img_size, attn, compile_layers, config))]
+    if compare == 'mmpretrain':
+        entries.append((compare, stock_finetune_config(arch, img_size)))
+    elif compare == 'explicit':
+        entries.append((compare, fast_finetune_config(arch, img_size, 'explicit', False,
+                                                      config)))
+    built = []
+    for name, (model_cfg, optim_cfg) in entries:
+        torch.manual_seed(seed)
+        model = _build_model(model_cfg, device).train()
+        if built:
+            # the fast backbone keeps no per-layer relative_position_index buffers (derived
+            # from the window size); every other key must match
+            result = model.load_state_dict(built[0][1].state_dict(), strict=False)
+            missing = [k for k in result.missing_keys
+                       if not k.endswith('attn.relative_position_index')]
+            if missing or result.unexpected_keys:
+                raise KeyError(f'fast -> {name} weight copy: missing {missing}, unexpected '
+                               f'{result.unexpected_keys}')
+        else:
+            # the project's head starts near zero (the official init_scale 0.001), where any
+            # backbone gives the loss ln(num_classes): mmpretrain's std 0.02 instead, so that
+            # the loss check sees the backbone (the values do not change the step's cost)
+            with torch.no_grad():
+                torch.nn.init.trunc_normal_(model.head.fc.weight, std=0.02)
+        built.append((name, model, model_cfg, optim_cfg))
+    return built
+
+
+def finetune_variants(arch: dict, batch: int, img_size: int, device: torch.device,
+                      precision: str, attn: str, compare: Optional[str], fused: bool = True,
+                      seed: int = 0, compile_layers=False, config: Optional[str] = None,
+                      loss_check: bool = True, built: Optional[List[tuple]] = None) -> tuple:
+    """ImageNet fine-tuning step: data preprocessor with Mixup/CutMix, forward, label-smoothed
+    loss, backward and the layer-decayed AdamW step (``model.train_step``), for the models of
+    :func:`finetune_models` (or ``built``, its output); fused AdamW on the fast side (and ``explicit``) unless ``fused``
+    is False, mmengine's default AdamW on the ``mmpretrain`` side. With ``loss_check`` and a
+    comparison, both sides' loss on the same batch and weights, with the same Mixup/CutMix and
+    drop-path draws, is computed first.
+
+    Returns:
+        tuple: ``(variants, extra)``; ``extra`` holds ``initial_loss_same_weights`` when
+        compared with ``loss_check``.
+    """
+    if built is None:
+        built = finetune_models(arch, img_size, device, attn, compare, seed, compile_layers,
+                                config)
+    num_classes = built[0][2]['head']['num_classes']
+    data = to_device(cls_batch(batch, img_size, num_classes, seed), device)
+    variants = []
+    for name, model, model_cfg, base_optim in built:
+        use_fused = fused and name != 'mmpretrain'
+        optim_cfg = optim_wrapper_cfg(base_optim, precision, device, use_fused,
+                                      bf16_without_scaler=(name == 'fast'))
+        optim = _build_optim_wrapper(model, optim_cfg)
+        outer = (contextlib.nullcontext() if optim_cfg['type'] == 'AmpOptimWrapper'
+                 else autocast_context(device, precision))
+
+        def step(model=model, optim=optim, outer=outer):
+            with outer:
+                return model.train_step(unmixed(data), optim)
+
+        variants.append(Variant(name, step, batch, info=dict(
+            model=model_cfg['type'], backbone=model_cfg['backbone']['type'],
+            attn=model_cfg['backbone'].get('attn_impl', 'explicit'), fused_adamw=use_fused,
+            compile=model_cfg['backbone'].get('compile', False),
+            constructor=optim_cfg.get('constructor'), optim_wrapper=optim_cfg)))
+    extra = {}
+    if loss_check and len(built) > 1:
+        with torch.no_grad(), eager_only(), autocast_context(device, precision):
+            extra['initial_loss_same_weights'] = {
+                name: float(classifier_loss(model, data, seed)) for name, model, _, _ in built}
+    return variants, extra
 
 
 # --------------------------------------------------------------------------- data pipeline

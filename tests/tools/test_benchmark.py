@@ -487,3 +487,100 @@ def test_compile_flag(bench_tool, bench):
     stock = bench.upernet_model_config(arch, 64, 'mmpretrain.BEiTViT', 'sdpa',
                                        compile_layers=True)
     assert 'compile' not in stock['backbone']
+
+
+def test_finetune_compare_writes_json_and_losses_agree(bench_tool, tmp_path):
+    """The fine-tuning step: this project's config against mmpretrain's own BEiT v2 fine-tuning
+    config, same weights, the same loss (Mixup/CutMix and drop path drawn alike)."""
+    path = tmp_path / 'finetune.json'
+    out = bench_tool.main(['finetune', *COMMON, '--compare', 'mmpretrain', '--json', str(path)])
+    data = _check_result(out, path, ['fast', 'mmpretrain'])
+    fast, stock = (data['results'][name]['info'] for name in ('fast', 'mmpretrain'))
+    assert (fast['backbone'], fast['attn'], fast['fused_adamw']) == ('FastBEiTViT', 'sdpa', True)
+    assert (stock['backbone'], stock['fused_adamw']) == ('BEiTViT', False)
+    assert fast['constructor'] == 'BEiTLayerDecayOptimWrapperConstructor'
+    assert stock['constructor'] == 'LearningRateDecayOptimWrapperConstructor'
+    assert data['results']['fast']['flops_per_step'] > 0
+    assert set(data['ratios']) == {'fast/mmpretrain'}
+    losses = data['initial_loss_same_weights']
+    assert losses['fast'] == pytest.approx(losses['mmpretrain'], rel=1e-5)
+    # the head is redrawn so that the loss depends on the backbone: not ln(1000)
+    assert abs(losses['fast'] - math.log(1000)) > 1e-3
+
+
+def _finetune_setup(bench, compare='mmpretrain', seed=5, **kwargs):
+    arch = bench.resolve_arch(TINY)
+    return bench.finetune_models(arch, 32, torch.device('cpu'), 'sdpa', compare, seed=seed,
+                                 **kwargs)
+
+
+def test_finetune_fast_and_stock_same_loss_and_gradients(bench):
+    """Same weights, batch, Mixup/CutMix and drop-path draws: the same loss and gradients; a
+    changed backbone weight changes the loss (the check can fail)."""
+    (_, fast, fast_cfg, _), (_, stock, _, _) = _finetune_setup(bench)
+    assert type(fast.backbone).__name__ == 'FastBEiTViT'
+    assert type(stock.backbone).__name__ == 'BEiTViT'
+    assert fast.data_preprocessor.batch_augments is not None  # Mixup/CutMix in the step
+    data = bench.cls_batch(2, 32, fast_cfg['head']['num_classes'], seed=5)
+    losses = []
+    for model in (fast, stock):
+        model.zero_grad()
+        loss = bench.classifier_loss(model, data, seed=5)
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    stock_params = dict(stock.named_parameters())
+    for name, param in fast.named_parameters():
+        torch.testing.assert_close(param.grad, stock_params[name].grad, rtol=1e-4, atol=1e-6,
+                                   msg=name)
+    with torch.no_grad():
+        weight = stock.backbone.patch_embed.projection.weight
+        weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+        changed = bench.classifier_loss(stock, data, seed=5)
+    assert abs(float(changed) - float(losses[0])) > 1e-4
+
+
+def test_finetune_one_step_fused_and_stock_adamw_agree(bench):
+    """One ``train_step`` each (fused AdamW with this project's layer-decay constructor against
+    mmengine's AdamW with mmpretrain's): the weights moved, and alike."""
+    arch = bench.resolve_arch(TINY)
+    built = _finetune_setup(bench, seed=6)
+    (_, fast, _, _), (_, stock, _, _) = built
+    start = fast.backbone.layers[0].ffn.layers[1].weight.detach().clone()
+    variants, extra = bench.finetune_variants(arch, 2, 32, torch.device('cpu'), 'fp32', 'sdpa',
+                                              'mmpretrain', seed=6, built=built)
+    losses = extra['initial_loss_same_weights']
+    assert losses['fast'] == pytest.approx(losses['mmpretrain'], rel=1e-5)
+    import numpy as np
+    for variant in variants:  # the same Mixup/CutMix and drop-path draws on both sides
+        torch.manual_seed(8)
+        np.random.seed(8)
+        variant.step()
+    moved = fast.backbone.layers[0].ffn.layers[1].weight
+    assert not torch.equal(moved, start)
+    torch.testing.assert_close(moved, stock.backbone.layers[0].ffn.layers[1].weight,
+                               rtol=1e-4, atol=1e-6)
+    data = bench.cls_batch(2, 32, 1000, seed=7)
+    with torch.no_grad():
+        after = [float(bench.classifier_loss(model, data, seed=7)) for model in (fast, stock)]
+    assert after[0] == pytest.approx(after[1], rel=1e-5)
+
+
+def test_finetune_config_must_be_a_fast_classifier(bench_tool, capsys):
+    with pytest.raises(SystemExit) as err:
+        bench_tool.main(['finetune', *COMMON, '--config', 'configs/beitv2_vitb_mim.py'])
+    assert 'configs/beitv2_vitb_mim.py' in str(err.value)
+    assert 'ImageClassifier on FastBEiTViT' in str(err.value)
+
+
+def test_no_fused_takes_fused_out_of_a_config_that_sets_it(bench):
+    """``--no-fused`` on a config with ``fused=True`` (the MIM and fine-tuning recipes) gives
+    the for-loop AdamW, as the JSON's ``fused_adamw: false`` says."""
+    base = dict(optimizer=dict(type='AdamW', lr=1e-3, fused=True))
+    cpu = torch.device('cpu')
+    assert 'fused' not in bench.optim_wrapper_cfg(base, 'fp32', cpu, False)['optimizer']
+    assert bench.optim_wrapper_cfg(base, 'fp32', cpu, True)['optimizer']['fused'] is True
+    assert base['optimizer']['fused'] is True  # the config itself is not changed
+    arch = bench.resolve_arch(TINY)
+    variants, _ = bench.finetune_variants(arch, 2, 32, cpu, 'fp32', 'sdpa', None, fused=False)
+    assert 'fused' not in variants[0].info['optim_wrapper']['optimizer']
