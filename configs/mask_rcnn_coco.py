@@ -25,7 +25,8 @@ default_scope = 'mmdet'
 
 optim_wrapper = dict(
     type='AmpOptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
+    # fused AdamW, as every AdamW config here (BENCHMARKS.md, c13/c14)
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1, fused=True),
     constructor='BEiTLayerDecayOptimWrapperConstructor',
     paramwise_cfg={{_base_.vitdet_paramwise_cfg}},
 )

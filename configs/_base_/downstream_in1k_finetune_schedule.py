@@ -10,7 +10,9 @@ tools/train.py runs it as bf16 CPU autocast (``CPUAutocastOptimWrapper``).
 """
 optim_wrapper = dict(
     type='AmpOptimWrapper',
-    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05, betas=(0.9, 0.999), eps=1e-8),
+    # fused AdamW: one kernel per parameter group instead of a loop of ops (BENCHMARKS.md, c14)
+    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05, betas=(0.9, 0.999), eps=1e-8,
+                   fused=True),
     constructor='BEiTLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         layer_decay_rate=0.65,

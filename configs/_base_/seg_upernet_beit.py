@@ -81,7 +81,8 @@ model = dict(
 # a GPU tools/train.py runs it in fp32 (bf16 CPU autocast only with --amp)
 optim_wrapper = dict(
     type='AmpOptimWrapper',
-    optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.05),
+    # fused AdamW, as every AdamW config here (BENCHMARKS.md, c13/c14)
+    optimizer=dict(type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.05, fused=True),
     constructor='BEiTLayerDecayOptimWrapperConstructor',
     # The official rule (beit2/semantic_segmentation/mmcv_custom/
     # layer_decay_optimizer_constructor.py): no weight decay for 1-D parameters (norms of the

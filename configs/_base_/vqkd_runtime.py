@@ -10,7 +10,8 @@ custom_imports = dict(imports=['beitv2_mm'], allow_failed_imports=False)
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
-    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.99), weight_decay=1e-4),
+    # fused AdamW, as every AdamW config here (BENCHMARKS.md, c13/c14)
+    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.99), weight_decay=1e-4, fused=True),
     paramwise_cfg=dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,

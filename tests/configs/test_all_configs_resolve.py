@@ -78,3 +78,16 @@ def test_every_base_piece_is_inherited():
     opt_in = {REPO / 'configs' / '_base_' / 'runtime_reliability.py'}
     unused = sorted(p.relative_to(REPO).as_posix() for p in pieces - used - opt_in)
     assert not unused, f'_base_ pieces no config inherits: {unused}'
+
+
+FULL_CONFIGS = [p for p in CONFIGS if 'demo' not in p.parts]
+
+
+@pytest.mark.parametrize('path', FULL_CONFIGS, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_adamw_of_the_full_configs_is_fused(path):
+    """Every full-size recipe that trains with AdamW asks for the fused kernel (BENCHMARKS.md:
+    the optimizer step was the fine-tuning step's whole CPU gain, c13 against c14); the
+    fine-tuning and UperNet demos inherit it."""
+    optimizer = Config.fromfile(str(path)).get('optim_wrapper', {}).get('optimizer', {})
+    if optimizer.get('type') == 'AdamW':
+        assert optimizer.get('fused') is True, f'{path.name}: optim_wrapper.optimizer.fused'
