@@ -1332,11 +1332,15 @@ def cls_batch(batch: int, img_size: int, num_classes: int, seed: int = 0) -> dic
 
 
 def unmixed(data: dict) -> dict:
-    """``data`` with copies of its data samples: mmpretrain's ``ClsDataPreprocessor`` writes
-    the mixed ``gt_score`` into the samples it is given, and on a later call mixes those scores
-    again instead of the one-hot labels; each step (as from a dataloader) gets unmixed ones."""
-    return dict(inputs=data['inputs'],
-                data_samples=[sample.clone() for sample in data['data_samples']])
+    """``data`` as :func:`cls_batch` made it: mmpretrain's ``ClsDataPreprocessor`` writes the
+    mixed ``gt_score`` into the samples it is given, and on a later call mixes those scores
+    again instead of the one-hot labels; each step (as from a dataloader) must start from the
+    labels alone. The field is deleted in place (copying the samples would add host time to
+    every step that a real step does not have)."""
+    for sample in data['data_samples']:
+        if 'gt_score' in sample:
+            del sample.gt_score
+    return data
 
 
 def classifier_loss(model: torch.nn.Module, data: dict, seed: int = 0) -> torch.Tensor:
@@ -1404,10 +1408,10 @@ def finetune_variants(arch: dict, batch: int, img_size: int, device: torch.devic
                       loss_check: bool = True, built: Optional[List[tuple]] = None) -> tuple:
     """ImageNet fine-tuning step: data preprocessor with Mixup/CutMix, forward, label-smoothed
     loss, backward and the layer-decayed AdamW step (``model.train_step``), for the models of
-    :func:`finetune_models` (or ``built``, its output); fused AdamW on the fast side (and ``explicit``) unless ``fused``
-    is False, mmengine's default AdamW on the ``mmpretrain`` side. With ``loss_check`` and a
-    comparison, both sides' loss on the same batch and weights, with the same Mixup/CutMix and
-    drop-path draws, is computed first.
+    :func:`finetune_models` (or ``built``, its output); fused AdamW on the fast side (and
+    ``explicit``) unless ``fused`` is False, mmengine's default AdamW on the ``mmpretrain``
+    side. With ``loss_check`` and a comparison, both sides' loss on the same batch and weights,
+    with the same Mixup/CutMix and drop-path draws, is computed first.
 
     Returns:
         tuple: ``(variants, extra)``; ``extra`` holds ``initial_loss_same_weights`` when
