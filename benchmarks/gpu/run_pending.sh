@@ -16,19 +16,22 @@
 #         through g24's stand-in): each fast side alone, then each against the stock backbone
 #         (one process holds both models), 2 images each (the least UperNet's BatchNorm trains
 #         with; at 1024 px the UperNet head alone should take ~4x g24's 8.8 GB)
+#   ft    the ImageNet fine-tuning step (configs/finetune_in1k.py: FastBEiTViT, fused AdamW)
+#         against mmpretrain's own BEiT v2 fine-tuning config, eager and compiled (never
+#         measured on a GPU; on the CPU 1.07x, c13)
 #
-#   bash benchmarks/gpu/run_pending.sh OUT [data|mim|det|all]     # from the repository root
+#   bash benchmarks/gpu/run_pending.sh OUT [data|mim|det|ft|all]   # from the repository root
 #
 # The stack must be importable (on a host without network: benchmarks/gpu/fetch_wheels.sh, and
 # WHEELS=DIR here installs those wheels into /tmp/site first and puts it on PYTHONPATH).
 # Environment: ARCH (base), BATCH (128), PRECISION (bf16), IMAGES (/tmp/inet), STEPS (20) and
-# WARMUP (4) of the mim phase, DATA_STEPS (40) of the data phase, DET_STEPS (8) and DET_WARMUP
+# WARMUP (4) of the mim and ft phases, DATA_STEPS (40) of the data phase, DET_STEPS (8) and DET_WARMUP
 # (2) of the det phase, LIMIT (seconds per run, 150), AUTOTUNE_LIMIT (300), DET_LIMIT (130: the
 # det phase's four runs fit one 10-minute device call), PY (python3), DET_IMG (1024), WHEELS.
 set -uo pipefail
-out="${1:?usage: run_pending.sh OUT [data|mim|det|all]}"
+out="${1:?usage: run_pending.sh OUT [data|mim|det|ft|all]}"
 phase="${2:-all}"
-case "$phase" in data|mim|det|all) ;; *) echo "phase must be data, mim, det or all, got '$phase'" >&2; exit 2;; esac
+case "$phase" in data|mim|det|ft|all) ;; *) echo "phase must be data, mim, det, ft or all, got '$phase'" >&2; exit 2;; esac
 ARCH="${ARCH:-base}" BATCH="${BATCH:-128}" PRECISION="${PRECISION:-bf16}"
 IMAGES="${IMAGES:-/tmp/inet}" STEPS="${STEPS:-20}" WARMUP="${WARMUP:-4}"
 LIMIT="${LIMIT:-150}" AUTOTUNE_LIMIT="${AUTOTUNE_LIMIT:-300}" DET_LIMIT="${DET_LIMIT:-130}"
@@ -51,7 +54,7 @@ run() {  # run NAME LIMIT ARGS...: $TOOL ARGS --json OUT/NAME.json, log OUT/NAME
     echo "=== $name ($(date -u +%H:%M:%S) UTC): $TOOL $*"
     timeout "$limit" "$PY" "$TOOL" "$@" --json "$out/$name.json" >"$out/$name.log" 2>&1
     local rc=$?
-    grep -E "^(mim|data|vqkd|tokenize|upernet)|loss on|Error|error:" "$out/$name.log" | cut -c1-400
+    grep -E "^(mim|data|vqkd|tokenize|upernet|finetune)|loss on|Error|error:" "$out/$name.log" | cut -c1-400
     echo "rc=$rc"
 }
 
@@ -78,4 +81,10 @@ if [[ "$phase" == det || "$phase" == all ]]; then
     run det_backbone_fast_b2 "$DET_LIMIT" "${U[@]}" --batch 2
     run det_backbone_windowed_compare_b2 "$DET_LIMIT" "${U[@]}" --batch 2 --window-size 14 --compare mmpretrain
     run det_backbone_compare_b2 "$DET_LIMIT" "${U[@]}" --batch 2 --compare mmpretrain
+fi
+if [[ "$phase" == ft || "$phase" == all ]]; then
+    F=(finetune --arch "$ARCH" --batch "$BATCH" --precision "$PRECISION" --steps "$STEPS"
+       --warmup "$WARMUP" --compare mmpretrain)
+    run finetune_eager "$LIMIT" "${F[@]}" --profile
+    run finetune_compile "$LIMIT" "${F[@]}" --compile --profile
 fi
