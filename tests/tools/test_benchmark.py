@@ -237,6 +237,8 @@ def test_mim_config_gives_the_architecture(bench_tool, tmp_path):
     assert data['settings']['config'] == str(config)
     assert set(data['environment']['code']) == {'commit', 'dirty'}
 
+
+def test_upernet_windowed_backbone_against_stock(bench_tool, tmp_path):
     """``--window-size``: the fast side is the detector's WindowedBEiTViT (ViTDet layout), the
     stock side keeps global attention; both share every weight that has the same shape."""
     path = tmp_path / 'uper_windows.json'
