@@ -907,7 +907,8 @@ def make_mim_setup(name: str, model_cfg: dict, optim_cfg: dict, batch: int, img_
 
 
 def mim_loss(model: torch.nn.Module, data: dict) -> torch.Tensor:
-    """The total MIM loss of ``model`` on ``data`` (train mode, no parameter update)."""
+    """The total training loss of ``model`` on ``data`` (train mode, no parameter update): a
+    MIM model's, or a classifier's (:func:`classifier_loss` seeds its random draws first)."""
     model.train()
     processed = model.data_preprocessor(data, True)
     losses = model._run_forward(processed, mode='loss')
@@ -1111,6 +1112,24 @@ def vqkd_variants(tokenizer_arch: dict, batch: int, img_size: int, device: torch
     return variants
 
 
+def load_fast_weights(model: torch.nn.Module, source: Dict[str, torch.Tensor], name: str,
+                      may_miss: Callable[[str], bool] = lambda key: False) -> None:
+    """Load the fast model's weights ``source`` into ``model`` (the ``name`` side of a
+    comparison); every key must be filled except the per-layer ``relative_position_index``
+    buffers (the fast backbones derive them from the window size and do not store them; a stock
+    backbone keeps its own) and the keys ``may_miss`` allows.
+
+    Raises:
+        KeyError: naming the keys left missing or unexpected.
+    """
+    result = model.load_state_dict(source, strict=False)
+    missing = [k for k in result.missing_keys
+               if not k.endswith('attn.relative_position_index') and not may_miss(k)]
+    if missing or result.unexpected_keys:
+        raise KeyError(f'fast -> {name} weight copy: missing {missing}, unexpected '
+                       f'{result.unexpected_keys}')
+
+
 # --------------------------------------------------------------------------- UperNet
 def upernet_model_config(arch: dict, img_size: int, backbone_type: str, attn: str,
                          num_classes: int = 150, compile_layers=False,
@@ -1219,21 +1238,13 @@ def upernet_variants(arch: dict, batch: int, img_size: int, device: torch.device
                                                   window_size=window_size),
                              device, SEG_MODELS).train()
         if first is not None:
-            # the fast backbone stores no per-layer relative_position_index (a function of the
-            # window size): the stock one keeps its own; every other key must match, except,
-            # with windows, the windowed blocks' tables and the [CLS] token the windowed
-            # backbone does not have
+            # with windows, the windowed blocks' tables (their window's size) and the [CLS]
+            # token the windowed backbone does not have stay the stock model's own
             source, own = first.state_dict(), model.state_dict()
             if window_size:
                 source = {k: v for k, v in source.items() if v.shape == own[k].shape}
-            result = model.load_state_dict(source, strict=False)
-            missing = [k for k in result.missing_keys
-                       if not k.endswith('attn.relative_position_index')
-                       and not (window_size and (k.endswith('relative_position_bias_table')
-                                                 or k == 'backbone.cls_token'))]
-            if missing or result.unexpected_keys:
-                raise KeyError(f'fast -> {name} weight copy: missing {missing}, unexpected '
-                               f'{result.unexpected_keys}')
+            load_fast_weights(model, source, name, may_miss=lambda k: bool(window_size) and (
+                k.endswith('relative_position_bias_table') or k == 'backbone.cls_token'))
         first = first or model
         if channels_last and name == 'fast':
             model.to(memory_format=torch.channels_last)
@@ -1349,13 +1360,9 @@ def classifier_loss(model: torch.nn.Module, data: dict, seed: int = 0) -> torch.
     the same structure and weights see the same mixing and the same dropped paths."""
     import numpy as np
 
-    model.train()
     torch.manual_seed(seed)
     np.random.seed(seed)  # mmpretrain's Mixup/CutMix draw lambda and the choice from numpy
-    processed = model.data_preprocessor(unmixed(data), True)
-    losses = model._run_forward(processed, mode='loss')
-    loss, _ = model.parse_losses(losses)
-    return loss
+    return mim_loss(model, unmixed(data))
 
 
 def finetune_models(arch: dict, img_size: int, device: torch.device, attn: str,
@@ -1384,14 +1391,7 @@ def finetune_models(arch: dict, img_size: int, device: torch.device, attn: str,
         torch.manual_seed(seed)
         model = _build_model(model_cfg, device).train()
         if built:
-            # the fast backbone keeps no per-layer relative_position_index buffers (derived
-            # from the window size); every other key must match
-            result = model.load_state_dict(built[0][1].state_dict(), strict=False)
-            missing = [k for k in result.missing_keys
-                       if not k.endswith('attn.relative_position_index')]
-            if missing or result.unexpected_keys:
-                raise KeyError(f'fast -> {name} weight copy: missing {missing}, unexpected '
-                               f'{result.unexpected_keys}')
+            load_fast_weights(model, built[0][1].state_dict(), name)
         else:
             # the project's head starts near zero (the official init_scale 0.001), where any
             # backbone gives the loss ln(num_classes): mmpretrain's std 0.02 instead, so that
