@@ -672,6 +672,15 @@ def _cfg_to_dict(cfg) -> dict:
     return cfg.to_dict() if hasattr(cfg, 'to_dict') else copy.deepcopy(dict(cfg))
 
 
+def _model_cfg(cfg) -> dict:
+    """``cfg.model`` as a dict, with the config's top-level ``data_preprocessor`` where the
+    model has none (mmengine's runner merges it the same way)."""
+    model = _cfg_to_dict(cfg.model)
+    if 'data_preprocessor' not in model and 'data_preprocessor' in cfg:
+        model['data_preprocessor'] = _cfg_to_dict(cfg.data_preprocessor)
+    return model
+
+
 def stock_mim_config(arch: dict, tokenizer_arch: dict, img_size: int) -> tuple:
     """mmpretrain's own BEiT v2 model and optim-wrapper configs at ``arch``/``img_size``.
 
@@ -686,8 +695,7 @@ def stock_mim_config(arch: dict, tokenizer_arch: dict, img_size: int) -> tuple:
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(stock_config_path()))
-    model = _cfg_to_dict(cfg.model)
-    model.setdefault('data_preprocessor', _cfg_to_dict(cfg.data_preprocessor))
+    model = _model_cfg(cfg)
     depth = arch['num_layers']
     model['backbone'].update(arch=dict(arch), img_size=img_size)
     model['neck'].update(backbone_arch=dict(arch, depth=depth), early_layers=depth - 3)
@@ -732,9 +740,7 @@ def fast_mim_config(arch: dict, tokenizer_arch: dict, img_size: int, attn: str =
     path = config or (PROJECT_MIM_CONFIG if Path(PROJECT_MIM_CONFIG).is_file() else None)
     if path:
         cfg = Config.fromfile(path)
-        model = _cfg_to_dict(cfg.model)
-        if 'data_preprocessor' not in model and 'data_preprocessor' in cfg:
-            model['data_preprocessor'] = _cfg_to_dict(cfg.data_preprocessor)
+        model = _model_cfg(cfg)
         optim = _cfg_to_dict(cfg.optim_wrapper)
         target = (model.get('target_generator') or {}).get('type')
         unsupported = [what for what, ok in (
@@ -1278,9 +1284,7 @@ def _finetune_model(cfg, arch: dict, img_size: int) -> dict:
     """``cfg.model`` (an ``ImageClassifier``) at ``arch``/``img_size``, with the config's
     top-level data preprocessor (its ``num_classes`` one-hot encodes for Mixup/CutMix) and no
     pretrained-weights ``init_cfg`` (a checkpoint the benchmark does not need)."""
-    model = _cfg_to_dict(cfg.model)
-    if 'data_preprocessor' not in model and 'data_preprocessor' in cfg:
-        model['data_preprocessor'] = _cfg_to_dict(cfg.data_preprocessor)
+    model = _model_cfg(cfg)
     model['backbone'].update(arch=dict(arch), img_size=img_size)
     model['backbone']['init_cfg'] = None
     model['head']['in_channels'] = arch['embed_dims']
